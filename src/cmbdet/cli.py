@@ -1,0 +1,181 @@
+"""The ``cmbdet`` command line.
+
+Exit codes (DESIGN.md): 0 success; 2 bad input or usage, one line on stderr naming the file
+and the problem, no traceback; 1 an unexpected failure; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cmbdet import __version__
+from cmbdet.errors import InputError
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+PRESETS = ("hr", "lr", "tiny")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cmbdet`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help, --version, usage errors
+        return _exit_code(exit_request.code)
+    if not hasattr(args, "handler"):
+        parser.print_usage(sys.stderr)
+        print("cmbdet: error: a command is required", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return _run(args.handler, args)
+
+
+def _run(handler: Handler, args: argparse.Namespace) -> int:
+    try:
+        return handler(args)
+    except InputError as error:
+        _say(f"cmbdet: error: {error}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _say("cmbdet: interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if args.debug:
+            raise
+        _say(
+            f"cmbdet: unexpected error: {type(error).__name__}: {error} "
+            "(rerun with --debug for the traceback)"
+        )
+        return EXIT_UNEXPECTED
+
+
+def _say(message: str) -> None:
+    """Print one line to stderr (newlines inside the message are folded)."""
+    print(" ".join(message.split()), file=sys.stderr)
+
+
+def _exit_code(code: int | str | None) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return EXIT_UNEXPECTED
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="cmbdet",
+        description="Detect cerebral microbleeds in SWI + phase MRI.",
+    )
+    parser.add_argument("--version", action="version", version=f"cmbdet {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of unexpected errors"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_synth(commands, _common_options())
+    return parser
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every subcommand also accepts after its name (e.g. ``cmbdet synth --debug``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    return common
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _axis_codes(text: str) -> str:
+    """Three orientation letters, one from each of L/R, P/A, I/S (e.g. RAS, LPS, PSL)."""
+    codes = text.upper()
+    pairs = [set("LR"), set("PA"), set("IS")]
+    if len(codes) != 3 or sorted(_pair_index(pairs, c) for c in codes) != [0, 1, 2]:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an orientation: use one letter from each of L/R, A/P, S/I, e.g. LPS"
+        )
+    return codes
+
+
+def _pair_index(pairs: list[set[str]], letter: str) -> int:
+    return next((n for n, pair in enumerate(pairs) if letter in pair), -1)
+
+
+# ----------------------------------------------------------------------------- synth
+
+
+def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "synth",
+        parents=[common],
+        help="write a synthetic SWI + phase dataset",
+        description="Write a synthetic dataset in the layout of DESIGN.md (sub-<id>/ folders).",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    parser.add_argument("--preset", choices=PRESETS, required=True, help="protocol preset")
+    parser.add_argument("--n", type=_positive_int, required=True, help="number of subjects")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=1, help="parallel processes (default: 1)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing non-empty output folder"
+    )
+    parser.add_argument("--handedness", choices=("right", "left"), default="right")
+    parser.add_argument("--phase-units", choices=("radians", "integer"), default="radians")
+    parser.add_argument(
+        "--orientation",
+        type=_axis_codes,
+        default="RAS",
+        help="array order of the written files, e.g. RAS, LPS (default: RAS)",
+    )
+    parser.add_argument("--phase-kind", choices=("filtered", "raw"), default="filtered")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from cmbdet.synth.dataset import generate_dataset  # heavy: imported only when used
+
+    generate_dataset(
+        out_dir=args.out,
+        preset=args.preset,
+        n=args.n,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        handedness=args.handedness,
+        phase_units=args.phase_units,
+        orientation=args.orientation,
+        phase_kind=args.phase_kind,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(f"wrote {args.n} subjects to {args.out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,18 @@
+"""Exceptions that the command line turns into one clear message and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad input from the user: a file that is missing, unreadable or inconsistent.
+
+    The message names the file and the problem in one line; the CLI prints it to stderr
+    without a traceback and exits with code 2.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)

@@ -1,0 +1,76 @@
+"""Smooth background effects, computed on the work grid: air-cavity fields, shim residual,
+coil phase offset and receive-coil intensity bias."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cmbdet.synth.anatomy import Warp
+from cmbdet.synth.field import sphere_field
+
+AIR_DELTA_CHI_PPM = 9.4
+"""Air (sinuses, mastoids) relative to tissue."""
+
+# Air cavities as spheres: MNI centre (right side where mirrored), radius range (mm), mirrored.
+_AIR_CAVITIES_MNI = (
+    ((0.0, 74.0, 2.0), (5.0, 9.0), False),  # frontal sinus, in front of the frontal pole
+    ((0.0, 16.0, -38.0), (8.0, 12.0), False),  # sphenoid sinus, below the pituitary fossa
+    ((0.0, 42.0, -34.0), (5.0, 8.0), False),  # ethmoid cells, under the gyri recti
+    ((50.0, -36.0, -52.0), (6.0, 9.0), True),  # mastoid air cells
+    ((64.0, -22.0, -46.0), (3.0, 5.0), True),  # ear canals
+    ((32.0, 30.0, -60.0), (10.0, 14.0), True),  # maxillary sinuses
+)
+
+
+def air_cavity_field(
+    subject_mm: list[np.ndarray], warp: Warp, b0_dir: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Field shift (ppm) of the subject's air cavities, as analytic magnetised spheres.
+
+    Args:
+        subject_mm: broadcastable (X,1,1), (1,Y,1), (1,1,Z) subject-mm coordinates.
+        warp: subject warp (the cavities follow the head's pose and size).
+        b0_dir: (3,) B0 direction.
+        rng: draws cavity sizes and small displacements.
+    """
+    points = np.stack(np.broadcast_arrays(*subject_mm), axis=-1).astype(np.float32)
+    field = np.zeros(points.shape[:-1], dtype=np.float32)
+    for centre_mni, radius_range, mirrored in _AIR_CAVITIES_MNI:
+        for side in (1.0, -1.0) if mirrored else (1.0,):
+            centre = np.asarray(centre_mni) * np.array([side, 1.0, 1.0])
+            centre = warp.mni_to_subject_affine(centre + rng.normal(0.0, 2.0, 3))
+            radius = rng.uniform(*radius_range) * np.mean(warp.scale)
+            field += sphere_field(points - centre.astype(np.float32), float(radius),
+                                  AIR_DELTA_CHI_PPM, b0_dir)
+    return field
+
+
+def smooth_polynomial(
+    subject_mm: list[np.ndarray], half_fov_mm: np.ndarray, coefficients: np.ndarray
+) -> np.ndarray:
+    """``sum c_k * monomial_k`` of the normalised coordinates (degree <= 2), (X, Y, Z).
+
+    Args:
+        coefficients: (9,) for x, y, z, x^2, y^2, z^2, xy, xz, yz.
+    """
+    x, y, z = (axis / h for axis, h in zip(subject_mm, half_fov_mm, strict=True))
+    monomials = (x, y, z, x * x, y * y, z * z, x * y, x * z, y * z)
+    total = sum(c * m for c, m in zip(coefficients, monomials, strict=True))
+    return np.broadcast_to(total, np.broadcast_shapes(*(a.shape for a in subject_mm))).astype(
+        np.float32)
+
+
+def shim_residual(subject_mm, half_fov_mm, rng: np.random.Generator) -> np.ndarray:
+    """Low-order field left after shimming (ppm), up to about 0.1 ppm across the brain."""
+    return smooth_polynomial(subject_mm, half_fov_mm, rng.normal(0.0, 0.03, 9))
+
+
+def coil_phase(subject_mm, half_fov_mm, rng: np.random.Generator) -> np.ndarray:
+    """Receive-coil phase offset (radians): a constant plus a smooth, TE-independent term."""
+    return rng.uniform(-np.pi, np.pi) + smooth_polynomial(subject_mm, half_fov_mm,
+                                                          rng.normal(0.0, 0.8, 9))
+
+
+def intensity_bias(subject_mm, half_fov_mm, rng: np.random.Generator) -> np.ndarray:
+    """Receive-coil sensitivity, a smooth positive multiplier around 1 (about 0.7-1.4)."""
+    return np.exp(smooth_polynomial(subject_mm, half_fov_mm, rng.normal(0.0, 0.12, 9)))

@@ -1,0 +1,214 @@
+"""One synthetic subject, end to end: anatomy -> susceptibility -> field -> complex GRE signal
+with veins and focal lesions -> noise -> homodyne high-pass phase and SWI.
+
+Everything here works in the canonical RAS frame of the acquisition; the dataset writer turns
+it into files (any storage orientation, handedness and phase units).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cmbdet.io.dataset import Lesion
+from cmbdet.swi import homodyne_highpass, swi_from
+from cmbdet.synth.anatomy import WorkAnatomy, load_atlas, random_warp, warp_atlas, \
+    work_grid_coordinates
+from cmbdet.synth.background import air_cavity_field, coil_phase, intensity_bias, shim_residual
+from cmbdet.synth.config import TISSUES, Grid, Protocol, SynthConfig, Tissue, draw_protocol, \
+    gre_signal
+from cmbdet.synth.field import field_from_susceptibility, radians_per_ppm
+from cmbdet.synth.lesions import (
+    IRON_R2STAR_PER_PPM,
+    FocalLesion,
+    apparent_diameter_mm,
+    is_visible,
+    lesion_patch,
+    random_lesions,
+)
+from cmbdet.synth.vessels import Vein, random_veins, rasterise_veins
+
+VENOUS_BLOOD = Tissue(m0=0.85, t1_s=1.65, r2star_per_s=75.0, chi_ppm=0.45)  # r2*, chi redrawn
+VEIN_LABEL_FRACTION = 0.25
+"""Voxels at least this much vein are labelled with the vein's id."""
+
+
+@dataclass(frozen=True)
+class SyntheticSubject:
+    """A generated subject in the canonical RAS frame.
+
+    Attributes:
+        magnitude: (X, Y, Z) float32 magnitude, stored intensity scale.
+        swi: (X, Y, Z) float32 Haacke SWI, same scale.
+        hp_phase: (X, Y, Z) float32 high-pass phase, radians, right-handed.
+        raw_phase: (X, Y, Z) float32 wrapped raw phase, radians, right-handed.
+        brain_mask: (X, Y, Z) bool.
+        labels: (X, Y, Z) int32 instance map; value n is ``lesions[n - 1]``.
+        affine: (4, 4) canonical voxel -> world mm.
+        lesions: CMBs, calcifications, iron deposits and veins; voxel indices canonical.
+        protocol: the acquisition it was made with.
+    """
+
+    magnitude: np.ndarray
+    swi: np.ndarray
+    hp_phase: np.ndarray
+    raw_phase: np.ndarray
+    brain_mask: np.ndarray
+    labels: np.ndarray
+    affine: np.ndarray
+    lesions: list[Lesion]
+    protocol: Protocol
+
+
+def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> SyntheticSubject:
+    """Generate one subject; the same ``seed`` always gives the same arrays."""
+    rng = np.random.default_rng(seed)
+    grid = config.grid
+    work = grid.work_grid()
+    protocol = draw_protocol(config.protocol, grid, rng)
+    phase_per_ppm = radians_per_ppm(protocol.field_t, protocol.te_s)
+    b0 = np.asarray(protocol.b0_dir)
+
+    anatomy = warp_atlas(load_atlas(), random_warp(rng, grid.fov_mm[2]), work.shape,
+                         work.spacing_mm)
+    smooth = _upsample(_smooth_maps(anatomy, protocol, work, rng), grid.shape)
+    veins = random_veins(anatomy, rng, config.veins)
+    vein_fraction, vein_owner = rasterise_veins(veins, grid.shape, grid.spacing_mm)
+
+    chi = smooth["chi"] + vein_fraction * np.float32(protocol.venous_delta_chi_ppm)
+    phase = field_from_susceptibility(chi, grid.spacing_mm, b0, workers=-1)
+    phase *= np.float32(phase_per_ppm)
+    phase += smooth["background_phase"]
+    del chi
+    blood = Tissue(VENOUS_BLOOD.m0, VENOUS_BLOOD.t1_s, protocol.venous_r2star_per_s, 0.0)
+    magnitude = smooth["signal"] * (1.0 - vein_fraction)
+    magnitude += np.float32(gre_signal(blood, protocol)) * vein_fraction
+    magnitude *= _dephasing(phase)
+    signal = (magnitude * np.exp(1j * phase)).astype(np.complex64)
+    del magnitude, phase
+
+    focal = random_lesions(anatomy, rng, protocol.te_s, config.lesions)
+    labels = np.zeros(grid.shape, dtype=np.int32)
+    lesions = []
+    for index, lesion in enumerate(focal, start=1):
+        patch = lesion_patch(lesion, grid.shape, grid.spacing_mm, b0, phase_per_ppm)
+        signal[patch.box] *= patch.factor
+        labels[patch.box][patch.apparent & (labels[patch.box] == 0)] = index
+        lesions.append(_focal_record(index, lesion, apparent_diameter_mm(patch, grid.spacing_mm),
+                                     is_visible(patch)))
+    first_vein_id = len(focal) + 1
+    vein_voxels = (vein_fraction >= VEIN_LABEL_FRACTION) & (labels == 0)
+    labels[vein_voxels] = vein_owner[vein_voxels] + (first_vein_id - 1)
+    lesions += [_vein_record(first_vein_id + n, vein) for n, vein in enumerate(veins)]
+
+    signal *= smooth["bias"]
+    sigma = gre_signal(TISSUES["wm"], protocol) / protocol.snr_white_matter
+    _add_complex_noise(signal, float(sigma), rng)
+    hp_phase = homodyne_highpass(signal, protocol.hp_window, workers=-1)
+    magnitude = np.abs(signal)
+    scale = np.float32(protocol.stored_max_intensity / np.percentile(magnitude[::4, ::4], 99.9))
+    magnitude *= scale
+
+    affine = _acquisition_affine(grid, rng)
+    return SyntheticSubject(
+        magnitude=magnitude,
+        swi=swi_from(magnitude, hp_phase),
+        hp_phase=hp_phase,
+        raw_phase=np.angle(signal).astype(np.float32),
+        brain_mask=smooth["brain"] >= 0.5,
+        labels=labels,
+        affine=affine,
+        lesions=[_to_world(lesion, grid, affine) for lesion in lesions],
+        protocol=protocol,
+    )
+
+
+def _smooth_maps(
+    anatomy: WorkAnatomy, protocol: Protocol, work: Grid, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Tissue susceptibility and signal, brain fraction, background phase and coil bias on the
+    work grid (all (x, y, z) float32)."""
+    channels = anatomy.channels
+    chi = sum(channels[name] * np.float32(t.chi_ppm) for name, t in TISSUES.items())
+    chi = chi + channels["iron_chi"]
+    signal = sum(channels[name] * np.float32(gre_signal(t, protocol))
+                 for name, t in TISSUES.items())
+    signal = signal * np.exp(-protocol.te_s * IRON_R2STAR_PER_PPM * channels["iron_chi"])
+    coordinates = work_grid_coordinates(work.shape, work.spacing_mm)
+    half_fov = np.asarray(work.fov_mm) / 2
+    background_field = air_cavity_field(coordinates, anatomy.warp, np.asarray(protocol.b0_dir),
+                                        rng)
+    background_field += shim_residual(coordinates, half_fov, rng)
+    background_phase = radians_per_ppm(protocol.field_t, protocol.te_s) * background_field
+    background_phase += coil_phase(coordinates, half_fov, rng)
+    return {
+        "chi": chi, "signal": signal, "brain": anatomy.brain,
+        "background_phase": background_phase, "bias": intensity_bias(coordinates, half_fov, rng),
+    }
+
+
+def _upsample(maps: dict[str, np.ndarray], shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Trilinear interpolation of work-grid maps onto the acquisition grid (same FOV)."""
+    names = list(maps)
+    stacked = torch.from_numpy(np.stack([maps[n].astype(np.float32) for n in names]))[None]
+    if tuple(stacked.shape[2:]) != tuple(shape):
+        stacked = F.interpolate(stacked, size=shape, mode="trilinear", align_corners=False)
+    return {name: stacked[0, c].numpy() for c, name in enumerate(names)}  # each (X, Y, Z)
+
+
+def _dephasing(phase: np.ndarray) -> np.ndarray:
+    """Intra-voxel dephasing of a smooth phase: prod over axes of |sinc(d phase / 2 pi)|,
+    where d phase is the phase change across one voxel (radians)."""
+    attenuation = np.ones(phase.shape, dtype=np.float32)
+    for axis in range(3):
+        across_voxel = np.gradient(phase, axis=axis)
+        attenuation *= np.abs(np.sinc(across_voxel / np.float32(2 * np.pi)))
+    return attenuation
+
+
+def _add_complex_noise(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> None:
+    """Add circular complex Gaussian noise of standard deviation ``sigma`` per channel."""
+    signal.real += rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(sigma)
+    signal.imag += rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(sigma)
+
+
+def _acquisition_affine(grid: Grid, rng: np.random.Generator) -> np.ndarray:
+    """Canonical RAS voxel -> world mm; FOV centred near the magnet isocentre."""
+    spacing = np.asarray(grid.spacing_mm)
+    table_offset = rng.uniform(-15.0, 15.0, 3)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -(np.asarray(grid.shape) - 1) / 2 * spacing + table_offset
+    return affine
+
+
+def _focal_record(lesion_id: int, lesion: FocalLesion, apparent_mm: float, visible: bool):
+    return Lesion(
+        lesion_id=lesion_id, kind=lesion.kind, x_mm=float(lesion.centre_mm[0]),
+        y_mm=float(lesion.centre_mm[1]), z_mm=float(lesion.centre_mm[2]), i=0.0, j=0.0, k=0.0,
+        diameter_mm=apparent_mm, visible=visible, true_diameter_mm=lesion.true_diameter_mm,
+        delta_chi_ppm=lesion.delta_chi_ppm, region=lesion.region, shape=lesion.shape,
+    )
+
+
+def _vein_record(lesion_id: int, vein: Vein) -> Lesion:
+    centre = vein.midpoint_mm
+    return Lesion(
+        lesion_id=lesion_id, kind="vein", x_mm=float(centre[0]), y_mm=float(centre[1]),
+        z_mm=float(centre[2]), i=0.0, j=0.0, k=0.0, diameter_mm=2 * vein.radius_mm,
+        visible=True, true_diameter_mm=2 * vein.radius_mm, delta_chi_ppm=None, region=None,
+        shape=vein.orientation,
+    )
+
+
+def _to_world(lesion: Lesion, grid: Grid, affine: np.ndarray) -> Lesion:
+    """Subject mm (held in x/y/z_mm) -> canonical voxel indices and world mm."""
+    from dataclasses import replace
+
+    subject = np.array([lesion.x_mm, lesion.y_mm, lesion.z_mm])
+    voxel = subject / np.asarray(grid.spacing_mm) + (np.asarray(grid.shape) - 1) / 2
+    world = affine[:3, :3] @ voxel + affine[:3, 3]
+    return replace(lesion, i=float(voxel[0]), j=float(voxel[1]), k=float(voxel[2]),
+                   x_mm=float(world[0]), y_mm=float(world[1]), z_mm=float(world[2]))

@@ -1,0 +1,122 @@
+"""The command line: exit codes and one-line error messages (DESIGN.md)."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from cmbdet import __version__
+from cmbdet.cli import main
+from cmbdet.errors import InputError
+
+
+@pytest.fixture
+def fake_synth(monkeypatch):
+    """Replace ``cmbdet.synth.dataset`` by a stub recording its call (or raising)."""
+    calls: list[dict] = []
+    module = types.ModuleType("cmbdet.synth.dataset")
+    module.error = None
+
+    def generate_dataset(**kwargs):
+        calls.append(kwargs)
+        if module.error is not None:
+            raise module.error
+
+    module.generate_dataset = generate_dataset
+    monkeypatch.setitem(sys.modules, "cmbdet.synth.dataset", module)
+    return module, calls
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"cmbdet {__version__}"
+
+
+def test_no_command_is_a_usage_error(capsys):
+    assert main([]) == 2
+    assert "a command is required" in capsys.readouterr().err
+
+
+def test_unknown_preset_is_a_usage_error(capsys, tmp_path):
+    assert main(["synth", "--out", str(tmp_path), "--preset", "huge", "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'huge'" in err and "Traceback" not in err
+
+
+def test_bad_orientation_is_a_usage_error(capsys, tmp_path):
+    argv = ["synth", "--out", str(tmp_path), "--preset", "tiny", "--n", "1"]
+    assert main([*argv, "--orientation", "RRS"]) == 2
+    assert "not an orientation" in capsys.readouterr().err
+
+
+def test_synth_passes_every_setting(fake_synth, capsys, tmp_path):
+    _, calls = fake_synth
+    argv = ["synth", "--out", str(tmp_path / "d"), "--preset", "tiny", "--n", "3", "--seed", "5"]
+    argv += ["--workers", "2", "--orientation", "lps", "--phase-units", "integer", "--quiet"]
+    assert main(argv) == 0
+    assert calls == [
+        {
+            "out_dir": tmp_path / "d",
+            "preset": "tiny",
+            "n": 3,
+            "seed": 5,
+            "workers": 2,
+            "overwrite": False,
+            "handedness": "right",
+            "phase_units": "integer",
+            "orientation": "LPS",
+            "phase_kind": "filtered",
+            "progress": False,
+        }
+    ]
+    assert isinstance(calls[0]["out_dir"], Path)
+
+
+def test_input_error_is_one_line_naming_the_file(fake_synth, capsys, tmp_path):
+    module, _ = fake_synth
+    out = tmp_path / "existing"
+    module.error = InputError(out, "output folder is not empty (use --overwrite)")
+    assert main(["synth", "--out", str(out), "--preset", "tiny", "--n", "1"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines == [f"cmbdet: error: {out}: output folder is not empty (use --overwrite)"]
+    assert captured.out == ""
+
+
+def test_bad_volume_through_main_reports_the_file(fake_synth, capsys, tmp_path):
+    """A real loader error travels through main as exit code 2 and one line."""
+    from cmbdet.io import load_volume
+
+    module, _ = fake_synth
+    missing = tmp_path / "swi.nii.gz"
+    try:
+        load_volume(missing, "SWI")
+    except InputError as error:
+        module.error = error
+    assert main(["synth", "--out", str(tmp_path), "--preset", "tiny", "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"cmbdet: error: {missing}: SWI file not found\n"
+
+
+def test_unexpected_error_is_exit_1_with_debug_hint(fake_synth, capsys, tmp_path):
+    module, _ = fake_synth
+    module.error = RuntimeError("boom\nsecond line")
+    argv = ["synth", "--out", str(tmp_path), "--preset", "tiny", "--n", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("cmbdet: unexpected error: RuntimeError: boom second line")
+    assert "--debug" in err
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["--debug", *argv])
+    with pytest.raises(RuntimeError, match="boom"):
+        main([*argv, "--debug"])
+
+
+def test_keyboard_interrupt_is_130(fake_synth, tmp_path):
+    module, _ = fake_synth
+    module.error = KeyboardInterrupt()
+    assert main(["synth", "--out", str(tmp_path), "--preset", "tiny", "--n", "1"]) == 130

@@ -1,0 +1,255 @@
+"""NIfTI reading and writing: every bad input gives one clear InputError naming the file."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from cmbdet.errors import InputError
+from cmbdet.io.nifti import (
+    check_same_grid,
+    load_labels,
+    load_mask,
+    load_volume,
+    save_like,
+    save_volume,
+)
+
+SHAPE = (6, 7, 5)
+AFFINE = np.diag([0.5, 0.5, 2.0, 1.0])
+
+
+def _write(path, data, affine=AFFINE, dtype=np.float32):
+    image = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
+    nib.save(image, str(path))
+    return path
+
+
+def _image(seed=0, shape=SHAPE):
+    return np.random.default_rng(seed).uniform(1.0, 2.0, size=shape).astype(np.float32)
+
+
+def _fails(path, match, **kwargs):
+    with pytest.raises(InputError) as caught:
+        load_volume(path, "SWI", **kwargs)
+    assert re.search(match, caught.value.problem), caught.value.problem
+    message = str(caught.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    return message
+
+
+# ----------------------------------------------------------------------------- good input
+
+
+def test_loads_ras_file_as_float32(tmp_path):
+    data = _image()
+    volume = load_volume(_write(tmp_path / "swi.nii.gz", data))
+    assert volume.data.dtype == np.float32
+    assert volume.shape == SHAPE == volume.data.shape
+    assert volume.spacing_mm == (0.5, 0.5, 2.0)
+    np.testing.assert_array_equal(volume.data, data)
+    np.testing.assert_array_equal(volume.affine, AFFINE)
+
+
+def test_applies_scaling(tmp_path):
+    image = nib.Nifti1Image(np.full(SHAPE, 10, dtype=np.int16), AFFINE)
+    image.header.set_slope_inter(0.5, 3.0)
+    nib.save(image, str(tmp_path / "scaled.nii"))
+    volume = load_volume(tmp_path / "scaled.nii")
+    np.testing.assert_allclose(volume.data, 8.0)
+
+
+def test_4d_with_one_volume_is_squeezed(tmp_path):
+    path = _write(tmp_path / "one.nii.gz", _image()[..., None])
+    assert load_volume(path).shape == SHAPE
+
+
+def test_lps_file_is_reoriented_and_written_back_in_its_own_order(tmp_path):
+    lps = np.diag([-0.5, -0.5, 2.0, 1.0])
+    lps[:3, 3] = [30.0, 40.0, -10.0]
+    data = _image()
+    path = _write(tmp_path / "lps.nii.gz", data, lps)
+    volume = load_volume(path)
+    # canonical x runs left to right: the file's first axis flipped
+    np.testing.assert_array_equal(volume.data, data[::-1, ::-1, :])
+    assert nib.aff2axcodes(volume.affine) == ("R", "A", "S")
+
+    labels = np.zeros(volume.shape)
+    labels[0, 1, 2] = 3
+    out = save_like(tmp_path / "labels.nii.gz", labels, volume, np.int16)
+    written = nib.load(str(out))
+    np.testing.assert_allclose(written.affine, lps)
+    assert written.get_data_dtype() == np.int16
+    assert int(written.header["sform_code"]) == 1 and int(written.header["qform_code"]) == 1
+    file_ijk = np.argwhere(np.asarray(written.dataobj))
+    np.testing.assert_array_equal(file_ijk, [[SHAPE[0] - 1, SHAPE[1] - 2, 2]])
+    np.testing.assert_array_equal(load_volume(out).data, labels)
+
+
+def test_save_is_deterministic_and_rounds_integers(tmp_path):
+    data = _image() * 100
+    first = save_volume(tmp_path / "a.nii.gz", data, AFFINE, dtype=np.int16)
+    second = save_volume(tmp_path / "b.nii.gz", data, AFFINE, dtype=np.int16)
+    assert first.read_bytes() == second.read_bytes()
+    np.testing.assert_array_equal(np.asarray(nib.load(str(first)).dataobj), np.rint(data))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii.gz", "b.nii.gz"]  # no temp files
+
+
+def test_save_refuses_to_overwrite(tmp_path):
+    path = save_volume(tmp_path / "a.nii.gz", _image(), AFFINE, dtype=np.float32)
+    with pytest.raises(InputError, match="already exists"):
+        save_volume(path, _image(1), AFFINE, dtype=np.float32)
+    save_volume(path, _image(1), AFFINE, dtype=np.float32, overwrite=True)
+    np.testing.assert_array_equal(load_volume(path).data, _image(1))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_file(tmp_path):
+    _fails(tmp_path / "nope.nii.gz", "SWI file not found")
+
+
+def test_directory(tmp_path):
+    (tmp_path / "dir.nii.gz").mkdir()
+    _fails(tmp_path / "dir.nii.gz", "is a directory")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.nii.gz").write_bytes(b"")
+    _fails(tmp_path / "empty.nii.gz", "empty")
+
+
+def test_text_file_named_nifti(tmp_path):
+    (tmp_path / "text.nii.gz").write_text("subject,age\n1,70\n")
+    (tmp_path / "text.nii").write_text("subject,age\n1,70\n" * 40)
+    _fails(tmp_path / "text.nii.gz", "not a NIfTI file")
+    _fails(tmp_path / "text.nii", "not a NIfTI file")
+
+
+def test_gzip_of_something_else(tmp_path):
+    (tmp_path / "other.nii.gz").write_bytes(gzip.compress(b"not an image " * 100))
+    _fails(tmp_path / "other.nii.gz", "not a NIfTI file")
+
+
+def test_corrupt_gzip(tmp_path):
+    path = _write(tmp_path / "swi.nii.gz", _image())
+    damaged = bytearray(path.read_bytes())
+    for n in range(20, len(damaged) - 20):
+        damaged[n] ^= 0x5A
+    path.write_bytes(bytes(damaged))
+    _fails(path, "corrupt gzip")
+
+
+@pytest.mark.parametrize("keep", [100, 0.5])
+def test_truncated_gzip(tmp_path, keep):
+    path = _write(tmp_path / "swi.nii.gz", _image(shape=(40, 40, 20)))
+    raw = path.read_bytes()
+    path.write_bytes(raw[: keep if isinstance(keep, int) else int(len(raw) * keep)])
+    _fails(path, "truncated")
+
+
+def test_truncated_uncompressed(tmp_path):
+    path = _write(tmp_path / "swi.nii", _image())
+    path.write_bytes(path.read_bytes()[:600])
+    _fails(path, "truncated")
+
+
+def test_2d_rejected(tmp_path):
+    path = _write(tmp_path / "slice.nii.gz", _image()[:, :, 0])
+    _fails(path, r"shape \(6, 7\)")
+
+
+def test_4d_with_three_volumes_rejected(tmp_path):
+    path = _write(tmp_path / "series.nii.gz", np.stack([_image(n) for n in range(3)], axis=-1))
+    _fails(path, r"shape \(6, 7, 5, 3\), expected a single 3D volume")
+
+
+def test_nan_values(tmp_path):
+    data = _image()
+    data[0, 0, :3] = np.nan
+    _fails(_write(tmp_path / "nan.nii.gz", data), "3 NaN values")
+
+
+def test_inf_values(tmp_path):
+    data = _image()
+    data[1, 1, 1] = np.inf
+    data[1, 1, 2] = -np.inf
+    _fails(_write(tmp_path / "inf.nii.gz", data), "2 infinite values")
+
+
+def test_all_zero(tmp_path):
+    path = _write(tmp_path / "zero.nii.gz", np.zeros(SHAPE))
+    _fails(path, "all zero")
+    assert load_volume(path, allow_all_zero=True).data.max() == 0
+
+
+def test_zero_affine(tmp_path):
+    image = nib.Nifti1Image(_image(), np.eye(4))
+    image.set_sform(np.zeros((4, 4)), code=1)
+    nib.save(image, str(tmp_path / "zero_affine.nii.gz"))
+    _fails(tmp_path / "zero_affine.nii.gz", "non-invertible")
+
+
+def test_mismatched_shapes(tmp_path):
+    a = load_volume(_write(tmp_path / "swi.nii.gz", _image()))
+    b = load_volume(_write(tmp_path / "phase.nii.gz", _image(shape=(6, 7, 4))))
+    with pytest.raises(InputError, match="shape") as caught:
+        check_same_grid(a, b)
+    assert str(a.path) in str(caught.value) and str(b.path) in str(caught.value)
+
+
+def test_mismatched_affines(tmp_path):
+    shifted = AFFINE.copy()
+    shifted[0, 3] = 0.5
+    a = load_volume(_write(tmp_path / "swi.nii.gz", _image()))
+    b = load_volume(_write(tmp_path / "phase.nii.gz", _image(), shifted))
+    with pytest.raises(InputError, match="0.5 mm apart") as caught:
+        check_same_grid(a, b)
+    assert str(b.path) in str(caught.value)
+    nearly = AFFINE.copy()
+    nearly[0, 3] = 1e-4
+    check_same_grid(a, load_volume(_write(tmp_path / "near.nii.gz", _image(), nearly)))
+
+
+def test_same_grid_in_another_array_order_is_accepted(tmp_path):
+    lps = np.diag([-0.5, -0.5, 2.0, 1.0])
+    lps[:3, 3] = [(SHAPE[0] - 1) * 0.5, (SHAPE[1] - 1) * 0.5, 0.0]
+    a = load_volume(_write(tmp_path / "ras.nii.gz", _image()))
+    b = load_volume(_write(tmp_path / "lps.nii.gz", _image(), lps))
+    check_same_grid(a, b)
+
+
+# ----------------------------------------------------------------------------- masks, labels
+
+
+def test_mask_and_labels(tmp_path):
+    reference = load_volume(_write(tmp_path / "swi.nii.gz", _image()))
+    mask = np.zeros(SHAPE)
+    mask[1:3, 1:3, 1:3] = 255
+    loaded = load_mask(_write(tmp_path / "mask.nii.gz", mask, dtype=np.uint8), reference)
+    assert loaded.dtype == bool and loaded.sum() == 8
+
+    labels = np.zeros(SHAPE)
+    labels[0, 0, 0], labels[5, 6, 4] = 1, 2
+    loaded = load_labels(_write(tmp_path / "labels.nii.gz", labels, dtype=np.int16), reference)
+    assert loaded.dtype == np.int32 and sorted(np.unique(loaded)) == [0, 1, 2]
+
+
+def test_bad_masks_and_labels(tmp_path):
+    reference = load_volume(_write(tmp_path / "swi.nii.gz", _image()))
+    with pytest.raises(InputError, match="mask is empty"):
+        load_mask(_write(tmp_path / "empty.nii.gz", np.zeros(SHAPE)), reference)
+    with pytest.raises(InputError, match="only 0 and 1"):
+        load_mask(_write(tmp_path / "prob.nii.gz", _image()), reference)
+    with pytest.raises(InputError, match="non-integer"):
+        load_labels(_write(tmp_path / "frac.nii.gz", _image()), reference)
+    with pytest.raises(InputError, match="negative"):
+        load_labels(_write(tmp_path / "neg.nii.gz", -np.ones(SHAPE)), reference)
+    other = _write(tmp_path / "other.nii.gz", np.ones((6, 7, 6)))
+    with pytest.raises(InputError, match="shape"):
+        load_mask(other, reference)
