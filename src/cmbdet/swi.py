@@ -23,9 +23,7 @@ def hanning_window_2d(shape: tuple[int, int], width: int) -> np.ndarray:
     return scipy.fft.ifftshift(window)
 
 
-def homodyne_highpass(
-    signal: np.ndarray, window: int, *, workers: int | None = None
-) -> np.ndarray:
+def homodyne_highpass(signal: np.ndarray, window: int, *, workers: int | None = None) -> np.ndarray:
     """High-pass phase of a complex volume by homodyne filtering, slice by slice.
 
     ``hp = angle(rho * conj(rho_lowpass))`` where ``rho_lowpass`` keeps the centre of each axial

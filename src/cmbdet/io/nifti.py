@@ -335,11 +335,18 @@ def save_volume(
     os.close(handle)
     try:
         nib.save(image, temporary)
+        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes it owner-only
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:

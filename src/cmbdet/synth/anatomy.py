@@ -13,6 +13,7 @@ the origin at the centre of the field of view. "MNI mm" are template coordinates
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-ATLAS_VERSION = 1
+ATLAS_VERSION = 2
 CHANNELS = ("gm", "wm", "csf", "csf_outer", "skull", "scalp", "iron_chi", "vein_density")
 """Atlas channels, in order. Tissue channels are fractions in [0, 1]; ``iron_chi`` is the extra
 susceptibility of iron-rich deep nuclei in ppm; ``vein_density`` a relative vein density."""
@@ -54,12 +55,13 @@ DEEP_NUCLEI = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Atlas:
     """Tissue channels in MNI space.
 
     Attributes:
-        channels: (C, X, Y, Z) uint8 stack, order :data:`CHANNELS`; see :meth:`channel`.
+        channels: (X, Y, Z, C) uint8 stack (channels last, which grid_sample reads fastest),
+            order :data:`CHANNELS`; see :meth:`channel`.
         origin_mni: MNI mm of voxel (0, 0, 0); the grid is 1 mm isotropic, RAS.
     """
 
@@ -71,7 +73,11 @@ class Atlas:
 
     def channel(self, name: str) -> np.ndarray:
         """One channel as float32 in its physical unit."""
-        return self.channels[CHANNELS.index(name)].astype(np.float32) / self.scale(name)
+        return self.channels[..., CHANNELS.index(name)].astype(np.float32) / self.scale(name)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.channels.shape[:3]
 
 
 def cache_dir() -> Path:
@@ -80,8 +86,16 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+@functools.lru_cache(maxsize=1)
+def _atlas_tensor(atlas: Atlas) -> torch.Tensor:
+    """(1, C, X, Y, Z) float32 view in channels-last memory order, kept for the process."""
+    return torch.from_numpy(atlas.channels).float().permute(3, 0, 1, 2)[None]
+
+
+@functools.lru_cache(maxsize=1)
 def load_atlas() -> Atlas:
-    """The MNI tissue stack, built from nilearn's templates on first use and cached."""
+    """The MNI tissue stack, built from nilearn's templates on first use and cached on disk
+    (and in memory for the life of the process)."""
     path = cache_dir() / f"mni-atlas-v{ATLAS_VERSION}.npz"
     if path.exists():
         with np.load(path) as cached:
@@ -127,12 +141,25 @@ def build_atlas() -> Atlas:
     )
     vein_density /= vein_density.max()
 
-    stack = {"gm": gm, "wm": wm, "csf": csf, "csf_outer": csf_outer, "skull": skull,
-             "scalp": scalp, "iron_chi": iron, "vein_density": vein_density}
-    channels = np.stack([
-        np.clip(np.round(stack[name] * _CHANNEL_SCALE.get(name, 255.0)), 0, 255).astype(np.uint8)
-        for name in CHANNELS
-    ])
+    stack = {
+        "gm": gm,
+        "wm": wm,
+        "csf": csf,
+        "csf_outer": csf_outer,
+        "skull": skull,
+        "scalp": scalp,
+        "iron_chi": iron,
+        "vein_density": vein_density,
+    }
+    channels = np.stack(
+        [
+            np.clip(np.round(stack[name] * _CHANNEL_SCALE.get(name, 255.0)), 0, 255).astype(
+                np.uint8
+            )
+            for name in CHANNELS
+        ],
+        axis=-1,
+    )
     return Atlas(channels, origin)
 
 
@@ -157,8 +184,9 @@ def _ellipsoid_membership(mni: list[np.ndarray], nucleus: DeepNucleus) -> np.nda
     rx, ry, rz = nucleus.radii_mm
     inside = np.zeros(np.broadcast_shapes(*(m.shape for m in mni)), dtype=np.float32)
     for side in (1.0, -1.0):
-        rho = np.sqrt(((mni[0] - side * cx) / rx) ** 2 + ((mni[1] - cy) / ry) ** 2
-                      + ((mni[2] - cz) / rz) ** 2)
+        rho = np.sqrt(
+            ((mni[0] - side * cx) / rx) ** 2 + ((mni[1] - cy) / ry) ** 2 + ((mni[2] - cz) / rz) ** 2
+        )
         inside = np.maximum(inside, np.clip((1.0 - rho) * min(rx, ry, rz) + 0.5, 0.0, 1.0))
     return inside
 
@@ -279,21 +307,25 @@ def warp_atlas(
         spacing_mm: work-grid voxel size.
     """
     axes = work_grid_coordinates(shape, spacing_mm)
-    subject = np.stack(np.broadcast_arrays(*axes), axis=-1)  # (X, Y, Z, 3) subject mm
-    mni = warp.subject_to_mni_affine(subject).astype(np.float32)
-    mni += _elastic_displacement(warp.elastic_mm, shape)
+    matrix = warp.subject_to_mni_matrix.astype(np.float32)
+    mni = _elastic_displacement(warp.elastic_mm, shape)  # (X, Y, Z, 3) MNI mm
+    for row in range(3):  # mni = matrix @ subject + centre, by broadcasting the three axes
+        mni[..., row] += (
+            axes[0] * matrix[row, 0]
+            + axes[1] * matrix[row, 1]
+            + axes[2] * matrix[row, 2]
+            + np.float32(warp.centre_mni[row])
+        )
     region = region_of_mni(mni)
 
     # grid_sample wants (x, y, z) = (W, H, D) order, i.e. our axes reversed, in [-1, 1]
-    atlas_shape = np.array(atlas.channels.shape[1:], dtype=np.float32)
+    atlas_shape = np.array(atlas.shape, dtype=np.float32)
     normalised = 2.0 * (mni - np.asarray(atlas.origin_mni, np.float32)) / (atlas_shape - 1) - 1.0
     grid = torch.from_numpy(np.ascontiguousarray(normalised[..., ::-1]))[None]  # (1,X,Y,Z,3)
-    channels = {}
-    for index, name in enumerate(CHANNELS):
-        source = torch.from_numpy(atlas.channels[index])[None, None].float()  # (1,1,Xa,Ya,Za)
-        sampled = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros",
-                                align_corners=True)  # (1, 1, X, Y, Z)
-        channels[name] = sampled[0, 0].numpy() / np.float32(atlas.scale(name))
+    sampled = F.grid_sample(
+        _atlas_tensor(atlas), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )[0].numpy()  # (C, X, Y, Z)
+    channels = {name: sampled[c] / np.float32(atlas.scale(name)) for c, name in enumerate(CHANNELS)}
     brain = channels["gm"] + channels["wm"] + channels["csf"]
     region[brain < 0.5] = REGION_NONE
     return WorkAnatomy(channels, region, tuple(spacing_mm), warp)

@@ -33,15 +33,16 @@ def air_cavity_field(
         b0_dir: (3,) B0 direction.
         rng: draws cavity sizes and small displacements.
     """
-    points = np.stack(np.broadcast_arrays(*subject_mm), axis=-1).astype(np.float32)
-    field = np.zeros(points.shape[:-1], dtype=np.float32)
+    field = np.zeros(np.broadcast_shapes(*(a.shape for a in subject_mm)), dtype=np.float32)
     for centre_mni, radius_range, mirrored in _AIR_CAVITIES_MNI:
         for side in (1.0, -1.0) if mirrored else (1.0,):
             centre = np.asarray(centre_mni) * np.array([side, 1.0, 1.0])
             centre = warp.mni_to_subject_affine(centre + rng.normal(0.0, 2.0, 3))
             radius = rng.uniform(*radius_range) * np.mean(warp.scale)
-            field += sphere_field(points - centre.astype(np.float32), float(radius),
-                                  AIR_DELTA_CHI_PPM, b0_dir)
+            offsets = tuple(
+                axis - np.float32(c) for axis, c in zip(subject_mm, centre, strict=True)
+            )
+            field += sphere_field(offsets, float(radius), AIR_DELTA_CHI_PPM, b0_dir)
     return field
 
 
@@ -57,7 +58,8 @@ def smooth_polynomial(
     monomials = (x, y, z, x * x, y * y, z * z, x * y, x * z, y * z)
     total = sum(c * m for c, m in zip(coefficients, monomials, strict=True))
     return np.broadcast_to(total, np.broadcast_shapes(*(a.shape for a in subject_mm))).astype(
-        np.float32)
+        np.float32
+    )
 
 
 def shim_residual(subject_mm, half_fov_mm, rng: np.random.Generator) -> np.ndarray:
@@ -67,8 +69,9 @@ def shim_residual(subject_mm, half_fov_mm, rng: np.random.Generator) -> np.ndarr
 
 def coil_phase(subject_mm, half_fov_mm, rng: np.random.Generator) -> np.ndarray:
     """Receive-coil phase offset (radians): a constant plus a smooth, TE-independent term."""
-    return rng.uniform(-np.pi, np.pi) + smooth_polynomial(subject_mm, half_fov_mm,
-                                                          rng.normal(0.0, 0.8, 9))
+    return rng.uniform(-np.pi, np.pi) + smooth_polynomial(
+        subject_mm, half_fov_mm, rng.normal(0.0, 0.8, 9)
+    )
 
 
 def intensity_bias(subject_mm, half_fov_mm, rng: np.random.Generator) -> np.ndarray:

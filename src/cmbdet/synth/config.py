@@ -28,8 +28,11 @@ class Grid:
         """The coarser grid (about ``in_plane_mm`` in-plane, same slices) that covers the same
         field of view; smooth quantities are computed there and interpolated."""
         fov = self.fov_mm
-        shape = (max(8, round(fov[0] / in_plane_mm)), max(8, round(fov[1] / in_plane_mm)),
-                 self.shape[2])
+        shape = (
+            max(8, round(fov[0] / in_plane_mm)),
+            max(8, round(fov[1] / in_plane_mm)),
+            self.shape[2],
+        )
         return Grid(shape, (fov[0] / shape[0], fov[1] / shape[1], self.spacing_mm[2]))
 
 
@@ -93,8 +96,10 @@ class Protocol:
     venous_r2star_per_s: float
 
     def to_json(self) -> dict:
-        return {key: (list(value) if isinstance(value, tuple) else value)
-                for key, value in asdict(self).items()}
+        return {
+            key: (list(value) if isinstance(value, tuple) else value)
+            for key, value in asdict(self).items()
+        }
 
 
 @dataclass(frozen=True)

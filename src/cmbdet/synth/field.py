@@ -26,9 +26,7 @@ def radians_per_ppm(field_t: float, te_s: float) -> float:
 def tilted_b0(tilt_deg: float, azimuth_deg: float) -> np.ndarray:
     """Unit B0 direction tilted by ``tilt_deg`` from +z towards azimuth ``azimuth_deg`` in x-y."""
     tilt, azimuth = np.deg2rad(tilt_deg), np.deg2rad(azimuth_deg)
-    return np.array(
-        [np.sin(tilt) * np.cos(azimuth), np.sin(tilt) * np.sin(azimuth), np.cos(tilt)]
-    )
+    return np.array([np.sin(tilt) * np.cos(azimuth), np.sin(tilt) * np.sin(azimuth), np.cos(tilt)])
 
 
 def dipole_kernel(
@@ -86,8 +84,10 @@ def field_from_susceptibility(
         (X, Y, Z) float32 field shift in ppm.
     """
     shape = chi_ppm.shape
-    padded = tuple(scipy.fft.next_fast_len(int(np.ceil(n * f)), real=True)
-                   for n, f in zip(shape, pad_factor, strict=True))
+    padded = tuple(
+        scipy.fft.next_fast_len(int(np.ceil(n * f)), real=True)
+        for n, f in zip(shape, pad_factor, strict=True)
+    )
     spectrum = scipy.fft.rfftn(chi_ppm.astype(np.float32, copy=False), s=padded, workers=workers)
     spectrum *= dipole_kernel(padded, spacing_mm, b0_dir, real_fft=True)
     field = scipy.fft.irfftn(spectrum, s=padded, workers=workers)
@@ -95,14 +95,18 @@ def field_from_susceptibility(
 
 
 def sphere_field(
-    offsets_mm: np.ndarray, radius_mm: float, delta_chi_ppm: float, b0_dir: np.ndarray
+    offsets_mm: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray],
+    radius_mm: float,
+    delta_chi_ppm: float,
+    b0_dir: np.ndarray,
 ) -> np.ndarray:
     """Analytic field shift (ppm) of a uniformly magnetised sphere.
 
     Outside: ``(dchi / 3) (a / r)^3 (3 cos^2 theta - 1)``; inside: exactly 0 (Lorentz-corrected).
 
     Args:
-        offsets_mm: (..., 3) positions relative to the sphere centre, in mm.
+        offsets_mm: positions relative to the sphere centre in mm, either a (..., 3) array or
+            three broadcastable arrays (dx, dy, dz), which avoids building the full stack.
         radius_mm: sphere radius ``a``.
         delta_chi_ppm: susceptibility difference to the surroundings.
         b0_dir: (3,) unit vector of B0.
@@ -110,10 +114,18 @@ def sphere_field(
     Returns:
         (...) field shift in ppm, float32.
     """
-    r_squared = np.einsum("...i,...i->...", offsets_mm, offsets_mm)
-    along_b = offsets_mm @ np.asarray(b0_dir, dtype=offsets_mm.dtype)
-    r_squared_safe = np.maximum(r_squared, 1e-12)
-    cos_squared = along_b**2 / r_squared_safe
-    field = (delta_chi_ppm / 3.0) * (radius_mm**3 / r_squared_safe**1.5) * (3.0 * cos_squared - 1.0)
+    if isinstance(offsets_mm, np.ndarray):
+        dx, dy, dz = offsets_mm[..., 0], offsets_mm[..., 1], offsets_mm[..., 2]
+    else:
+        dx, dy, dz = offsets_mm
+    bx, by, bz = (np.float32(v) for v in b0_dir)
+    r_squared = (dx * dx + dy * dy + dz * dz).astype(np.float32)
+    along_b = dx * bx + dy * by + dz * bz
+    r_squared_safe = np.maximum(r_squared, np.float32(1e-12))
+    # (a/r)^3 (3 cos^2 - 1) = a^3 (3 (r.b)^2 - r^2) / r^5
+    field = (3.0 * along_b * along_b - r_squared_safe) / (
+        r_squared_safe**2 * np.sqrt(r_squared_safe)
+    )
+    field *= np.float32(delta_chi_ppm / 3.0 * radius_mm**3)
     field[r_squared <= radius_mm**2] = 0.0
     return field.astype(np.float32, copy=False)

@@ -87,8 +87,9 @@ class LesionCounts:
     def draw_cmb_count(self, rng: np.random.Generator) -> int:
         if rng.random() < self.cmb_none_probability:
             return 0
-        return int(min(self.cmb_max, 1 + np.floor(rng.lognormal(self.cmb_log_mean,
-                                                                 self.cmb_log_sd) - 0.5)))
+        return int(
+            min(self.cmb_max, 1 + np.floor(rng.lognormal(self.cmb_log_mean, self.cmb_log_sd) - 0.5))
+        )
 
 
 # Where calcifications sit (MNI mm, right side where mirrored) and how far they scatter.
@@ -140,8 +141,12 @@ def _random_cmb(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion |
     channels = anatomy.channels
     tissue = channels["gm"] + channels["wm"]
     if region == REGION_LOBAR:  # cortico-subcortical junction
-        eligible = (anatomy.region == REGION_LOBAR) & (channels["gm"] > 0.2) & (
-            channels["gm"] < 0.8) & (channels["wm"] > 0.15)
+        eligible = (
+            (anatomy.region == REGION_LOBAR)
+            & (channels["gm"] > 0.2)
+            & (channels["gm"] < 0.8)
+            & (channels["wm"] > 0.15)
+        )
     else:
         eligible = (anatomy.region == region) & (tissue > 0.85)
     if not eligible.any():  # e.g. the slab misses the posterior fossa
@@ -150,8 +155,16 @@ def _random_cmb(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion |
     radius = float(np.exp(rng.uniform(np.log(0.35), np.log(2.0))))
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.2)
     delta_chi = float(np.exp(rng.uniform(np.log(0.3), np.log(2.5))))
-    return FocalLesion("cmb", centre, offsets, radii, delta_chi, float(rng.uniform(0.0, 0.3)),
-                       REGION_NAMES[int(region)], shape)
+    return FocalLesion(
+        "cmb",
+        centre,
+        offsets,
+        radii,
+        delta_chi,
+        float(rng.uniform(0.0, 0.3)),
+        REGION_NAMES[int(region)],
+        shape,
+    )
 
 
 def _random_calcification(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion | None:
@@ -163,13 +176,19 @@ def _random_calcification(anatomy: WorkAnatomy, rng: np.random.Generator) -> Foc
     radius = float(np.exp(rng.uniform(np.log(0.6), np.log(3.0))))
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.6)
     delta_chi = -float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
-    return FocalLesion("calcification", centre, offsets, radii, delta_chi,
-                       float(rng.uniform(0.1, 0.5)), _region_at(anatomy, centre), shape)
+    return FocalLesion(
+        "calcification",
+        centre,
+        offsets,
+        radii,
+        delta_chi,
+        float(rng.uniform(0.1, 0.5)),
+        _region_at(anatomy, centre),
+        shape,
+    )
 
 
-def _random_iron(
-    anatomy: WorkAnatomy, rng: np.random.Generator, te_s: float
-) -> FocalLesion | None:
+def _random_iron(anatomy: WorkAnatomy, rng: np.random.Generator, te_s: float) -> FocalLesion | None:
     names = list(_IRON_SITES_MNI)
     site, scatter_mm = _IRON_SITES_MNI[names[rng.integers(len(names))]]
     centre = _site_in_subject(anatomy, site, scatter_mm, True, rng)
@@ -179,8 +198,9 @@ def _random_iron(
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.3)
     delta_chi = float(rng.uniform(0.05, 0.2))
     core = float(np.exp(-te_s * IRON_R2STAR_PER_PPM * delta_chi))  # R2* darkening, no void
-    return FocalLesion("iron", centre, offsets, radii, delta_chi, core,
-                       _region_at(anatomy, centre), shape)
+    return FocalLesion(
+        "iron", centre, offsets, radii, delta_chi, core, _region_at(anatomy, centre), shape
+    )
 
 
 def _random_shape(
@@ -223,8 +243,9 @@ def _site_in_subject(anatomy, site_mni, scatter_mm, mirrored, rng) -> np.ndarray
 
 
 def _region_code_at(anatomy: WorkAnatomy, centre_mm: np.ndarray) -> int:
-    index = np.round(centre_mm / np.asarray(anatomy.spacing_mm)
-                     + (np.asarray(anatomy.shape) - 1) / 2).astype(int)
+    index = np.round(
+        centre_mm / np.asarray(anatomy.spacing_mm) + (np.asarray(anatomy.shape) - 1) / 2
+    ).astype(int)
     if np.any(index < 0) or np.any(index >= anatomy.shape):
         return 0
     return int(anatomy.region[tuple(index)])
@@ -266,22 +287,25 @@ def lesion_patch(
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     size = lesion.extent_mm
     strength = abs(lesion.delta_chi_ppm * radians_per_ppm) * 2.0 / 3.0  # rad at r = a, on axis
-    outer_mm = min(size * max(1.0, (strength / phase_tolerance_rad) ** (1 / 3)) + spacing.max(),
-                   30.0)
-    inner_mm = max(size + 1.5 * spacing.max(),
-                   (10.0 * strength * size**3 * spacing.max()) ** 0.25)
+    outer_mm = min(
+        size * max(1.0, (strength / phase_tolerance_rad) ** (1 / 3)) + spacing.max(), 30.0
+    )
+    inner_mm = max(size + 1.5 * spacing.max(), (10.0 * strength * size**3 * spacing.max()) ** 0.25)
     outer_box, outer_mm_grid = _box_around(lesion.centre_mm, outer_mm, shape, spacing)
     field = _lesion_field(lesion, outer_mm_grid, b0_dir)
     factor = np.exp(1j * radians_per_ppm * field).astype(np.complex64)
 
-    inner_box, inner_mm_grid = _box_around(lesion.centre_mm, min(inner_mm, outer_mm), shape,
-                                           spacing)
+    inner_box, inner_mm_grid = _box_around(
+        lesion.centre_mm, min(inner_mm, outer_mm), shape, spacing
+    )
     points = inner_mm_grid[..., None, :] + subvoxel_offsets(spacing_mm, samples)  # (..., S, 3)
     inside = _inside(lesion, points)
     sub_factor = np.exp(1j * radians_per_ppm * _lesion_field(lesion, points, b0_dir))
     sub_factor = np.where(inside, lesion.core_signal * sub_factor, sub_factor)
-    inner_in_outer = tuple(slice(i.start - o.start, i.stop - o.start)
-                           for i, o in zip(inner_box, outer_box, strict=True))
+    inner_in_outer = tuple(
+        slice(i.start - o.start, i.stop - o.start)
+        for i, o in zip(inner_box, outer_box, strict=True)
+    )
     factor[inner_in_outer] = sub_factor.mean(axis=-1)
     return LesionPatch(outer_box, factor, np.abs(factor) < APPARENT_SIGNAL_LEVEL)
 
@@ -293,8 +317,10 @@ def _box_around(centre_mm, half_mm, shape, spacing):
     low = np.maximum(np.floor(centre_voxel - half_mm / spacing).astype(int), 0)
     high = np.minimum(np.ceil(centre_voxel + half_mm / spacing).astype(int) + 1, shape)
     box = tuple(slice(int(lo), int(hi)) for lo, hi in zip(low, high, strict=True))
-    ranges = [(np.arange(lo, hi) - c) * s
-              for lo, hi, c, s in zip(low, high, centre_voxel, spacing, strict=True)]
+    ranges = [
+        (np.arange(lo, hi) - c) * s
+        for lo, hi, c, s in zip(low, high, centre_voxel, spacing, strict=True)
+    ]
     return box, np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1)
 
 

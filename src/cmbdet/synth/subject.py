@@ -7,6 +7,7 @@ it into files (any storage orientation, handedness and phase units).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,11 +16,23 @@ import torch.nn.functional as F
 
 from cmbdet.io.dataset import Lesion
 from cmbdet.swi import homodyne_highpass, swi_from
-from cmbdet.synth.anatomy import WorkAnatomy, load_atlas, random_warp, warp_atlas, \
-    work_grid_coordinates
+from cmbdet.synth.anatomy import (
+    WorkAnatomy,
+    load_atlas,
+    random_warp,
+    warp_atlas,
+    work_grid_coordinates,
+)
 from cmbdet.synth.background import air_cavity_field, coil_phase, intensity_bias, shim_residual
-from cmbdet.synth.config import TISSUES, Grid, Protocol, SynthConfig, Tissue, draw_protocol, \
-    gre_signal
+from cmbdet.synth.config import (
+    TISSUES,
+    Grid,
+    Protocol,
+    SynthConfig,
+    Tissue,
+    draw_protocol,
+    gre_signal,
+)
 from cmbdet.synth.field import field_from_susceptibility, radians_per_ppm
 from cmbdet.synth.lesions import (
     IRON_R2STAR_PER_PPM,
@@ -72,14 +85,15 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     phase_per_ppm = radians_per_ppm(protocol.field_t, protocol.te_s)
     b0 = np.asarray(protocol.b0_dir)
 
-    anatomy = warp_atlas(load_atlas(), random_warp(rng, grid.fov_mm[2]), work.shape,
-                         work.spacing_mm)
+    anatomy = warp_atlas(
+        load_atlas(), random_warp(rng, grid.fov_mm[2]), work.shape, work.spacing_mm
+    )
     smooth = _upsample(_smooth_maps(anatomy, protocol, work, rng), grid.shape)
     veins = random_veins(anatomy, rng, config.veins)
     vein_fraction, vein_owner = rasterise_veins(veins, grid.shape, grid.spacing_mm)
 
     chi = smooth["chi"] + vein_fraction * np.float32(protocol.venous_delta_chi_ppm)
-    phase = field_from_susceptibility(chi, grid.spacing_mm, b0, workers=-1)
+    phase = field_from_susceptibility(chi, grid.spacing_mm, b0, workers=_fft_workers())
     phase *= np.float32(phase_per_ppm)
     phase += smooth["background_phase"]
     del chi
@@ -97,8 +111,11 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
         patch = lesion_patch(lesion, grid.shape, grid.spacing_mm, b0, phase_per_ppm)
         signal[patch.box] *= patch.factor
         labels[patch.box][patch.apparent & (labels[patch.box] == 0)] = index
-        lesions.append(_focal_record(index, lesion, apparent_diameter_mm(patch, grid.spacing_mm),
-                                     is_visible(patch)))
+        lesions.append(
+            _focal_record(
+                index, lesion, apparent_diameter_mm(patch, grid.spacing_mm), is_visible(patch)
+            )
+        )
     first_vein_id = len(focal) + 1
     vein_voxels = (vein_fraction >= VEIN_LABEL_FRACTION) & (labels == 0)
     labels[vein_voxels] = vein_owner[vein_voxels] + (first_vein_id - 1)
@@ -107,7 +124,7 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     signal *= smooth["bias"]
     sigma = gre_signal(TISSUES["wm"], protocol) / protocol.snr_white_matter
     _add_complex_noise(signal, float(sigma), rng)
-    hp_phase = homodyne_highpass(signal, protocol.hp_window, workers=-1)
+    hp_phase = homodyne_highpass(signal, protocol.hp_window, workers=_fft_workers())
     magnitude = np.abs(signal)
     scale = np.float32(protocol.stored_max_intensity / np.percentile(magnitude[::4, ::4], 99.9))
     magnitude *= scale
@@ -126,6 +143,11 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     )
 
 
+def _fft_workers() -> int:
+    """FFT threads: ``$CMBDET_THREADS`` when set (parallel subjects), else all cores."""
+    return int(os.environ.get("CMBDET_THREADS", "0")) or -1
+
+
 def _smooth_maps(
     anatomy: WorkAnatomy, protocol: Protocol, work: Grid, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -134,19 +156,22 @@ def _smooth_maps(
     channels = anatomy.channels
     chi = sum(channels[name] * np.float32(t.chi_ppm) for name, t in TISSUES.items())
     chi = chi + channels["iron_chi"]
-    signal = sum(channels[name] * np.float32(gre_signal(t, protocol))
-                 for name, t in TISSUES.items())
+    signal = sum(
+        channels[name] * np.float32(gre_signal(t, protocol)) for name, t in TISSUES.items()
+    )
     signal = signal * np.exp(-protocol.te_s * IRON_R2STAR_PER_PPM * channels["iron_chi"])
     coordinates = work_grid_coordinates(work.shape, work.spacing_mm)
     half_fov = np.asarray(work.fov_mm) / 2
-    background_field = air_cavity_field(coordinates, anatomy.warp, np.asarray(protocol.b0_dir),
-                                        rng)
+    background_field = air_cavity_field(coordinates, anatomy.warp, np.asarray(protocol.b0_dir), rng)
     background_field += shim_residual(coordinates, half_fov, rng)
     background_phase = radians_per_ppm(protocol.field_t, protocol.te_s) * background_field
     background_phase += coil_phase(coordinates, half_fov, rng)
     return {
-        "chi": chi, "signal": signal, "brain": anatomy.brain,
-        "background_phase": background_phase, "bias": intensity_bias(coordinates, half_fov, rng),
+        "chi": chi,
+        "signal": signal,
+        "brain": anatomy.brain,
+        "background_phase": background_phase,
+        "bias": intensity_bias(coordinates, half_fov, rng),
     }
 
 
@@ -186,19 +211,39 @@ def _acquisition_affine(grid: Grid, rng: np.random.Generator) -> np.ndarray:
 
 def _focal_record(lesion_id: int, lesion: FocalLesion, apparent_mm: float, visible: bool):
     return Lesion(
-        lesion_id=lesion_id, kind=lesion.kind, x_mm=float(lesion.centre_mm[0]),
-        y_mm=float(lesion.centre_mm[1]), z_mm=float(lesion.centre_mm[2]), i=0.0, j=0.0, k=0.0,
-        diameter_mm=apparent_mm, visible=visible, true_diameter_mm=lesion.true_diameter_mm,
-        delta_chi_ppm=lesion.delta_chi_ppm, region=lesion.region, shape=lesion.shape,
+        lesion_id=lesion_id,
+        kind=lesion.kind,
+        x_mm=float(lesion.centre_mm[0]),
+        y_mm=float(lesion.centre_mm[1]),
+        z_mm=float(lesion.centre_mm[2]),
+        i=0.0,
+        j=0.0,
+        k=0.0,
+        diameter_mm=apparent_mm,
+        visible=visible,
+        true_diameter_mm=lesion.true_diameter_mm,
+        delta_chi_ppm=lesion.delta_chi_ppm,
+        region=lesion.region,
+        shape=lesion.shape,
     )
 
 
 def _vein_record(lesion_id: int, vein: Vein) -> Lesion:
     centre = vein.midpoint_mm
     return Lesion(
-        lesion_id=lesion_id, kind="vein", x_mm=float(centre[0]), y_mm=float(centre[1]),
-        z_mm=float(centre[2]), i=0.0, j=0.0, k=0.0, diameter_mm=2 * vein.radius_mm,
-        visible=True, true_diameter_mm=2 * vein.radius_mm, delta_chi_ppm=None, region=None,
+        lesion_id=lesion_id,
+        kind="vein",
+        x_mm=float(centre[0]),
+        y_mm=float(centre[1]),
+        z_mm=float(centre[2]),
+        i=0.0,
+        j=0.0,
+        k=0.0,
+        diameter_mm=2 * vein.radius_mm,
+        visible=True,
+        true_diameter_mm=2 * vein.radius_mm,
+        delta_chi_ppm=None,
+        region=None,
         shape=vein.orientation,
     )
 
@@ -210,5 +255,12 @@ def _to_world(lesion: Lesion, grid: Grid, affine: np.ndarray) -> Lesion:
     subject = np.array([lesion.x_mm, lesion.y_mm, lesion.z_mm])
     voxel = subject / np.asarray(grid.spacing_mm) + (np.asarray(grid.shape) - 1) / 2
     world = affine[:3, :3] @ voxel + affine[:3, 3]
-    return replace(lesion, i=float(voxel[0]), j=float(voxel[1]), k=float(voxel[2]),
-                   x_mm=float(world[0]), y_mm=float(world[1]), z_mm=float(world[2]))
+    return replace(
+        lesion,
+        i=float(voxel[0]),
+        j=float(voxel[1]),
+        k=float(voxel[2]),
+        x_mm=float(world[0]),
+        y_mm=float(world[1]),
+        z_mm=float(world[2]),
+    )

@@ -48,8 +48,15 @@ class VeinCounts:
 
 # Large veins in MNI mm; mirrored ones are listed for the right side only.
 _SINUSES_MNI = {
-    "superior_sagittal": [(0, 68, 12), (0, 55, 50), (0, 25, 74), (0, -15, 79), (0, -55, 68),
-                          (0, -85, 42), (0, -102, 10)],
+    "superior_sagittal": [
+        (0, 68, 12),
+        (0, 55, 50),
+        (0, 25, 74),
+        (0, -15, 79),
+        (0, -55, 68),
+        (0, -85, 42),
+        (0, -102, 10),
+    ],
     "straight": [(0, -42, 12), (0, -62, 8), (0, -88, 4)],
 }
 _MIRRORED_VEINS_MNI = {
@@ -65,10 +72,12 @@ def random_veins(
     """Draw a subject's veins: small random ones where the atlas' vein density says, plus the
     sinuses and deep veins at their anatomical places (through the subject's affine warp)."""
     density = anatomy.channels["vein_density"] * (anatomy.brain > 0.5)
-    start_points = _sample_points(density, anatomy.spacing_mm, rng, int(sum(c[1] for c in
-                                                                          (counts.through_plane,
-                                                                           counts.in_plane,
-                                                                           counts.oblique))))
+    start_points = _sample_points(
+        density,
+        anatomy.spacing_mm,
+        rng,
+        int(sum(c[1] for c in (counts.through_plane, counts.in_plane, counts.oblique))),
+    )
     veins = []
     used = 0
     for orientation, count_range, length_range, radius_range, turn_deg in (
@@ -88,9 +97,7 @@ def random_veins(
     return veins
 
 
-def _sample_points(
-    weights: np.ndarray, spacing_mm, rng: np.random.Generator, n: int
-) -> np.ndarray:
+def _sample_points(weights: np.ndarray, spacing_mm, rng: np.random.Generator, n: int) -> np.ndarray:
     """n subject-mm points drawn with probability proportional to ``weights`` (work grid)."""
     flat = weights.ravel().astype(np.float64)
     flat_index = rng.choice(flat.size, size=n, p=flat / flat.sum())
@@ -108,8 +115,9 @@ def _initial_direction(orientation: str, rng: np.random.Generator) -> np.ndarray
         polar = np.pi / 2 + rng.normal(0.0, np.deg2rad(8))
     else:
         polar = np.arccos(rng.uniform(-1, 1))
-    return np.array([np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth),
-                     np.cos(polar)])
+    return np.array(
+        [np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)]
+    )
 
 
 def _random_walk(
@@ -156,8 +164,13 @@ def _anatomical_veins(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Ve
             mni = np.asarray(points, dtype=float) * np.array([side, 1.0, 1.0])
             mni += rng.normal(0.0, 1.0, mni.shape)
             orientation = "sinus" if name == "transverse" else "deep"
-            veins.append(Vein(_densify(warp.mni_to_subject_affine(mni)),
-                              float(rng.uniform(*radius_range)), orientation))
+            veins.append(
+                Vein(
+                    _densify(warp.mni_to_subject_affine(mni)),
+                    float(rng.uniform(*radius_range)),
+                    orientation,
+                )
+            )
     return veins
 
 
@@ -199,7 +212,7 @@ def rasterise_veins(
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     centre = (np.asarray(shape) - 1) / 2
-    offsets = subvoxel_offsets(spacing_mm, samples)  # (S, 3)
+    offsets = subvoxel_offsets(spacing_mm, samples).astype(np.float32)  # (S, 3)
     fraction = np.zeros(shape, dtype=np.float32)
     owner = np.zeros(shape, dtype=np.int32)
     for vein_index, vein in enumerate(veins):
@@ -211,22 +224,27 @@ def rasterise_veins(
             if np.any(high <= low):
                 continue
             box = tuple(slice(lo, hi) for lo, hi in zip(low, high, strict=True))
-            ranges = [(np.arange(lo, hi) - c) * d for lo, hi, c, d in zip(low, high, centre,
-                                                                         spacing, strict=True)]
+            ranges = [
+                ((np.arange(lo, hi) - c) * d).astype(np.float32)
+                for lo, hi, c, d in zip(low, high, centre, spacing, strict=True)
+            ]
             voxel_mm = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1)  # (bx, by, bz, 3)
             points = voxel_mm[..., None, :] + offsets  # (bx, by, bz, S, 3)
-            inside = _distance_to_segment(points, start, end) <= vein.radius_mm
-            segment_fraction = inside.mean(axis=-1, dtype=np.float32)
+            squared = _squared_distance_to_segment(points, start, end)
+            segment_fraction = (squared <= vein.radius_mm**2).mean(axis=-1, dtype=np.float32)
             better = segment_fraction > fraction[box]
             fraction[box] = np.where(better, segment_fraction, fraction[box])
             owner[box] = np.where(better, vein_index + 1, owner[box])
     return fraction, owner
 
 
-def _distance_to_segment(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Euclidean distance (mm) of (..., 3) points to the segment start-end."""
-    direction = end - start
+def _squared_distance_to_segment(
+    points: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> np.ndarray:
+    """Squared Euclidean distance (mm^2) of (..., 3) points to the segment start-end."""
+    direction = (end - start).astype(np.float32)
+    relative = points - start.astype(np.float32)
     length_squared = max(float(direction @ direction), 1e-12)
-    t = np.clip(((points - start) @ direction) / length_squared, 0.0, 1.0)
-    closest = start + t[..., None] * direction
-    return np.linalg.norm(points - closest, axis=-1)
+    t = np.clip((relative @ direction) / np.float32(length_squared), 0.0, 1.0)
+    relative -= t[..., None] * direction
+    return np.einsum("...i,...i->...", relative, relative)

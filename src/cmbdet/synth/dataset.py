@@ -1,0 +1,264 @@
+"""Write synthetic subjects in the dataset layout of DESIGN.md (``cmbdet synth``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+import cmbdet
+from cmbdet.errors import InputError
+from cmbdet.geometry import world_to_voxel
+from cmbdet.io.dataset import read_dataset_json, write_dataset_json, write_lesions_csv
+from cmbdet.io.nifti import save_volume
+from cmbdet.synth import GENERATOR_VERSION
+from cmbdet.synth.anatomy import ATLAS_VERSION, load_atlas
+from cmbdet.synth.config import PRESETS, SynthConfig
+from cmbdet.synth.subject import SyntheticSubject, generate_subject
+
+INTEGER_PHASE_MAX = 4096
+"""Integer phase units: -4096..4095 stand for -pi..pi (a common scanner convention)."""
+
+
+def subject_seed(dataset_seed: int, index: int) -> np.random.SeedSequence:
+    """Subject ``index``'s seed: derived from (dataset seed, index), so a dataset can be
+    extended and datasets with different seeds never share a subject."""
+    return np.random.SeedSequence(entropy=dataset_seed, spawn_key=(index,))
+
+
+def subject_id(index: int) -> str:
+    return f"{index:04d}"
+
+
+def generate_dataset(
+    out_dir: Path,
+    preset: str,
+    n: int,
+    seed: int,
+    workers: int = 1,
+    overwrite: bool = False,
+    handedness: str = "right",
+    phase_units: str = "radians",
+    orientation: str = "RAS",
+    phase_kind: str = "filtered",
+    progress: bool = True,
+    start: int = 0,
+) -> Path:
+    """Generate subjects ``start .. start + n - 1`` into ``out_dir``.
+
+    Each subject is written to a temporary folder and renamed into place, so an interrupted run
+    never leaves a half-written ``sub-*`` folder. An existing dataset may be extended with more
+    subjects when its settings match (``start`` beyond its last subject).
+
+    Raises:
+        InputError: bad arguments, or ``out_dir`` holds something that would be overwritten.
+    """
+    config = SynthConfig(
+        preset=preset,
+        handedness=handedness,
+        phase_units=phase_units,
+        orientation=orientation.upper(),
+        phase_kind=phase_kind,
+    )
+    _check_arguments(config, n, seed, workers, start)
+    out_dir = Path(out_dir)
+    info = _dataset_info(config, seed)
+    _prepare_output(out_dir, info, range(start, start + n), overwrite)
+    load_atlas()  # build the atlas cache once, before workers race for it
+
+    indices = list(range(start, start + n))
+    bar = tqdm(total=n, desc=f"synth {preset}", unit="subject", disable=not progress)
+    try:
+        if workers == 1:
+            for index in indices:
+                _write_subject(out_dir, config, seed, index, overwrite)
+                bar.update()
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+            ) as pool:
+                futures = [
+                    pool.submit(_write_subject, out_dir, config, seed, index, overwrite)
+                    for index in indices
+                ]
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()
+                    bar.update()
+    finally:
+        bar.close()
+    write_dataset_json(out_dir, info)
+    return out_dir
+
+
+def _check_arguments(config: SynthConfig, n: int, seed: int, workers: int, start: int) -> None:
+    if config.preset not in PRESETS:
+        raise InputError(None, f"unknown preset {config.preset!r} (choose {', '.join(PRESETS)})")
+    if n < 1:
+        raise InputError(None, f"--n must be at least 1, got {n}")
+    if seed < 0 or start < 0:
+        raise InputError(None, "--seed and --start must be non-negative")
+    if workers < 1:
+        raise InputError(None, f"--workers must be at least 1, got {workers}")
+    if config.handedness not in ("right", "left"):
+        raise InputError(None, f"--handedness must be right or left, got {config.handedness!r}")
+    if config.phase_units not in ("radians", "integer"):
+        raise InputError(
+            None, f"--phase-units must be radians or integer, got {config.phase_units!r}"
+        )
+    if config.phase_kind not in ("filtered", "raw"):
+        raise InputError(None, f"--phase-kind must be filtered or raw, got {config.phase_kind!r}")
+    try:
+        nib.orientations.axcodes2ornt(tuple(config.orientation))
+    except Exception:
+        raise InputError(
+            None,
+            f"--orientation {config.orientation!r} is not three axis codes "
+            "like RAS or LPS, one per axis",
+        ) from None
+    if len(config.orientation) != 3:
+        raise InputError(None, f"--orientation {config.orientation!r} must have three letters")
+
+
+def _dataset_info(config: SynthConfig, seed: int) -> dict:
+    grid = config.grid
+    return {
+        "description": "Synthetic SWI + phase dataset made by cmbdet synth",
+        "generator": "cmbdet.synth",
+        "generator_version": GENERATOR_VERSION,
+        "atlas": f"MNI ICBM152 2009 GM/WM/brain mask from nilearn, derived stack v{ATLAS_VERSION}",
+        "cmbdet_version": cmbdet.__version__,
+        "seed": seed,
+        "subject_seed_rule": "numpy SeedSequence(entropy=seed, spawn_key=(subject index,))",
+        "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)},
+        "settings": _jsonable(asdict(config)),
+        "files": {
+            "swi": "Haacke SWI (magnitude x negative-phase-mask^4), int16 scanner units",
+            "phase": _phase_description(config),
+            "magnitude": "magnitude, int16 scanner units",
+            "brainmask": "brain mask, 0/1",
+            "labels": "instance map: value n is lesion_id n of lesions.csv (CMBs, mimics, veins)",
+            "lesions.csv": "ground truth; kind cmb, calcification, iron or vein",
+        },
+    }
+
+
+def _phase_description(config: SynthConfig) -> str:
+    kind = "homodyne high-pass filtered" if config.phase_kind == "filtered" else "raw wrapped"
+    units = (
+        "radians"
+        if config.phase_units == "radians"
+        else f"integers, -{INTEGER_PHASE_MAX}..{INTEGER_PHASE_MAX - 1} for -pi..pi"
+    )
+    return f"{kind} phase, {units}, {config.handedness}-handed"
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _prepare_output(out_dir: Path, info: dict, indices: range, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    existing = out_dir.is_dir() and any(out_dir.iterdir())
+    if existing and not overwrite:
+        previous = read_dataset_json(out_dir, missing_ok=True)
+        same = previous and all(
+            previous.get(k) == info[k] for k in ("generator_version", "seed", "settings")
+        )
+        if not same:
+            raise InputError(
+                out_dir,
+                "output folder is not empty and is not a dataset made with "
+                "the same settings (use --overwrite to replace it)",
+            )
+        clashes = [i for i in indices if (out_dir / f"sub-{subject_id(i)}").exists()]
+        if clashes:
+            raise InputError(
+                out_dir,
+                f"sub-{subject_id(clashes[0])} already exists (use "
+                "--start to extend the dataset, or --overwrite)",
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["CMBDET_THREADS"] = str(threads)
+
+
+def _write_subject(
+    out_dir: Path, config: SynthConfig, seed: int, index: int, overwrite: bool
+) -> None:
+    subject = generate_subject(config, subject_seed(seed, index))
+    final = out_dir / f"sub-{subject_id(index)}"
+    staging = out_dir / f".sub-{subject_id(index)}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    write_subject_files(staging, subject, config)
+    if final.exists() and overwrite:
+        shutil.rmtree(final)
+    os.replace(staging, final)
+
+
+def write_subject_files(folder: Path, subject: SyntheticSubject, config: SynthConfig) -> None:
+    """Write one subject's volumes and ``lesions.csv`` in the configured storage conventions."""
+    to_stored, affine = _storage_orientation(subject.affine, subject.swi.shape, config.orientation)
+    phase = subject.hp_phase if config.phase_kind == "filtered" else subject.raw_phase
+    if config.handedness == "left":
+        phase = -phase
+    if config.phase_units == "integer":
+        phase_data = np.clip(
+            np.round(phase / np.pi * INTEGER_PHASE_MAX), -INTEGER_PHASE_MAX, INTEGER_PHASE_MAX - 1
+        )
+        phase_dtype = np.int16
+    else:
+        phase_data, phase_dtype = phase, np.float32
+    volumes = {
+        "swi": (subject.swi, np.int16),
+        "phase": (phase_data, phase_dtype),
+        "magnitude": (subject.magnitude, np.int16),
+        "brainmask": (subject.brain_mask.astype(np.uint8), np.uint8),
+        "labels": (subject.labels, np.int16),
+    }
+    for name, (data, dtype) in volumes.items():
+        save_volume(folder / f"{name}.nii.gz", to_stored(data), affine, dtype=dtype)
+    lesions = []
+    for lesion in subject.lesions:
+        ijk = world_to_voxel(np.array([lesion.x_mm, lesion.y_mm, lesion.z_mm]), affine)
+        lesions.append(replace(lesion, i=float(ijk[0]), j=float(ijk[1]), k=float(ijk[2])))
+    write_lesions_csv(folder / "lesions.csv", lesions)
+    acquisition = {"protocol": subject.protocol.to_json(), "stored_orientation": config.orientation}
+    (folder / "acquisition.json").write_text(
+        json.dumps(acquisition, indent=2, sort_keys=True) + "\n"
+    )
+
+
+def _storage_orientation(canonical_affine: np.ndarray, shape, axcodes: str):
+    """A function taking canonical RAS arrays to the stored orientation, and its affine."""
+    start = nib.orientations.io_orientation(canonical_affine)
+    transform = nib.orientations.ornt_transform(
+        start, nib.orientations.axcodes2ornt(tuple(axcodes))
+    )
+    affine = canonical_affine @ nib.orientations.inv_ornt_aff(transform, shape)
+
+    def to_stored(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(nib.orientations.apply_orientation(array, transform))
+
+    return to_stored, affine
