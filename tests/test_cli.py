@@ -56,6 +56,7 @@ def test_synth_passes_every_setting(fake_synth, capsys, tmp_path):
     _, calls = fake_synth
     argv = ["synth", "--out", str(tmp_path / "d"), "--preset", "tiny", "--n", "3", "--seed", "5"]
     argv += ["--workers", "2", "--orientation", "lps", "--phase-units", "integer", "--quiet"]
+    argv += ["--start", "7"]
     assert main(argv) == 0
     assert calls == [
         {

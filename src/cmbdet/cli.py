@@ -138,6 +138,12 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--n", type=_positive_int, required=True, help="number of subjects")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     parser.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="index of the first subject, to extend an existing dataset (default: 0)",
+    )
+    parser.add_argument(
         "--workers", type=_positive_int, default=1, help="parallel processes (default: 1)"
     )
     parser.add_argument(
@@ -171,6 +177,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         orientation=args.orientation,
         phase_kind=args.phase_kind,
         progress=not args.quiet,
+        start=args.start,
     )
     if not args.quiet:
         print(f"wrote {args.n} subjects to {args.out}")
