@@ -71,6 +71,7 @@ def test_synth_passes_every_setting(fake_synth, capsys, tmp_path):
             "orientation": "LPS",
             "phase_kind": "filtered",
             "progress": False,
+            "start": 7,
         }
     ]
     assert isinstance(calls[0]["out_dir"], Path)
