@@ -13,14 +13,17 @@ import scipy.fft
 
 
 def hanning_window_2d(shape: tuple[int, int], width: int) -> np.ndarray:
-    """Centred 2D Hanning window of ``width`` samples per side in an ``fftshift``-ed k-space,
-    returned unshifted (DC at [0, 0]) to multiply an ``fft2`` spectrum directly. (nx, ny)."""
-    window = np.zeros(shape, dtype=np.float32)
-    width_x, width_y = min(width, shape[0]), min(width, shape[1])
-    hann = np.outer(np.hanning(width_x + 2)[1:-1], np.hanning(width_y + 2)[1:-1])
-    x0, y0 = shape[0] // 2 - width_x // 2, shape[1] // 2 - width_y // 2
-    window[x0 : x0 + width_x, y0 : y0 + width_y] = hann
-    return scipy.fft.ifftshift(window)
+    """2D Hanning window of ``width`` k-space samples across, centred exactly on DC.
+
+    Returned unshifted (DC at [0, 0]) to multiply an ``fft2`` spectrum directly; symmetric under
+    k -> -k for any width, so a real image gets a real low-pass and no false phase. (nx, ny).
+    """
+    per_axis = []
+    for n in shape:
+        k = scipy.fft.fftfreq(n) * n  # integer sample offsets from DC
+        half = min(width, n) / 2
+        per_axis.append(np.where(np.abs(k) < half, 0.5 * (1 + np.cos(np.pi * k / half)), 0.0))
+    return np.outer(*per_axis).astype(np.float32)
 
 
 def homodyne_highpass(signal: np.ndarray, window: int, *, workers: int | None = None) -> np.ndarray:

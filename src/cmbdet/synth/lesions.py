@@ -152,7 +152,7 @@ def _random_cmb(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion |
     if not eligible.any():  # e.g. the slab misses the posterior fossa
         return None
     centre = _random_voxel_mm(eligible, anatomy, rng)
-    radius = float(np.exp(rng.uniform(np.log(0.35), np.log(2.0))))
+    radius = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.2)
     delta_chi = float(np.exp(rng.uniform(np.log(0.3), np.log(2.5))))
     return FocalLesion(
