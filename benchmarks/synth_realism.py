@@ -29,6 +29,7 @@ from cmbdet.synth.subject import SyntheticSubject, generate_subject
 
 LOG_SIGMAS_MM = (0.7, 1.0, 1.4, 2.0, 2.8)
 MATCH_MM = 5.0
+STRONG_RESPONSE = 0.3
 
 
 def log_candidates(
@@ -55,6 +56,17 @@ def log_candidates(
     peaks &= response > 0.05
     voxels = np.argwhere(peaks)
     return voxels, response[peaks]
+
+
+def kind_near(subject: SyntheticSubject, voxel: np.ndarray, spacing, radius_mm=2.0) -> str:
+    """Kind of the most common labelled structure within ``radius_mm`` of a voxel."""
+    radius = np.maximum(np.round(radius_mm / np.asarray(spacing)).astype(int), 0)
+    box = tuple(slice(max(0, c - r), c + r + 1) for c, r in zip(voxel, radius, strict=True))
+    labels = subject.labels[box]
+    labels = labels[labels > 0]
+    if labels.size == 0:
+        return "nothing"
+    return subject.lesions[np.bincount(labels).argmax() - 1].kind
 
 
 def world(voxels: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -99,7 +111,7 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
     config = SynthConfig(preset=preset)
     spacing = config.grid.spacing_mm
     per_subject, diameters, cmb_responses, fp_records = [], [], [], []
-    features = {"cmb": [], "fp": [], "calcification": []}
+    features = {"cmb": [], "fp": [], "vein": [], "calcification": []}
     seconds = []
     for index in range(n):
         started = time.perf_counter()
@@ -135,22 +147,25 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
                     m, p = patch_features(subject, hit, spacing)
                     features["cmb"].append((m, p))
         for voxel, response in zip(voxels[~near_cmb], responses[~near_cmb], strict=True):
-            label = subject.labels[tuple(voxel)]
-            kind = subject.lesions[label - 1].kind if label else "nothing"
-            fp_records.append((index, response, kind, voxel))
+            fp_records.append((index, response, kind_near(subject, voxel, spacing), voxel))
         del all_cmb_mm
-        for lesion in subject.lesions:
+        for lesion in subject.lesions:  # calcifications as the blob detector sees them
             if lesion.kind == "calcification":
-                voxel = np.clip(
-                    np.round([lesion.i, lesion.j, lesion.k]).astype(int),
-                    0,
-                    np.array(subject.swi.shape) - 1,
+                distance = np.linalg.norm(
+                    candidates_mm - [lesion.x_mm, lesion.y_mm, lesion.z_mm], axis=1
                 )
-                features["calcification"].append(patch_features(subject, voxel, spacing))
-        fp_subject = [r for r in fp_records if r[0] == index]
+                if (distance <= MATCH_MM).any():
+                    near = np.flatnonzero(distance <= MATCH_MM)
+                    hit = voxels[near[np.argmax(responses[near])]]
+                    features["calcification"].append(patch_features(subject, hit, spacing))
+        # strong false candidates (near the 90%-sensitivity threshold or above)
+        strong = [r for r in fp_records if r[0] == index and r[1] >= STRONG_RESPONSE]
         rng = np.random.default_rng(index)
-        for record in rng.permutation(len(fp_subject))[:20]:
-            features["fp"].append(patch_features(subject, fp_subject[record][3], spacing))
+        for record in rng.permutation(len(strong))[:20]:
+            features["fp"].append(patch_features(subject, strong[record][3], spacing))
+        veins = [r for r in strong if r[2] == "vein"]
+        for record in rng.permutation(len(veins))[:10]:
+            features["vein"].append(patch_features(subject, veins[record][3], spacing))
 
     table = np.array(per_subject)
     print(f"\n## {preset}: {n} subjects (seed {seed}), generation {np.mean(seconds):.1f} s/subject")
@@ -192,10 +207,21 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
     print(
         "they sit on: " + ", ".join(f"{k} {v / max(1, len(fps)):.0%}" for k, v in on.most_common())
     )
+    all_fp = np.array([r[1] for r in fp_records])
+    curve = []
+    for target in (0.5, 0.7, 0.8, 0.9, 0.95):
+        t = np.quantile(np.maximum(cmb_responses, -1e9), 1 - target)
+        curve.append(f"{np.mean(cmb_responses >= t):.0%}: {np.sum(all_fp >= t) / n:.0f}")
+    print("sensitivity: false candidates per subject -- " + ", ".join(curve))
 
     print("\n| CMB vs | features | n (CMB / other) | cross-validated AUC |")
     print("|---|---|---|---|")
-    for other in ("fp", "calcification"):
+    names = {
+        "fp": "strong LoG false candidates",
+        "vein": "LoG candidates on veins",
+        "calcification": "calcifications",
+    }
+    for other in ("fp", "vein", "calcification"):
         for name, pick in (
             ("magnitude only", lambda f: f[0]),
             ("magnitude + phase", lambda f: f[0] + f[1]),
@@ -206,7 +232,7 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
                 continue
             model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
             auc = cross_val_score(model, x, y, cv=5, scoring="roc_auc").mean()
-            label = "LoG false candidates" if other == "fp" else "calcifications"
+            label = names[other]
             print(
                 f"| {label} | {name} | {len(features['cmb'])} / {len(features[other])} | "
                 f"{auc:.2f} |"

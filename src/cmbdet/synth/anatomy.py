@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-ATLAS_VERSION = 2
+ATLAS_VERSION = 3
 CHANNELS = ("gm", "wm", "csf", "csf_outer", "skull", "scalp", "iron_chi", "vein_density")
 """Atlas channels, in order. Tissue channels are fractions in [0, 1]; ``iron_chi`` is the extra
 susceptibility of iron-rich deep nuclei in ppm; ``vein_density`` a relative vein density."""
@@ -120,9 +120,12 @@ def build_atlas() -> Atlas:
     gm, wm, brain = (np.pad(a, pad) for a in (gm, wm, brain))
     origin = tuple(float(v) for v in gm_img.affine[:3, 3] - pad)
 
-    brain_soft = ndimage.gaussian_filter(brain.astype(np.float32), 0.7)
+    # Intracranial space: the brain mask closed over sulci and cisterns, holes filled, so that
+    # the skull and scalp layers wrap the head instead of lining the basal cisterns.
+    intracranial = _closed(brain, radius_mm=6.0)
+    brain_soft = ndimage.gaussian_filter(intracranial.astype(np.float32), 0.7)
     csf = np.clip(brain_soft - gm - wm, 0.0, 1.0)
-    outside_mm = ndimage.distance_transform_edt(~brain)
+    outside_mm = ndimage.distance_transform_edt(~intracranial)
     csf_outer = _band(outside_mm, 0.0, 2.0) * (1.0 - brain_soft)
     skull = _band(outside_mm, 2.0, 8.0)
     scalp = _band(outside_mm, 8.0, 14.0)
@@ -161,6 +164,13 @@ def build_atlas() -> Atlas:
         axis=-1,
     )
     return Atlas(channels, origin)
+
+
+def _closed(mask: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Morphological closing with a ball (via two distance transforms), holes filled."""
+    dilated = ndimage.distance_transform_edt(~mask) <= radius_mm
+    closed = ndimage.distance_transform_edt(dilated) > radius_mm
+    return ndimage.binary_fill_holes(closed | mask)
 
 
 def _band(distance_mm: np.ndarray, inner: float, outer: float) -> np.ndarray:

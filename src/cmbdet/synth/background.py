@@ -13,27 +13,33 @@ AIR_DELTA_CHI_PPM = 9.4
 
 # Air cavities as spheres: MNI centre (right side where mirrored), radius range (mm), mirrored.
 _AIR_CAVITIES_MNI = (
-    ((0.0, 74.0, 2.0), (5.0, 9.0), False),  # frontal sinus, in front of the frontal pole
-    ((0.0, 16.0, -38.0), (8.0, 12.0), False),  # sphenoid sinus, below the pituitary fossa
-    ((0.0, 42.0, -34.0), (5.0, 8.0), False),  # ethmoid cells, under the gyri recti
-    ((50.0, -36.0, -52.0), (6.0, 9.0), True),  # mastoid air cells
-    ((64.0, -22.0, -46.0), (3.0, 5.0), True),  # ear canals
-    ((32.0, 30.0, -60.0), (10.0, 14.0), True),  # maxillary sinuses
+    ((0.0, 84.0, 4.0), (5.0, 9.0), False),  # frontal sinus, in front of the frontal pole
+    ((0.0, 14.0, -46.0), (7.0, 11.0), False),  # sphenoid sinus, below the pituitary fossa
+    ((0.0, 44.0, -40.0), (5.0, 8.0), False),  # ethmoid cells, under the gyri recti
+    ((50.0, -38.0, -56.0), (6.0, 9.0), True),  # mastoid air cells
+    ((66.0, -22.0, -50.0), (3.0, 5.0), True),  # ear canals
+    ((32.0, 30.0, -66.0), (10.0, 14.0), True),  # maxillary sinuses
 )
 
 
-def air_cavity_field(
+def air_cavities(
     subject_mm: list[np.ndarray], warp: Warp, b0_dir: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """Field shift (ppm) of the subject's air cavities, as analytic magnetised spheres.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Field shift (ppm) of the subject's air cavities, as analytic magnetised spheres, and
+    where the air is (no signal there).
 
     Args:
         subject_mm: broadcastable (X,1,1), (1,Y,1), (1,1,Z) subject-mm coordinates.
         warp: subject warp (the cavities follow the head's pose and size).
         b0_dir: (3,) B0 direction.
         rng: draws cavity sizes and small displacements.
+
+    Returns:
+        field (X, Y, Z) ppm and air (X, Y, Z) bool, float32/bool on the given grid.
     """
-    field = np.zeros(np.broadcast_shapes(*(a.shape for a in subject_mm)), dtype=np.float32)
+    shape = np.broadcast_shapes(*(a.shape for a in subject_mm))
+    field = np.zeros(shape, dtype=np.float32)
+    air = np.zeros(shape, dtype=bool)
     for centre_mni, radius_range, mirrored in _AIR_CAVITIES_MNI:
         for side in (1.0, -1.0) if mirrored else (1.0,):
             centre = np.asarray(centre_mni) * np.array([side, 1.0, 1.0])
@@ -43,7 +49,8 @@ def air_cavity_field(
                 axis - np.float32(c) for axis, c in zip(subject_mm, centre, strict=True)
             )
             field += sphere_field(offsets, float(radius), AIR_DELTA_CHI_PPM, b0_dir)
-    return field
+            air |= sum(o * o for o in offsets) <= radius**2
+    return field, air
 
 
 def smooth_polynomial(

@@ -29,8 +29,8 @@ from cmbdet.synth.vessels import subvoxel_offsets
 
 APPARENT_SIGNAL_LEVEL = 0.7
 """A voxel belongs to a lesion's apparent extent where the lesion leaves < 70% of the signal."""
-VISIBLE_SIGNAL_LEVEL = 0.6
-"""A lesion is visible when some voxel keeps at most 60% of its signal (noise-free)."""
+VISIBLE_SIGNAL_LEVEL = 0.5
+"""A lesion is visible when some voxel keeps at most 50% of its signal (noise-free)."""
 IRON_R2STAR_PER_PPM = 270.0
 """Extra R2* (1/s) per ppm of iron, from the pallidum (0.13 ppm, R2* ~45/s) vs cortex."""
 
@@ -152,9 +152,9 @@ def _random_cmb(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion |
     if not eligible.any():  # e.g. the slab misses the posterior fossa
         return None
     centre = _random_voxel_mm(eligible, anatomy, rng)
-    radius = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    radius = float(np.exp(rng.uniform(np.log(0.6), np.log(2.0))))
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.2)
-    delta_chi = float(np.exp(rng.uniform(np.log(0.3), np.log(2.5))))
+    delta_chi = float(np.exp(rng.uniform(np.log(0.4), np.log(2.5))))
     return FocalLesion(
         "cmb",
         centre,
@@ -173,16 +173,16 @@ def _random_calcification(anatomy: WorkAnatomy, rng: np.random.Generator) -> Foc
     centre = _site_in_subject(anatomy, site, scatter_mm, mirrored, rng)
     if centre is None:
         return None
-    radius = float(np.exp(rng.uniform(np.log(0.6), np.log(3.0))))
+    radius = float(np.exp(rng.uniform(np.log(0.6), np.log(2.5))))
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.6)
-    delta_chi = -float(np.exp(rng.uniform(np.log(0.05), np.log(1.0))))
+    delta_chi = -float(np.exp(rng.uniform(np.log(0.1), np.log(1.0))))
     return FocalLesion(
         "calcification",
         centre,
         offsets,
         radii,
         delta_chi,
-        float(rng.uniform(0.1, 0.5)),
+        float(rng.uniform(0.0, 0.35)),  # calcium holds few mobile protons: a dark core
         _region_at(anatomy, centre),
         shape,
     )

@@ -23,7 +23,7 @@ from cmbdet.synth.anatomy import (
     warp_atlas,
     work_grid_coordinates,
 )
-from cmbdet.synth.background import air_cavity_field, coil_phase, intensity_bias, shim_residual
+from cmbdet.synth.background import air_cavities, coil_phase, intensity_bias, shim_residual
 from cmbdet.synth.config import (
     TISSUES,
     Grid,
@@ -90,16 +90,19 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     )
     smooth = _upsample(_smooth_maps(anatomy, protocol, work, rng), grid.shape)
     veins = random_veins(anatomy, rng, config.veins)
-    vein_fraction, vein_owner = rasterise_veins(veins, grid.shape, grid.spacing_mm)
+    vein_fraction, vein_owner, vein_orientation = rasterise_veins(
+        veins, grid.shape, grid.spacing_mm, b0_dir=b0
+    )
 
     chi = smooth["chi"] + vein_fraction * np.float32(protocol.venous_delta_chi_ppm)
     phase = field_from_susceptibility(chi, grid.spacing_mm, b0, workers=_fft_workers())
     phase *= np.float32(phase_per_ppm)
     phase += smooth["background_phase"]
     del chi
-    blood = Tissue(VENOUS_BLOOD.m0, VENOUS_BLOOD.t1_s, protocol.venous_r2star_per_s, 0.0)
-    magnitude = smooth["signal"] * (1.0 - vein_fraction)
-    magnitude += np.float32(gre_signal(blood, protocol)) * vein_fraction
+    magnitude = _partial_volume_signal(
+        smooth["signal"], vein_fraction, vein_orientation, protocol, phase_per_ppm
+    )
+    del vein_orientation
     magnitude *= _dephasing(phase)
     signal = (magnitude * np.exp(1j * phase)).astype(np.complex64)
     del magnitude, phase
@@ -162,7 +165,9 @@ def _smooth_maps(
     signal = signal * np.exp(-protocol.te_s * IRON_R2STAR_PER_PPM * channels["iron_chi"])
     coordinates = work_grid_coordinates(work.shape, work.spacing_mm)
     half_fov = np.asarray(work.fov_mm) / 2
-    background_field = air_cavity_field(coordinates, anatomy.warp, np.asarray(protocol.b0_dir), rng)
+    b0 = np.asarray(protocol.b0_dir)
+    background_field, air = air_cavities(coordinates, anatomy.warp, b0, rng)
+    signal[air] = 0.0  # nothing to image inside the sinuses
     background_field += shim_residual(coordinates, half_fov, rng)
     background_phase = radians_per_ppm(protocol.field_t, protocol.te_s) * background_field
     background_phase += coil_phase(coordinates, half_fov, rng)
@@ -182,6 +187,30 @@ def _upsample(maps: dict[str, np.ndarray], shape: tuple[int, int, int]) -> dict[
     if tuple(stacked.shape[2:]) != tuple(shape):
         stacked = F.interpolate(stacked, size=shape, mode="trilinear", align_corners=False)
     return {name: stacked[0, c].numpy() for c, name in enumerate(names)}  # each (X, Y, Z)
+
+
+def _partial_volume_signal(
+    tissue_signal: np.ndarray,
+    vein_fraction: np.ndarray,
+    vein_orientation: np.ndarray,
+    protocol: Protocol,
+    phase_per_ppm: float,
+) -> np.ndarray:
+    """|tissue + blood| of voxels partly filled by a vein (X, Y, Z float32).
+
+    Blood inside a vessel at angle theta to B0 precesses with an extra
+    ``delta_chi / 6 * (3 cos^2 theta - 1)`` ppm against the tissue around it, so the two parts
+    of a partial-volume voxel partly cancel: the reason veins are dark in SWI magnitude.
+    """
+    blood = Tissue(VENOUS_BLOOD.m0, VENOUS_BLOOD.t1_s, protocol.venous_r2star_per_s, 0.0)
+    blood_signal = np.float32(gre_signal(blood, protocol))
+    inside_phase = np.float32(phase_per_ppm * protocol.venous_delta_chi_ppm / 6.0)
+    inside_phase = inside_phase * vein_orientation  # (X, Y, Z) radians relative to tissue
+    real = tissue_signal * (1.0 - vein_fraction) + blood_signal * vein_fraction * np.cos(
+        inside_phase
+    )
+    imaginary = blood_signal * vein_fraction * np.sin(inside_phase)
+    return np.sqrt(real * real + imaginary * imaginary)
 
 
 def _dephasing(phase: np.ndarray) -> np.ndarray:

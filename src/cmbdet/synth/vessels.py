@@ -194,7 +194,8 @@ def rasterise_veins(
     shape: tuple[int, int, int],
     spacing_mm: tuple[float, float, float],
     samples: tuple[int, int, int] = (3, 3, 4),
-) -> tuple[np.ndarray, np.ndarray]:
+    b0_dir: tuple[float, float, float] = (0.0, 0.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Partial-volume vein fraction on the acquisition grid.
 
     Each segment is rasterised in its own bounding box; sub-voxel samples give the fraction of
@@ -206,15 +207,20 @@ def rasterise_veins(
         spacing_mm: its voxel size.
         samples: sub-voxel samples per axis.
 
+        b0_dir: (3,) B0 direction, for the orientation of each segment.
+
     Returns:
-        ``fraction`` (X, Y, Z) float32 in [0, 1], and ``owner`` (X, Y, Z) int32: 1 + the index
-        of the vein with the largest fraction in each voxel (0 where none).
+        ``fraction`` (X, Y, Z) float32 in [0, 1]; ``owner`` (X, Y, Z) int32: 1 + the index of
+        the vein with the largest fraction in each voxel (0 where none); ``orientation``
+        (X, Y, Z) float32: ``3 cos^2(theta) - 1`` of that vein segment against B0, which sets
+        the field inside the vessel (``delta_chi / 6 * orientation``).
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     centre = (np.asarray(shape) - 1) / 2
     offsets = subvoxel_offsets(spacing_mm, samples).astype(np.float32)  # (S, 3)
     fraction = np.zeros(shape, dtype=np.float32)
     owner = np.zeros(shape, dtype=np.int32)
+    orientation = np.zeros(shape, dtype=np.float32)
     for vein_index, vein in enumerate(veins):
         for start, end in zip(vein.points_mm[:-1], vein.points_mm[1:], strict=True):
             reach = vein.radius_mm + spacing
@@ -235,7 +241,11 @@ def rasterise_veins(
             better = segment_fraction > fraction[box]
             fraction[box] = np.where(better, segment_fraction, fraction[box])
             owner[box] = np.where(better, vein_index + 1, owner[box])
-    return fraction, owner
+            cos_theta = float((end - start) @ np.asarray(b0_dir)) / max(
+                np.linalg.norm(end - start), 1e-9
+            )
+            orientation[box] = np.where(better, 3 * cos_theta**2 - 1, orientation[box])
+    return fraction, owner, orientation
 
 
 def _squared_distance_to_segment(
