@@ -88,8 +88,10 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _atlas_tensor(atlas: Atlas) -> torch.Tensor:
-    """(1, C, X, Y, Z) float32 view in channels-last memory order, kept for the process."""
-    return torch.from_numpy(atlas.channels).float().permute(3, 0, 1, 2)[None]
+    """(1, C, X, Y, Z) float32 in physical units, channels-last in memory, kept for the
+    process."""
+    scale = torch.tensor([1.0 / atlas.scale(name) for name in CHANNELS])
+    return (torch.from_numpy(atlas.channels).float() * scale).permute(3, 0, 1, 2)[None]
 
 
 @functools.lru_cache(maxsize=1)
@@ -335,7 +337,7 @@ def warp_atlas(
     sampled = F.grid_sample(
         _atlas_tensor(atlas), grid, mode="bilinear", padding_mode="zeros", align_corners=True
     )[0].numpy()  # (C, X, Y, Z)
-    channels = {name: sampled[c] / np.float32(atlas.scale(name)) for c, name in enumerate(CHANNELS)}
+    channels = {name: sampled[c] for c, name in enumerate(CHANNELS)}
     brain = channels["gm"] + channels["wm"] + channels["csf"]
     region[brain < 0.5] = REGION_NONE
     return WorkAnatomy(channels, region, tuple(spacing_mm), warp)

@@ -53,13 +53,18 @@ def dipole_kernel(
         kz = scipy.fft.rfftfreq(shape[2], d=spacing_mm[2]).astype(np.float32)
     else:
         kz = scipy.fft.fftfreq(shape[2], d=spacing_mm[2]).astype(np.float32)
-    kx, ky, kz = kx[:, None, None], ky[None, :, None], kz[None, None, :]
-    k_dot_b = kx * np.float32(b0_dir[0]) + ky * np.float32(b0_dir[1]) + kz * np.float32(b0_dir[2])
-    k_squared = kx**2 + ky**2 + kz**2
+    bx, by, bz = (np.float32(v) for v in b0_dir)
+    in_plane_dot = kx[:, None] * bx + ky[None, :] * by  # (X, Y)
+    in_plane_squared = kx[:, None] ** 2 + ky[None, :] ** 2  # (X, Y)
+    # D = 1/3 - (k.b)^2 / |k|^2, computed in place to keep one full-size temporary
+    kernel = in_plane_dot[:, :, None] + kz[None, None, :] * bz  # (X, Y, Z) k.b
+    np.square(kernel, out=kernel)
+    k_squared = in_plane_squared[:, :, None] + kz[None, None, :] ** 2
     k_squared[0, 0, 0] = 1.0  # D(0) is set to 0 below; avoid 0/0 here
-    kernel = np.float32(1.0 / 3.0) - k_dot_b**2 / k_squared
+    np.divide(kernel, k_squared, out=kernel)
+    np.subtract(np.float32(1.0 / 3.0), kernel, out=kernel)
     kernel[0, 0, 0] = 0.0
-    return kernel.astype(np.float32, copy=False)
+    return kernel
 
 
 def field_from_susceptibility(
@@ -67,7 +72,7 @@ def field_from_susceptibility(
     spacing_mm: tuple[float, float, float],
     b0_dir: np.ndarray,
     *,
-    pad_factor: tuple[float, float, float] = (1.25, 1.25, 2.0),
+    pad_factor: tuple[float, float, float] = (1.0, 1.0, 2.0),
     workers: int | None = None,
 ) -> np.ndarray:
     """Field shift (ppm) of a susceptibility map by zero-padded FFT dipole convolution.
@@ -78,6 +83,8 @@ def field_from_susceptibility(
         b0_dir: (3,) unit vector of B0 in the array frame.
         pad_factor: padded size over the original size per axis; at least 2 along the slab
             axis so that the periodic FFT does not wrap fields from one end to the other.
+            In-plane the head sits inside the field of view with air around it, whose
+            wrapped dipole fields are negligible after high-pass filtering.
         workers: threads for scipy.fft (None: scipy's default).
 
     Returns:

@@ -104,7 +104,9 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     )
     del vein_orientation
     magnitude *= _dephasing(phase)
-    signal = (magnitude * np.exp(1j * phase)).astype(np.complex64)
+    signal = np.empty(grid.shape, dtype=np.complex64)  # magnitude * exp(i phase), in float32
+    signal.real = magnitude * np.cos(phase)
+    signal.imag = magnitude * np.sin(phase)
     del magnitude, phase
 
     focal = random_lesions(anatomy, rng, protocol.te_s, config.lesions)

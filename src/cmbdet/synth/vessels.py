@@ -193,7 +193,7 @@ def rasterise_veins(
     veins: list[Vein],
     shape: tuple[int, int, int],
     spacing_mm: tuple[float, float, float],
-    samples: tuple[int, int, int] = (3, 3, 4),
+    samples: tuple[int, int, int] | None = None,
     b0_dir: tuple[float, float, float] = (0.0, 0.0, 1.0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Partial-volume vein fraction on the acquisition grid.
@@ -205,7 +205,8 @@ def rasterise_veins(
         veins: the veins, subject mm.
         shape: acquisition grid (X, Y, Z), canonical RAS, centred on the field of view.
         spacing_mm: its voxel size.
-        samples: sub-voxel samples per axis.
+        samples: sub-voxel samples per axis; default: about 0.3 mm apart in-plane and
+            0.5 mm through-plane.
 
         b0_dir: (3,) B0 direction, for the orientation of each segment.
 
@@ -217,6 +218,10 @@ def rasterise_veins(
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     centre = (np.asarray(shape) - 1) / 2
+    if samples is None:
+        samples = tuple(
+            int(np.ceil(s / step)) for s, step in zip(spacing_mm, (0.3, 0.3, 0.5), strict=True)
+        )
     offsets = subvoxel_offsets(spacing_mm, samples).astype(np.float32)  # (S, 3)
     fraction = np.zeros(shape, dtype=np.float32)
     owner = np.zeros(shape, dtype=np.int32)
