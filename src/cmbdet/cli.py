@@ -32,8 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_request:  # --help, --version, usage errors
         return _exit_code(exit_request.code)
     if not hasattr(args, "handler"):
-        parser.print_usage(sys.stderr)
-        print("cmbdet: error: a command is required", file=sys.stderr)
+        _say("cmbdet: error: a command is required (see cmbdet --help)")
         return EXIT_BAD_INPUT
     return _run(args.handler, args)
 
@@ -74,9 +73,17 @@ def _exit_code(code: int | str | None) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (DESIGN.md), pointing at ``--help``; exit 2."""
+
+    def error(self, message: str):
+        _say(f"{self.prog}: error: {message} (see {self.prog} --help)")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="cmbdet",
         description="Detect cerebral microbleeds in SWI + phase MRI.",
     )
@@ -84,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of unexpected errors"
     )
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=_OneLineErrors
+    )
     _add_synth(commands, _common_options())
     return parser
 

@@ -258,14 +258,18 @@ class Warp:
 def random_warp(rng: np.random.Generator, slab_mm: float) -> Warp:
     """Draw a subject's head pose, size and shape.
 
-    The slab is placed so that it reaches the vertex, with some jitter; a thinner slab then
-    misses the posterior fossa, as real axial SWI slabs often do.
+    A clinical slab (>= 100 mm) is placed so that it reaches the vertex, with some jitter, and
+    may miss the posterior fossa, as real axial SWI slabs often do; a thin test slab is centred
+    on the basal ganglia.
     """
     size = rng.uniform(0.9, 1.1)
     scale = tuple(float(size * s) for s in rng.uniform(0.96, 1.04, 3))
     rotation = (rng.uniform(-8, 8), rng.uniform(-4, 4), rng.uniform(-6, 6))
     vertex_mni = 80.0
-    centre_z = vertex_mni + 4.0 - slab_mm / 2 + rng.uniform(-6, 6)
+    if slab_mm >= 100.0:  # a clinical slab: from the vertex down
+        centre_z = vertex_mni + 4.0 - slab_mm / 2 + rng.uniform(-6, 6)
+    else:  # a thin test slab: through the basal ganglia, so every region and mimic appears
+        centre_z = 6.0 + rng.uniform(-4, 4)
     centre = (rng.uniform(-3, 3), -17.0 + rng.uniform(-6, 6), centre_z)
     elastic = rng.normal(0.0, 2.0, size=(3, 5, 5, 4))
     return Warp(tuple(float(r) for r in rotation), scale, tuple(float(c) for c in centre), elastic)

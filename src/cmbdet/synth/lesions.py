@@ -230,7 +230,8 @@ def _random_voxel_mm(mask: np.ndarray, anatomy: WorkAnatomy, rng: np.random.Gene
     """Subject-mm centre of a random voxel of ``mask`` (work grid), jittered within it."""
     candidates = np.flatnonzero(mask)
     voxel = np.array(np.unravel_index(candidates[rng.integers(candidates.size)], mask.shape))
-    voxel = voxel + rng.uniform(-0.5, 0.5, 3)
+    # sub-voxel position, kept at least half a voxel inside the field of view
+    voxel = np.clip(voxel + rng.uniform(-0.5, 0.5, 3), 0.5, np.asarray(mask.shape) - 1.5)
     return (voxel - (np.asarray(mask.shape) - 1) / 2) * np.asarray(anatomy.spacing_mm)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from cmbdet.io.dataset import Lesion
 from cmbdet.swi import homodyne_highpass, swi_from
@@ -45,6 +46,8 @@ from cmbdet.synth.lesions import (
 from cmbdet.synth.vessels import Vein, random_veins, rasterise_veins
 
 VENOUS_BLOOD = Tissue(m0=0.85, t1_s=1.65, r2star_per_s=75.0, chi_ppm=0.45)  # r2*, chi redrawn
+TEXTURE_SIGNAL = np.float32(0.04)  # relative signal variation of tissue texture (1 sd)
+TEXTURE_CHI_PPM = np.float32(0.005)  # susceptibility variation of tissue texture (1 sd)
 VEIN_LABEL_FRACTION = 0.25
 """Voxels at least this much vein are labelled with the vein's id."""
 
@@ -165,6 +168,9 @@ def _smooth_maps(
         channels[name] * np.float32(gre_signal(t, protocol)) for name, t in TISSUES.items()
     )
     signal = signal * np.exp(-protocol.te_s * IRON_R2STAR_PER_PPM * channels["iron_chi"])
+    texture = _tissue_texture(anatomy.shape, rng) * (channels["gm"] + channels["wm"])
+    signal *= 1.0 + TEXTURE_SIGNAL * texture
+    chi += TEXTURE_CHI_PPM * texture
     coordinates = work_grid_coordinates(work.shape, work.spacing_mm)
     half_fov = np.asarray(work.fov_mm) / 2
     b0 = np.asarray(protocol.b0_dir)
@@ -180,6 +186,14 @@ def _smooth_maps(
         "background_phase": background_phase,
         "bias": intensity_bias(coordinates, half_fov, rng),
     }
+
+
+def _tissue_texture(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance random texture with about 1-2 mm grain (X, Y, Z float32): the template's
+    1 mm tissue maps alone are smoother than real tissue."""
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    texture = ndimage.gaussian_filter(noise, sigma=(0.8, 0.8, 0.4))
+    return texture / np.float32(texture.std() + 1e-6)
 
 
 def _upsample(maps: dict[str, np.ndarray], shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
