@@ -41,9 +41,9 @@ class Vein:
 class VeinCounts:
     """How many small veins of each orientation a subject gets (drawn uniformly in range)."""
 
-    through_plane: tuple[int, int] = (50, 130)
-    in_plane: tuple[int, int] = (40, 110)
-    oblique: tuple[int, int] = (20, 60)
+    through_plane: tuple[int, int] = (45, 110)
+    in_plane: tuple[int, int] = (35, 95)
+    oblique: tuple[int, int] = (15, 50)
 
 
 # Large veins in MNI mm; mirrored ones are listed for the right side only.
@@ -81,7 +81,7 @@ def random_veins(
     veins = []
     used = 0
     for orientation, count_range, length_range, radius_range, turn_deg in (
-        ("through-plane", counts.through_plane, (4.0, 30.0), (0.3, 0.9), 6.0),
+        ("through-plane", counts.through_plane, (3.0, 25.0), (0.3, 1.0), 6.0),
         ("in-plane", counts.in_plane, (8.0, 40.0), (0.2, 0.7), 10.0),
         ("oblique", counts.oblique, (5.0, 25.0), (0.2, 0.6), 10.0),
     ):
