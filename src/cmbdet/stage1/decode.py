@@ -1,0 +1,77 @@
+"""Stage-1 postprocessing: dense head maps -> scored boxes per slice (outside ``forward``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class SliceDetections:
+    """Boxes found on one slice.
+
+    Attributes:
+        boxes: (N, 4) xyxy pixels of the model slice grid (x = array axis 0).
+        scores: (N,) objectness in [0, 1], highest first.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def centres(self) -> np.ndarray:
+        """(N, 2) box centres in pixels."""
+        return (self.boxes[:, :2] + self.boxes[:, 2:]) / 2
+
+    @staticmethod
+    def empty() -> SliceDetections:
+        return SliceDetections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+
+
+@torch.no_grad()
+def decode(
+    outputs: dict[str, torch.Tensor],
+    stride: int,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+    valid_shape: tuple[int, int] | None = None,
+) -> list[SliceDetections]:
+    """Heatmap peaks (3x3 local maxima) above ``score_threshold`` -> boxes, per image.
+
+    Args:
+        outputs: eval-mode output of :class:`~cmbdet.stage1.model.CandidateNet`.
+        stride: the network's output stride.
+        score_threshold: minimum objectness.
+        max_detections: per image, highest scores kept.
+        valid_shape: (H, W) of the unpadded image; peaks in the padding are dropped.
+    """
+    probability = torch.sigmoid(outputs["heatmap"].float())  # (B, 1, h, w)
+    peaks = probability == F.max_pool2d(probability, 3, stride=1, padding=1)
+    probability = probability * peaks
+    batch, _, height, width = probability.shape
+    flat = probability.view(batch, -1)
+    k = min(max_detections, flat.shape[1])
+    scores, indices = flat.topk(k, dim=1)  # (B, k)
+    results = []
+    for b in range(batch):
+        keep = scores[b] >= score_threshold
+        index = indices[b][keep]
+        ix, iy = index // width, index % width
+        offset = outputs["offset"][b, :, ix, iy].float()  # (2, n)
+        size = torch.exp(outputs["size"][b, :, ix, iy].float().clamp(-2.0, 6.0))  # (2, n)
+        cx = (ix.float() + offset[0]) * stride
+        cy = (iy.float() + offset[1]) * stride
+        boxes = torch.stack(
+            [cx - size[0] / 2, cy - size[1] / 2, cx + size[0] / 2, cy + size[1] / 2], dim=1
+        )
+        box_scores = scores[b][keep]
+        if valid_shape is not None:
+            inside = (cx < valid_shape[0]) & (cy < valid_shape[1])
+            boxes, box_scores = boxes[inside], box_scores[inside]
+        results.append(
+            SliceDetections(boxes.numpy().astype(np.float32), box_scores.numpy().astype(np.float32))
+        )
+    return results

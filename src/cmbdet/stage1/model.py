@@ -1,0 +1,141 @@
+"""The stage-1 network: a small anchor-free single-shot detector (YOLO-style, one pass, dense
+predictions on a grid), sized for microbleeds.
+
+CMBs are 2-10 mm, i.e. 3-15 pixels at the model's in-plane spacing, so the head predicts at
+stride 4 from a feature pyramid (strides 4, 8, 16) merged top-down. Each output cell predicts
+an objectness logit (a CenterNet-style Gaussian heatmap target), the sub-cell centre offset and
+the box size. In training mode ``forward`` returns the loss dict; in eval mode the raw head
+maps, which :func:`cmbdet.stage1.decode.decode` turns into boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cmbdet.stage1.targets import HeatmapTargets
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """Architecture of the stage-1 network (stored in model.json)."""
+
+    in_channels: int = 2  # averaged SWI, complemented phase
+    widths: tuple[int, int, int, int] = (16, 32, 64, 96)  # strides 2, 4, 8, 16
+    neck_width: int = 48
+    stride: int = 4  # output grid stride, pixels
+    focal_alpha: float = 2.0  # CenterNet focal loss exponents
+    focal_beta: float = 4.0
+    size_weight: float = 0.1
+    offset_weight: float = 1.0
+
+    def to_json(self) -> dict:
+        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, values: dict) -> Stage1Config:
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown stage-1 config keys: {sorted(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+
+def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv, batch norm, SiLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.SiLU(inplace=True),
+    )
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv(channels, channels), _conv(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class CandidateNet(nn.Module):
+    """Backbone (strides 2-16), top-down neck to stride 4, dense head.
+
+    Input: (B, C, H, W) slices; H and W multiples of 16 (pad with :func:`pad_to_multiple`).
+    Eval output: dict of ``heatmap`` (B, 1, H/4, W/4) logits, ``offset`` (B, 2, H/4, W/4) in
+    cells (x, y order of array axes 0, 1), ``size`` (B, 2, H/4, W/4) log box size in pixels.
+    """
+
+    def __init__(self, config: Stage1Config = Stage1Config()):
+        super().__init__()
+        self.config = config
+        w1, w2, w3, w4 = config.widths
+        self.stem = _conv(config.in_channels, w1, stride=2)
+        self.stage2 = nn.Sequential(_conv(w1, w2, stride=2), _Residual(w2))
+        self.stage3 = nn.Sequential(_conv(w2, w3, stride=2), _Residual(w3))
+        self.stage4 = nn.Sequential(_conv(w3, w4, stride=2), _Residual(w4))
+        n = config.neck_width
+        self.lateral = nn.ModuleList([nn.Conv2d(w, n, 1) for w in (w2, w3, w4)])
+        self.smooth = nn.Sequential(_conv(n, n), _conv(n, n))
+        self.heatmap = nn.Conv2d(n, 1, 1)
+        self.offset = nn.Conv2d(n, 2, 1)
+        self.size = nn.Conv2d(n, 2, 1)
+        # objectness starts at ~1% so the focal loss is not swamped by background at step 0
+        nn.init.constant_(self.heatmap.bias, -4.6)
+
+    def forward(
+        self, images: torch.Tensor, targets: HeatmapTargets | None = None
+    ) -> dict[str, torch.Tensor]:
+        c2 = self.stage2(self.stem(images))  # (B, w2, H/4, W/4)
+        c3 = self.stage3(c2)  # (B, w3, H/8, W/8)
+        c4 = self.stage4(c3)  # (B, w4, H/16, W/16)
+        p = self.lateral[2](c4)
+        p = self.lateral[1](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
+        p = self.lateral[0](c2) + F.interpolate(p, size=c2.shape[-2:], mode="nearest")
+        features = self.smooth(p)  # (B, n, H/4, W/4)
+        outputs = {
+            "heatmap": self.heatmap(features),
+            "offset": self.offset(features),
+            "size": self.size(features),
+        }
+        if self.training:
+            if targets is None:
+                raise ValueError("training mode needs targets")
+            return self.loss(outputs, targets)
+        return outputs
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: HeatmapTargets) -> dict:
+        """Focal loss on the heatmap, L1 on offset and log size at object centres."""
+        config = self.config
+        heatmap = outputs["heatmap"].float()
+        focal = _focal_loss(heatmap, targets.heatmap, config.focal_alpha, config.focal_beta)
+        positives = targets.centre_mask.float()  # (B, 1, h, w)
+        count = positives.sum().clamp(min=1.0)
+        offset = (torch.abs(outputs["offset"] - targets.offset) * positives).sum() / count
+        size = (torch.abs(outputs["size"] - targets.log_size) * positives).sum() / count
+        total = focal + config.offset_weight * offset + config.size_weight * size
+        return {"loss": total, "focal": focal, "offset": offset, "size": size}
+
+
+def _focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, beta: float):
+    """CenterNet's penalty-reduced focal loss, normalised by the number of objects."""
+    probability = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    positive = target.eq(1.0).float()
+    negative = 1.0 - positive
+    positive_loss = -torch.log(probability) * (1 - probability) ** alpha * positive
+    negative_loss = (
+        -torch.log(1 - probability) * probability**alpha * (1 - target) ** beta * negative
+    )
+    count = positive.sum().clamp(min=1.0)
+    return (positive_loss.sum() + negative_loss.sum()) / count
+
+
+def pad_to_multiple(images: torch.Tensor, multiple: int = 16) -> torch.Tensor:
+    """Zero-pad (B, C, H, W) at the high end of H and W to multiples of ``multiple``."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    return F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images

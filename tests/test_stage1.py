@@ -1,0 +1,157 @@
+"""Stage-1 network, targets, decoding and slice linking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cmbdet.stage1.decode import SliceDetections, decode
+from cmbdet.stage1.link import link_slices
+from cmbdet.stage1.model import CandidateNet, Stage1Config, pad_to_multiple
+from cmbdet.stage1.targets import make_targets
+
+
+@pytest.fixture()
+def net() -> CandidateNet:
+    torch.manual_seed(0)
+    return CandidateNet(Stage1Config(widths=(8, 16, 16, 16), neck_width=16))
+
+
+def _blob_images(n: int, size: int = 64, seed: int = 0):
+    """Noisy images with one dark 6-px square each, and its box."""
+    rng = np.random.default_rng(seed)
+    images = 1.0 + 0.05 * rng.standard_normal((n, 2, size, size)).astype(np.float32)
+    boxes = []
+    for b in range(n):
+        x, y = rng.integers(8, size - 14, 2)
+        images[b, :, x : x + 6, y : y + 6] = 0.1
+        boxes.append(np.array([[x, y, x + 6, y + 6]], np.float32))
+    return torch.from_numpy(images), boxes
+
+
+def test_eval_forward_shapes(net):
+    net.eval()
+    outputs = net(torch.zeros(3, 2, 64, 96))
+    assert outputs["heatmap"].shape == (3, 1, 16, 24)
+    assert outputs["offset"].shape == (3, 2, 16, 24)
+    assert outputs["size"].shape == (3, 2, 16, 24)
+
+
+def test_pad_to_multiple():
+    padded = pad_to_multiple(torch.ones(1, 2, 50, 33))
+    assert padded.shape == (1, 2, 64, 48)
+    assert padded[0, 0, 49, 32] == 1 and padded[0, 0, 50:, :].abs().sum() == 0
+
+
+def test_training_returns_losses_and_every_parameter_gets_a_gradient(net):
+    images, boxes = _blob_images(2)
+    losses = net.train()(images, make_targets(boxes, images.shape[-2:], net.config.stride))
+    assert set(losses) == {"loss", "focal", "offset", "size"}
+    losses["loss"].backward()
+    missing = [
+        name
+        for name, p in net.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
+    ]
+    assert missing == []
+
+
+def test_training_needs_targets(net):
+    with pytest.raises(ValueError):
+        net.train()(torch.zeros(1, 2, 32, 32))
+
+
+def test_empty_slices_train_without_error(net):
+    images = torch.ones(2, 2, 32, 32)
+    losses = net.train()(images, make_targets([np.zeros((0, 4))] * 2, (32, 32), 4))
+    assert torch.isfinite(losses["loss"]) and losses["offset"] == 0 and losses["size"] == 0
+
+
+def test_loss_decreases_and_the_blob_is_found(net):
+    images, boxes = _blob_images(8)
+    targets = make_targets(boxes, images.shape[-2:], net.config.stride)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    net.train()
+    first = None
+    for _ in range(60):
+        loss = net(images, targets)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < 0.3 * first
+    detections = decode(net.eval()(images), stride=4, score_threshold=0.2)
+    for found, truth in zip(detections, boxes, strict=True):
+        assert len(found.scores) >= 1
+        best = found.centres[0]
+        assert np.linalg.norm(best - (truth[0, :2] + truth[0, 2:]) / 2) < 3.0
+
+
+def test_targets_put_the_centre_and_size_in_the_right_cell():
+    targets = make_targets([np.array([[10, 20, 16, 30]])], (64, 64), 4)
+    # centre (13, 25) px -> cell (3, 6), offset (0.25, 0.25) cells
+    assert targets.centre_mask[0, 0, 3, 6] == 1 and targets.centre_mask.sum() == 1
+    assert targets.heatmap[0, 0, 3, 6] == 1
+    np.testing.assert_allclose(targets.offset[0, :, 3, 6].numpy(), [0.25, 0.25])
+    np.testing.assert_allclose(targets.log_size[0, :, 3, 6].numpy(), np.log([6, 10]), rtol=1e-6)
+
+
+def test_decode_reads_a_hand_made_peak():
+    heatmap = torch.full((1, 1, 8, 8), -10.0)
+    heatmap[0, 0, 2, 5] = 3.0
+    offset = torch.zeros(1, 2, 8, 8)
+    offset[0, :, 2, 5] = torch.tensor([0.5, 0.25])
+    size = torch.zeros(1, 2, 8, 8)
+    size[0, :, 2, 5] = torch.log(torch.tensor([8.0, 4.0]))
+    (found,) = decode({"heatmap": heatmap, "offset": offset, "size": size}, stride=4)
+    assert found.scores.shape == (1,)
+    np.testing.assert_allclose(found.boxes[0], [6.0, 19.0, 14.0, 23.0], atol=1e-5)
+
+
+def test_decode_of_nothing_is_empty():
+    zero = torch.zeros(2, 2, 8, 8)
+    found = decode(
+        {"heatmap": torch.full((2, 1, 8, 8), -10.0), "offset": zero, "size": zero}, stride=4
+    )
+    assert [len(f.scores) for f in found] == [0, 0]
+
+
+def _slice(boxes, scores):
+    return SliceDetections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32))
+
+
+def test_linking_joins_a_blob_over_three_slices_and_keeps_others_apart():
+    detections = [
+        _slice([[10, 10, 14, 14]], [0.5]),
+        _slice([[11, 10, 15, 14], [50, 50, 54, 54]], [0.9, 0.3]),
+        _slice([[10, 11, 14, 15]], [0.6]),
+        SliceDetections.empty(),
+        _slice([[10, 10, 14, 14]], [0.4]),  # two slices away: a new candidate
+    ]
+    candidates = link_slices(detections, pixel_mm=0.5, max_distance_mm=3.0)
+    assert [c.slices for c in candidates] == [3, 1, 1]
+    assert [c.score for c in candidates] == pytest.approx([0.9, 0.4, 0.3])
+    first = candidates[0]
+    expected = (
+        0.5 * np.array([12, 12, 0]) + 0.9 * np.array([13, 12, 1]) + 0.6 * np.array([12, 13, 2])
+    ) / 2.0
+    np.testing.assert_allclose(first.centre, expected)
+
+
+def test_linking_of_no_detections_is_empty():
+    assert link_slices([SliceDetections.empty()] * 4, pixel_mm=0.5) == []
+    assert link_slices([], pixel_mm=0.5) == []
+
+
+def test_linking_respects_the_distance_limit():
+    detections = [_slice([[0, 0, 4, 4]], [0.5]), _slice([[8, 0, 12, 4]], [0.5])]
+    assert len(link_slices(detections, pixel_mm=0.5, max_distance_mm=3.0)) == 2
+    assert len(link_slices(detections, pixel_mm=0.5, max_distance_mm=5.0)) == 1
+
+
+def test_config_round_trips_and_rejects_unknown_keys():
+    config = Stage1Config()
+    assert Stage1Config.from_json(config.to_json()) == config
+    with pytest.raises(ValueError):
+        Stage1Config.from_json({"widths": [8, 8, 8, 8], "colour": 3})
