@@ -155,3 +155,25 @@ def test_config_round_trips_and_rejects_unknown_keys():
     assert Stage1Config.from_json(config.to_json()) == config
     with pytest.raises(ValueError):
         Stage1Config.from_json({"widths": [8, 8, 8, 8], "colour": 3})
+
+
+def test_frst_finds_dark_spheres_first():
+    from cmbdet.stage1.frst import frst_candidates
+
+    rng = np.random.default_rng(0)
+    image = 1.0 + 0.03 * rng.standard_normal((64, 64, 20)).astype(np.float32)
+    spacing = (0.5, 0.5, 2.0)
+    grid = np.stack(
+        np.meshgrid(
+            *[np.arange(n) * s for n, s in zip(image.shape, spacing, strict=True)], indexing="ij"
+        ),
+        -1,
+    )
+    centres_mm = np.array([[8.0, 8.0, 20.0], [22.0, 14.0, 10.0]])
+    for centre in centres_mm:
+        image[np.linalg.norm(grid - centre, axis=-1) < 1.5] = 0.1
+    voxels, scores = frst_candidates(image, np.ones(image.shape, bool), spacing)
+    top_mm = voxels[:2] * spacing
+    for centre in centres_mm:
+        assert np.min(np.linalg.norm(top_mm - centre, axis=1)) <= 1.0
+    assert scores[1] > 3 * scores[2]
