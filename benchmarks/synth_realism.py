@@ -30,6 +30,7 @@ from cmbdet.synth.subject import SyntheticSubject, generate_subject
 LOG_SIGMAS_MM = (0.7, 1.0, 1.4, 2.0, 2.8)
 MATCH_MM = 5.0
 STRONG_RESPONSE = 0.3
+HARD_VEIN_MM = 1.2  # vein dots of CMB calibre
 
 
 def log_candidates(
@@ -111,7 +112,7 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
     config = SynthConfig(preset=preset)
     spacing = config.grid.spacing_mm
     per_subject, diameters, cmb_responses, fp_records = [], [], [], []
-    features = {"cmb": [], "fp": [], "vein": [], "calcification": []}
+    features = {"cmb": [], "fp": [], "vein": [], "vein_dot": [], "calcification": []}
     seconds = []
     for index in range(n):
         started = time.perf_counter()
@@ -149,15 +150,18 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
         for voxel, response in zip(voxels[~near_cmb], responses[~near_cmb], strict=True):
             fp_records.append((index, response, kind_near(subject, voxel, spacing), voxel))
         del all_cmb_mm
-        for lesion in subject.lesions:  # calcifications as the blob detector sees them
-            if lesion.kind == "calcification":
+        for lesion in subject.lesions:  # hard mimics, as the blob detector sees them
+            hard_vein = lesion.shape == "through-plane" and lesion.diameter_mm >= HARD_VEIN_MM
+            if lesion.kind == "calcification" or hard_vein:
                 distance = np.linalg.norm(
                     candidates_mm - [lesion.x_mm, lesion.y_mm, lesion.z_mm], axis=1
                 )
-                if (distance <= MATCH_MM).any():
-                    near = np.flatnonzero(distance <= MATCH_MM)
+                reach = 2.0 if hard_vein else MATCH_MM  # a vein's midpoint is on the vessel
+                if (distance <= reach).any():
+                    near = np.flatnonzero(distance <= reach)
                     hit = voxels[near[np.argmax(responses[near])]]
-                    features["calcification"].append(patch_features(subject, hit, spacing))
+                    kind = "vein_dot" if hard_vein else "calcification"
+                    features[kind].append(patch_features(subject, hit, spacing))
         # strong false candidates (near the 90%-sensitivity threshold or above)
         strong = [r for r in fp_records if r[0] == index and r[1] >= STRONG_RESPONSE]
         rng = np.random.default_rng(index)
@@ -219,9 +223,10 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
     names = {
         "fp": "strong LoG false candidates",
         "vein": "LoG candidates on veins",
+        "vein_dot": f"through-plane vein dots >= {HARD_VEIN_MM} mm",
         "calcification": "calcifications",
     }
-    for other in ("fp", "vein", "calcification"):
+    for other in ("fp", "vein", "vein_dot", "calcification"):
         for name, pick in (
             ("magnitude only", lambda f: f[0]),
             ("magnitude + phase", lambda f: f[0] + f[1]),
