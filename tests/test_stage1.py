@@ -177,3 +177,40 @@ def test_frst_finds_dark_spheres_first():
     for centre in centres_mm:
         assert np.min(np.linalg.norm(top_mm - centre, axis=1)) <= 1.0
     assert scores[1] > 3 * scores[2]
+
+
+def test_augmentation_moves_boxes_with_the_image():
+    from cmbdet.stage1.data import AugmentParams, augment
+
+    image = np.ones((2, 64, 64), np.float32)
+    image[:, 10:16, 40:50] = 0.0
+    boxes = np.array([[10, 40, 16, 50]], np.float32)
+    rng = np.random.default_rng(0)
+    for flip_x in (False, True):
+        for rotations in range(4):
+            for scale in (0.9, 1.0, 1.1):
+                params = AugmentParams(
+                    flip_x, not flip_x, rotations, (1.0, 1.0), (0.0, 0.0), 0.0, scale
+                )
+                out, moved = augment(image, boxes, params, rng)
+                x0, y0, x1, y1 = np.round(moved[0]).astype(int)
+                inside = out[0, x0 + 1 : x1 - 1, y0 + 1 : y1 - 1]
+                assert inside.size and inside.max() < 0.3, (flip_x, rotations, scale)
+                assert out[0].mean() > 0.9
+
+
+def test_sampler_is_replayable_and_centres_positive_crops_on_cmbs():
+    from cmbdet.stage1.data import SliceSampler, TrainingVolume
+
+    rng = np.random.default_rng(1)
+    images = (1 + 0.05 * rng.standard_normal((6, 2, 96, 80))).astype(np.float16)
+    boxes = [np.zeros((0, 4), np.float32) for _ in range(6)]
+    boxes[3] = np.array([[40, 30, 46, 36]], np.float32)
+    images[3, :, 40:46, 30:36] = 0.1
+    volume = TrainingVolume(images, boxes, np.ones(6, bool))
+    sampler = SliceSampler([volume], crop=48, batch_size=8, positive_fraction=1.0, seed=3)
+    first, targets = sampler(5)
+    again, _ = sampler(5)
+    torch.testing.assert_close(first, again)
+    assert first.shape == (8, 2, 48, 48)
+    assert targets.centre_mask.sum() == 8  # every positive crop keeps its CMB

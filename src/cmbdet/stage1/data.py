@@ -1,0 +1,196 @@
+"""Stage-1 training data: slice images with CMB boxes, random crops, replayable augmentation.
+
+A :class:`TrainingVolume` holds one subject on the model grid: its two-channel slice images and
+the boxes of its visible CMBs per slice. :class:`SliceSampler` draws training crops from many
+volumes: half centred near a CMB, half anywhere in the brain (slices without CMBs are the
+normal case), each augmented by parameters drawn from ``(seed, step)`` and then applied by a
+deterministic transform, so a resumed run replays the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cmbdet.stage1.targets import HeatmapTargets, make_targets
+
+MIN_BOX_MM = 2.0
+"""Smallest box side: a CMB's box covers at least its 2 mm rating threshold."""
+
+
+@dataclass(frozen=True)
+class TrainingVolume:
+    """One subject on the model grid.
+
+    Attributes:
+        images: (Z, C, X, Y) float16 slice images.
+        boxes: per slice, (N, 4) xyxy model-grid pixel boxes of visible CMBs.
+        brain_slices: (Z,) bool, slices that contain brain.
+    """
+
+    images: np.ndarray
+    boxes: list[np.ndarray]
+    brain_slices: np.ndarray
+
+
+def boxes_from_labels(
+    labels: np.ndarray,
+    cmb_ids: list[int],
+    native_shape: tuple[int, int, int],
+    model_shape: tuple[int, int, int],
+    pixel_mm: float,
+) -> list[np.ndarray]:
+    """Per-slice boxes of the given label ids, mapped from the native to the model grid.
+
+    Args:
+        labels: (X, Y, Z) instance map on the native canonical grid.
+        cmb_ids: ids of the visible CMBs.
+        native_shape, model_shape: grid shapes; the grids share the field of view (edges
+            aligned), slices unchanged.
+        pixel_mm: model-grid pixel size, for the minimum box size.
+
+    Returns:
+        Z arrays of shape (N_z, 4), xyxy model pixels (edges), possibly empty.
+    """
+    scale = np.array([model_shape[0] / native_shape[0], model_shape[1] / native_shape[1]])
+    minimum = MIN_BOX_MM / pixel_mm
+    per_slice = [[] for _ in range(labels.shape[2])]
+    for lesion_id in cmb_ids:
+        voxels = np.argwhere(labels == lesion_id)
+        for z in np.unique(voxels[:, 2]):
+            xy = voxels[voxels[:, 2] == z, :2]
+            low, high = xy.min(axis=0) * scale, (xy.max(axis=0) + 1) * scale
+            centre, side = (low + high) / 2, np.maximum(high - low, minimum)
+            per_slice[z].append(np.concatenate([centre - side / 2, centre + side / 2]))
+    return [np.array(b, np.float32).reshape(-1, 4) for b in per_slice]
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One crop's augmentation, drawn at random, applied deterministically."""
+
+    flip_x: bool
+    flip_y: bool
+    rotations: int  # quarter turns in the x-y plane
+    contrast: tuple[float, ...]  # per channel multiplier around 1
+    brightness: tuple[float, ...]  # per channel offset
+    noise_sd: float
+    scale: float
+
+
+def draw_augment(rng: np.random.Generator, channels: int) -> AugmentParams:
+    return AugmentParams(
+        flip_x=bool(rng.random() < 0.5),
+        flip_y=bool(rng.random() < 0.5),
+        rotations=int(rng.integers(4)),
+        contrast=tuple(float(v) for v in rng.uniform(0.85, 1.15, channels)),
+        brightness=tuple(float(v) for v in rng.uniform(-0.08, 0.08, channels)),
+        noise_sd=float(rng.uniform(0.0, 0.05)),
+        scale=float(rng.uniform(0.9, 1.1)),
+    )
+
+
+def augment(
+    image: np.ndarray, boxes: np.ndarray, params: AugmentParams, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply ``params`` to a (C, S, S) crop and its (N, 4) boxes (square crops only)."""
+    size = image.shape[1]
+    image = image.astype(np.float32)
+    boxes = boxes.copy()
+    if params.flip_x:
+        image = image[:, ::-1]
+        boxes[:, [0, 2]] = size - boxes[:, [2, 0]]
+    if params.flip_y:
+        image = image[:, :, ::-1]
+        boxes[:, [1, 3]] = size - boxes[:, [3, 1]]
+    for _ in range(params.rotations):  # (x, y) -> (size - y, x), a quarter turn
+        image = np.rot90(image, k=1, axes=(1, 2))
+        boxes = np.stack([size - boxes[:, 3], boxes[:, 0], size - boxes[:, 1], boxes[:, 2]], 1)
+    contrast = np.asarray(params.contrast, np.float32)[:, None, None]
+    brightness = np.asarray(params.brightness, np.float32)[:, None, None]
+    image = (image - 1.0) * contrast + 1.0 + brightness
+    image = image + params.noise_sd * rng.standard_normal(image.shape).astype(np.float32)
+    if abs(params.scale - 1.0) > 1e-3:
+        scaled = int(round(size * params.scale))
+        tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
+        tensor = F.interpolate(tensor, size=(scaled, scaled), mode="bilinear")  # (1, C, s, s)
+        image = _fit(tensor[0].numpy(), size)
+        boxes = boxes * (scaled / size)
+        if scaled > size:  # _fit cropped the centre
+            boxes = boxes - (scaled - size) // 2
+    return np.ascontiguousarray(image, dtype=np.float32), boxes.astype(np.float32)
+
+
+def _fit(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop (zoom in) or pad at the high end (zoom out) a (C, s, s) image to size."""
+    current = image.shape[1]
+    if current >= size:
+        start = (current - size) // 2
+        return image[:, start : start + size, start : start + size]
+    padded = np.ones((image.shape[0], size, size), np.float32)  # background ~ brain level
+    padded[:, :current, :current] = image
+    return padded
+
+
+class SliceSampler:
+    """Replayable training batches of square crops from many volumes."""
+
+    def __init__(
+        self,
+        volumes: list[TrainingVolume],
+        crop: int = 160,
+        batch_size: int = 16,
+        positive_fraction: float = 0.5,
+        seed: int = 0,
+        stride: int = 4,
+    ):
+        self.volumes = volumes
+        self.crop, self.batch_size, self.stride = crop, batch_size, stride
+        self.positive_fraction, self.seed = positive_fraction, seed
+        self.positives = [
+            (v, z)
+            for v, volume in enumerate(volumes)
+            for z, boxes in enumerate(volume.boxes)
+            if len(boxes)
+        ]
+        self.brain = [
+            (v, z) for v, volume in enumerate(volumes) for z in np.flatnonzero(volume.brain_slices)
+        ]
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, HeatmapTargets]:
+        rng = np.random.default_rng([self.seed, step])
+        images, boxes = [], []
+        for _ in range(self.batch_size):
+            image, crop_boxes = self._crop(rng)
+            params = draw_augment(rng, image.shape[0])
+            image, crop_boxes = augment(image, crop_boxes, params, rng)
+            images.append(image)
+            boxes.append(crop_boxes)
+        batch = torch.from_numpy(np.stack(images))  # (B, C, S, S)
+        return batch, make_targets(boxes, batch.shape[-2:], self.stride)
+
+    def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        positive = self.positives and rng.random() < self.positive_fraction
+        v, z = (self.positives if positive else self.brain)[
+            rng.integers(len(self.positives if positive else self.brain))
+        ]
+        volume = self.volumes[v]
+        _, _, nx, ny = volume.images.shape
+        boxes = volume.boxes[z]
+        if positive:
+            target = boxes[rng.integers(len(boxes))]
+            centre = (target[:2] + target[2:]) / 2 + rng.uniform(-0.35, 0.35, 2) * self.crop
+        else:
+            centre = rng.uniform([0, 0], [nx, ny])
+        x0 = int(np.clip(round(centre[0] - self.crop / 2), 0, max(0, nx - self.crop)))
+        y0 = int(np.clip(round(centre[1] - self.crop / 2), 0, max(0, ny - self.crop)))
+        image = np.ones((volume.images.shape[1], self.crop, self.crop), np.float32)
+        window = volume.images[z, :, x0 : x0 + self.crop, y0 : y0 + self.crop]
+        image[:, : window.shape[1], : window.shape[2]] = window
+        shifted = boxes - np.array([x0, y0, x0, y0], np.float32)
+        centres = (shifted[:, :2] + shifted[:, 2:]) / 2
+        keep = np.all((centres >= 0) & (centres < self.crop), axis=1)
+        return image, shifted[keep]
