@@ -31,6 +31,7 @@ LOG_SIGMAS_MM = (0.7, 1.0, 1.4, 2.0, 2.8)
 MATCH_MM = 5.0
 STRONG_RESPONSE = 0.3
 HARD_VEIN_MM = 1.2  # vein dots of CMB calibre
+IN_PLANE = (0, 2, 6, 7, 8)  # magnitude features of the central slice alone
 
 
 def log_candidates(
@@ -94,6 +95,8 @@ def patch_features(subject: SyntheticSubject, voxel: np.ndarray, spacing) -> tup
         slices_spanned,
         in_plane_area,
         float(magnitude[centre] / (np.median(magnitude) + 1e-6)),
+        float(magnitude[:, :, centre[2]].min()),  # central slice only
+        float(blob[:, :, centre[2]].sum()) * spacing[0] * spacing[1],
     ]
     k = centre[2]
     above = phase[centre[0], centre[1], min(k + 1, phase.shape[2] - 1)]
@@ -228,6 +231,7 @@ def evaluate(preset: str, n: int, seed: int, rim_mm: float) -> None:
     }
     for other in ("fp", "vein", "vein_dot", "calcification"):
         for name, pick in (
+            ("magnitude, in-plane only", lambda f: [f[0][i] for i in IN_PLANE]),
             ("magnitude only", lambda f: f[0]),
             ("magnitude + phase", lambda f: f[0] + f[1]),
         ):

@@ -81,7 +81,7 @@ def random_veins(
     veins = []
     used = 0
     for orientation, count_range, length_range, radius_range, turn_deg in (
-        ("through-plane", counts.through_plane, (3.0, 25.0), (0.35, 1.2), 6.0),
+        ("through-plane", counts.through_plane, (2.0, 16.0), (0.35, 1.2), 6.0),
         ("in-plane", counts.in_plane, (8.0, 40.0), (0.2, 0.7), 10.0),
         ("oblique", counts.oblique, (5.0, 25.0), (0.2, 0.6), 10.0),
     ):
