@@ -1,0 +1,83 @@
+"""Train the stage-1 network on subjects with ground truth."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmbdet.io.dataset import Lesion
+from cmbdet.modelio import save_weights
+from cmbdet.stage1.data import SliceSampler, TrainingVolume, boxes_from_labels
+from cmbdet.stage1.model import CandidateNet, Stage1Config
+from cmbdet.training import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+def training_volume(
+    images: np.ndarray,
+    brain: np.ndarray,
+    labels: np.ndarray,
+    lesions: list[Lesion],
+    pixel_mm: float,
+) -> TrainingVolume:
+    """One subject's slices and CMB boxes on the model grid.
+
+    Args:
+        images: (Z, C, X, Y) slice images on the model grid.
+        brain: (X, Y, Z) brain mask on the model grid.
+        labels: (X', Y', Z) instance labels on the native canonical grid (same slices and
+            field of view).
+        lesions: the ground truth; the boxes are those of visible CMBs.
+        pixel_mm: model-grid in-plane pixel size.
+    """
+    cmb_ids = [lesion.lesion_id for lesion in lesions if lesion.is_cmb and lesion.visible]
+    model_shape = (images.shape[2], images.shape[3], images.shape[0])
+    boxes = boxes_from_labels(labels, cmb_ids, labels.shape, model_shape, pixel_mm)
+    return TrainingVolume(images.astype(np.float16), boxes, brain.any(axis=(0, 1)))
+
+
+def train_stage1(
+    volumes: list[TrainingVolume],
+    out_dir: Path,
+    train_config: TrainConfig = TrainConfig(),
+    model_config: Stage1Config = Stage1Config(),
+    crop: int = 160,
+    device: str = "cpu",
+) -> tuple[CandidateNet, dict]:
+    """Train from scratch (or resume from ``out_dir/checkpoint``), save ``stage1.safetensors``.
+
+    Returns:
+        The trained network and its weights entry for model.json.
+    """
+    torch.manual_seed(train_config.seed)
+    net = CandidateNet(model_config)
+    sampler = SliceSampler(
+        volumes,
+        crop=crop,
+        batch_size=train_config.batch_size,
+        seed=train_config.seed,
+        stride=model_config.stride,
+    )
+    log.info("stage 1: %d volumes, %d slices with CMBs", len(volumes), len(sampler.positives))
+
+    def report(step: int, losses: dict[str, float]) -> None:
+        log.info(
+            "stage 1 step %d/%d: %s",
+            step,
+            train_config.steps,
+            " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+        )
+
+    train(
+        net,
+        sampler,
+        train_config,
+        checkpoint_dir=Path(out_dir) / "checkpoint-stage1",
+        hooks=[report],
+        device=device,
+    )
+    return net.cpu().eval(), save_weights(Path(out_dir), "stage1", net)
