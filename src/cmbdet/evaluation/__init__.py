@@ -1,0 +1,1 @@
+"""Scoring detections against ground truth (DESIGN.md's rule), pure NumPy/SciPy."""
