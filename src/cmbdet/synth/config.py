@@ -39,7 +39,7 @@ class Grid:
 PRESETS = {
     "hr": Grid((512, 448, 72), (0.5, 0.5, 2.0)),  # the paper's high in-plane resolution set
     "lr": Grid((288, 252, 72), (0.8, 0.8, 2.0)),  # its low in-plane resolution set
-    "tiny": Grid((144, 176, 24), (1.0, 1.0, 2.0)),  # for tests: whole head in-plane, thin slab
+    "tiny": Grid((168, 200, 24), (1.0, 1.0, 2.0)),  # tests: whole head in-plane, thin slab
 }
 
 
