@@ -8,13 +8,14 @@ it into files (any storage orientation, handedness and phase units).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cmbdet.geometry import voxel_to_world
 from cmbdet.io.dataset import Lesion
 from cmbdet.swi import homodyne_highpass, swi_from
 from cmbdet.synth.anatomy import (
@@ -295,11 +296,9 @@ def _vein_record(lesion_id: int, vein: Vein) -> Lesion:
 
 def _to_world(lesion: Lesion, grid: Grid, affine: np.ndarray) -> Lesion:
     """Subject mm (held in x/y/z_mm) -> canonical voxel indices and world mm."""
-    from dataclasses import replace
-
     subject = np.array([lesion.x_mm, lesion.y_mm, lesion.z_mm])
     voxel = subject / np.asarray(grid.spacing_mm) + (np.asarray(grid.shape) - 1) / 2
-    world = affine[:3, :3] @ voxel + affine[:3, 3]
+    world = voxel_to_world(voxel, affine)
     return replace(
         lesion,
         i=float(voxel[0]),
