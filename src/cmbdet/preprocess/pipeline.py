@@ -1,0 +1,243 @@
+"""SWI + phase -> the networks' view: canonical phase, brain mask, normalised intensities on
+the model grid, and the paper's two-channel slice images.
+
+Order of work (native grid first, because the homodyne window and the detectors' length scales
+belong to the acquisition):
+
+1. brain mask: given, or :func:`~cmbdet.preprocess.mask.estimate_brain_mask` from SWI;
+2. phase: :func:`~cmbdet.preprocess.phase.canonical_phase` (units, raw -> homodyne with the
+   magnitude as modulus, or a lightly smoothed SWI when no magnitude is given, handedness from
+   the SWI's dark voxels);
+3. SWI / median in the brain;
+4. in-plane resampling to ``target_in_plane_mm`` (images bilinear, phase through its phasor,
+   mask nearest);
+5. phase normalised to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from cmbdet.errors import InputError
+from cmbdet.io.nifti import Volume, check_same_grid
+from cmbdet.preprocess.intensity import complemented_phase, normalise_phase, normalise_swi
+from cmbdet.preprocess.mask import estimate_brain_mask
+from cmbdet.preprocess.phase import (
+    HP_WINDOW_PER_256MM,
+    PhaseDecisions,
+    canonical_phase,
+    default_hp_window,
+    homodyne_modulus_from_swi,
+)
+from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How volumes are prepared for the networks (recorded in ``model.json``)."""
+
+    target_in_plane_mm: float = 0.5  # model-grid pixel: HR is kept, LR (0.8 mm) is upsampled
+    slab_average: int = 1  # SWI channel: mean of each slice and this many neighbours each side
+    phase_scale_rad: float = math.pi  # phase of +-this many radians -> +-1 (then clipped)
+    hp_window_per_256mm: float = HP_WINDOW_PER_256MM  # homodyne window (raw phase), samples
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class Preprocessed:
+    """One subject, ready for the networks. Arrays are canonical RAS+ on the *model* grid
+    (X', Y', Z): axial slices along the last axis, in-plane resampled, slices as acquired.
+
+    Attributes:
+        swi: (X', Y', Z) float32 SWI / brain median, clipped to [0, 2].
+        phase_rad: (X', Y', Z) float32 canonical phase: high-pass, radians, right-handed.
+        phase_norm: (X', Y', Z) float32 ``clip(phase_rad / phase_scale_rad, -1, 1)``.
+        brain: (X', Y', Z) bool brain mask.
+        spacing_mm: model-grid voxel size (x, y, z), mm.
+        native_shape: canonical (X, Y, Z) of the input.
+        native_spacing_mm: canonical input voxel size, mm.
+        grid: exact native <-> model voxel map.
+        decisions: what was found or assumed about the phase (for ``run.json``).
+        mask_estimated: True when the brain mask was estimated from SWI.
+        config: the settings used.
+    """
+
+    swi: np.ndarray
+    phase_rad: np.ndarray
+    phase_norm: np.ndarray
+    brain: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    native_shape: tuple[int, int, int]
+    native_spacing_mm: tuple[float, float, float]
+    grid: ResampleMap
+    decisions: PhaseDecisions
+    mask_estimated: bool
+    config: PreprocessConfig
+
+    def record(self) -> dict:
+        """What preprocessing did, JSON-ready (for ``run.json``)."""
+        return {
+            "config": self.config.to_json(),
+            "phase": self.decisions.to_json(),
+            "brain_mask": "estimated from SWI" if self.mask_estimated else "given",
+            "native_shape": list(self.native_shape),
+            "native_spacing_mm": list(self.native_spacing_mm),
+            "model_shape": list(self.grid.model_shape),
+            "model_spacing_mm": list(self.spacing_mm),
+        }
+
+
+def preprocess(
+    swi: Volume,
+    phase: Volume,
+    *,
+    magnitude: Volume | None = None,
+    mask: np.ndarray | None = None,
+    config: PreprocessConfig = PreprocessConfig(),
+    phase_units: str = "auto",
+    handedness: str = "auto",
+    phase_kind: str = "auto",
+) -> Preprocessed:
+    """Prepare one subject from its volumes (see :func:`preprocess_arrays`).
+
+    Args:
+        swi: SWI volume.
+        phase: phase volume on the same grid.
+        magnitude: optional magnitude on the same grid (homodyne modulus for raw phase).
+        mask: optional (X, Y, Z) bool brain mask on the canonical grid (e.g. from
+            :func:`cmbdet.io.nifti.load_mask`).
+        config: preprocessing settings.
+        phase_units, handedness, phase_kind: "auto" or the stored phase's units
+            ("radians"/"integer"), handedness ("right"/"left") and kind ("filtered"/"raw").
+
+    Raises:
+        InputError: grids differ, the mask has another shape, or the phase units cannot be
+            told.
+    """
+    check_same_grid(phase, swi)
+    if magnitude is not None:
+        check_same_grid(magnitude, swi)
+    if mask is not None and mask.shape != swi.shape:
+        raise InputError(None, f"brain mask shape {mask.shape} differs from SWI {swi.shape}")
+    try:
+        return preprocess_arrays(
+            swi.data,
+            phase.data,
+            swi.spacing_mm,
+            magnitude=None if magnitude is None else magnitude.data,
+            brain=mask,
+            config=config,
+            phase_units=phase_units,
+            handedness=handedness,
+            phase_kind=phase_kind,
+        )
+    except ValueError as error:
+        raise InputError(phase.path, str(error)) from None
+
+
+def preprocess_arrays(
+    swi: np.ndarray,
+    phase: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    *,
+    magnitude: np.ndarray | None = None,
+    brain: np.ndarray | None = None,
+    config: PreprocessConfig = PreprocessConfig(),
+    phase_units: str = "auto",
+    handedness: str = "auto",
+    phase_kind: str = "auto",
+) -> Preprocessed:
+    """Prepare canonical arrays (the in-memory form of :func:`preprocess`).
+
+    Args:
+        swi: (X, Y, Z) SWI, any positive scale, canonical RAS+.
+        phase: (X, Y, Z) stored phase (any units, kind, handedness).
+        spacing_mm: voxel size (x, y, z), mm.
+        magnitude: (X, Y, Z) magnitude or None.
+        brain: (X, Y, Z) bool brain mask or None (then estimated from SWI).
+        config, phase_units, handedness, phase_kind: see :func:`preprocess`.
+
+    Raises:
+        ValueError: an unknown option, or phase units that cannot be told.
+    """
+    spacing = tuple(float(s) for s in spacing_mm)
+    swi = np.asarray(swi, dtype=np.float32)
+    mask_estimated = brain is None
+    brain = estimate_brain_mask(swi, spacing) if brain is None else np.asarray(brain, bool)
+    hp_window = default_hp_window(swi.shape, spacing, config.hp_window_per_256mm)
+    if magnitude is None:
+        modulus = homodyne_modulus_from_swi(swi, spacing)
+    else:
+        modulus = np.asarray(magnitude, dtype=np.float32)
+    phase_rad, decisions = canonical_phase(
+        np.asarray(phase),
+        brain,
+        modulus,
+        spacing_mm=spacing,
+        units=phase_units,
+        handedness=handedness,
+        kind=phase_kind,
+        hp_window=hp_window,
+        handedness_image=swi,
+    )
+    swi_norm = normalise_swi(swi, brain)
+
+    grid = ResampleMap.for_target(swi.shape, spacing, config.target_in_plane_mm)
+    swi_model = grid.to_model(swi_norm, order=1)
+    phase_model = resample_phase_to(phase_rad, grid.model_shape)
+    brain_model = grid.to_model(brain, order=0)
+    return Preprocessed(
+        swi=swi_model,
+        phase_rad=phase_model,
+        phase_norm=normalise_phase(phase_model, config.phase_scale_rad),
+        brain=brain_model,
+        spacing_mm=grid.model_spacing_mm,
+        native_shape=grid.native_shape,
+        native_spacing_mm=grid.native_spacing_mm,
+        grid=grid,
+        decisions=decisions,
+        mask_estimated=mask_estimated,
+        config=config,
+    )
+
+
+def slice_images(pre: Preprocessed) -> np.ndarray:
+    """The paper's two-channel slice images on the model grid.
+
+    Channel 0: normalised SWI averaged over each slice and ``config.slab_average`` neighbours
+    on each side (the available ones at the ends of the slab). Channel 1: the complemented
+    phase ``1 + phase_norm`` (tissue ~ 1, CMBs dark; see :mod:`cmbdet.preprocess.intensity`).
+
+    Returns:
+        (Z, 2, X', Y') float32.
+    """
+    averaged = slab_average(pre.swi, pre.config.slab_average)  # (X', Y', Z)
+    channels = np.stack([averaged, complemented_phase(pre.phase_norm)])  # (2, X', Y', Z)
+    return np.ascontiguousarray(channels.transpose(3, 0, 1, 2), dtype=np.float32)  # (Z, 2, X', Y')
+
+
+def slab_average(volume: np.ndarray, neighbours: int) -> np.ndarray:
+    """Mean over each slice and ``neighbours`` slices either side, fewer at the slab ends.
+
+    Args:
+        volume: (X, Y, Z) array.
+        neighbours: slices on each side (0 returns the volume as float32).
+
+    Returns:
+        (X, Y, Z) float32.
+    """
+    volume = volume.astype(np.float32, copy=False)
+    if neighbours <= 0:
+        return volume
+    depth = volume.shape[2]
+    cumulative = np.zeros(volume.shape[:2] + (depth + 1,), dtype=np.float64)
+    np.cumsum(volume, axis=2, out=cumulative[:, :, 1:])
+    low = np.clip(np.arange(depth) - neighbours, 0, depth)
+    high = np.clip(np.arange(depth) + neighbours + 1, 0, depth)
+    total = cumulative[:, :, high] - cumulative[:, :, low]  # (X, Y, Z)
+    return (total / (high - low)).astype(np.float32)

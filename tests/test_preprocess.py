@@ -1,0 +1,346 @@
+"""Preprocessing: phase units, kind and handedness, brain mask, normalisation, resampling,
+slice images. Small in-memory ``tiny`` subjects, generated once per module."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cmbdet.errors import InputError
+from cmbdet.preprocess import (
+    PreprocessConfig,
+    ResampleMap,
+    canonical_phase,
+    detect_handedness,
+    detect_phase_kind,
+    detect_phase_units,
+    estimate_brain_mask,
+    normalise_phase,
+    normalise_swi,
+    phase_to_radians,
+    preprocess,
+    preprocess_arrays,
+    resample_in_plane,
+    resample_to,
+    slice_images,
+)
+from cmbdet.synth.config import PRESETS, SynthConfig
+from cmbdet.synth.subject import generate_subject
+
+SHAPE, SPACING = PRESETS["tiny"].shape, PRESETS["tiny"].spacing_mm
+SEEDS = (0, 3, 7)  # seed 7 has ten visible CMBs
+
+
+@pytest.fixture(scope="module")
+def subjects():
+    return {
+        k: generate_subject(SynthConfig(preset="tiny"), np.random.SeedSequence(k)) for k in SEEDS
+    }
+
+
+def stored(phase: np.ndarray, handedness: str = "right", units: str = "radians") -> np.ndarray:
+    """Phase as a scanner might store it (the generator's conventions, plus unsigned)."""
+    if handedness == "left":
+        phase = -phase
+    if units == "integer":  # -4096..4095 for -pi..pi
+        return np.clip(np.round(phase / np.pi * 4096), -4096, 4095).astype(np.float32)
+    if units == "unsigned":  # 0..4095, 2048 = 0 rad
+        return np.clip(np.round(phase / np.pi * 2048) + 2048, 0, 4095).astype(np.float32)
+    return phase
+
+
+# ----------------------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize(
+    ("units", "detected", "radians_per_unit", "zero_at"),
+    [
+        ("radians", "radians", 1.0, 0.0),
+        ("integer", "integer", np.pi / 4096, 0.0),
+        ("unsigned", "integer", np.pi / 2048, 2048.0),
+    ],
+)
+def test_units_detected_and_rescaled(subjects, units, detected, radians_per_unit, zero_at):
+    subject = subjects[0]
+    phase = stored(subject.hp_phase, units=units)
+    assert detect_phase_units(phase, subject.brain_mask) == detected
+    radians, scale = phase_to_radians(phase, detected)
+    assert radians.dtype == np.float32
+    assert scale.radians_per_unit == pytest.approx(radians_per_unit)
+    assert scale.zero_at == zero_at
+    assert radians.min() >= -np.pi and radians.max() < np.pi
+    error = np.angle(np.exp(1j * (radians - subject.hp_phase)))  # wrap-aware difference
+    assert np.abs(error).max() < 2 * radians_per_unit
+
+
+def test_units_signed_2048_range_and_radians_0_to_2pi():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(-np.pi, np.pi, (20, 20, 3)).astype(np.float32)
+    half = np.clip(np.round(truth / np.pi * 2048), -2048, 2047)
+    radians, scale = phase_to_radians(half, detect_phase_units(half))
+    assert scale.radians_per_unit == pytest.approx(np.pi / 2048)
+    assert np.abs(np.angle(np.exp(1j * (radians - truth)))).max() < 2e-3
+    shifted = np.mod(truth, 2 * np.pi)  # [0, 2 pi)
+    assert detect_phase_units(shifted) == "radians"
+    radians, _ = phase_to_radians(shifted, "radians")
+    assert radians.min() >= -np.pi and radians.max() < np.pi
+    np.testing.assert_allclose(radians, truth, atol=1e-5)
+
+
+def test_units_undecidable_is_an_error():
+    with pytest.raises(ValueError, match="neither radians"):
+        detect_phase_units(np.linspace(-180.5, 179.5, 1000))  # degrees
+
+
+# ----------------------------------------------------------------------------- kind, handedness
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kind_raw_vs_filtered(subjects, seed):
+    subject = subjects[seed]
+    for phase, kind in ((subject.hp_phase, "filtered"), (subject.raw_phase, "raw")):
+        for handedness in ("right", "left"):
+            found = detect_phase_kind(stored(phase, handedness), subject.brain_mask, SPACING)
+            assert found == kind
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_handedness_detected_from_swi(subjects, seed):
+    subject = subjects[seed]
+    right = detect_handedness(subject.swi, subject.hp_phase, subject.brain_mask, SPACING)
+    left = detect_handedness(subject.swi, -subject.hp_phase, subject.brain_mask, SPACING)
+    assert right.handedness == "right" and left.handedness == "left"
+    assert right.confidence > 0.5 and left.confidence > 0.5
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("handedness", ["right", "left"])
+def test_canonical_phase_integer_raw_any_handedness(subjects, seed, handedness):
+    subject = subjects[seed]
+    phase = stored(subject.raw_phase, handedness, "integer")
+    canonical, decisions = canonical_phase(
+        phase,
+        subject.brain_mask,
+        subject.magnitude,
+        spacing_mm=SPACING,
+        handedness_image=subject.swi,
+    )
+    assert (decisions.units, decisions.kind, decisions.handedness) == ("integer", "raw", handedness)
+    assert decisions.units_detected and decisions.kind_detected and decisions.handedness_detected
+    assert decisions.hp_window == 2 * round(48 * SHAPE[0] * SPACING[0] / 256 / 2)  # 48 / 256 mm
+    brain = subject.brain_mask
+    assert np.corrcoef(canonical[brain], subject.hp_phase[brain])[0, 1] > 0.6
+
+
+def test_canonical_phase_same_for_every_storage(subjects):
+    subject = subjects[3]
+    brain = subject.brain_mask
+    reference, _ = canonical_phase(subject.hp_phase, brain, subject.swi, spacing_mm=SPACING)
+    np.testing.assert_allclose(reference, subject.hp_phase, atol=1e-6)
+    for handedness, units in (("left", "radians"), ("right", "integer"), ("left", "unsigned")):
+        phase = stored(subject.hp_phase, handedness, units)
+        canonical, decisions = canonical_phase(phase, brain, subject.swi, spacing_mm=SPACING)
+        assert decisions.kind == "filtered" and decisions.hp_window is None
+        assert decisions.handedness == handedness
+        error = np.angle(np.exp(1j * (canonical - reference)))
+        assert np.abs(error).max() < 2e-3  # integer rounding only
+
+
+def test_overrides_are_used_and_recorded(subjects):
+    subject = subjects[0]
+    canonical, decisions = canonical_phase(
+        subject.hp_phase,
+        subject.brain_mask,
+        subject.swi,
+        spacing_mm=SPACING,
+        units="radians",
+        kind="filtered",
+        handedness="left",
+    )
+    np.testing.assert_allclose(canonical, -subject.hp_phase)
+    assert not (decisions.units_detected or decisions.kind_detected)
+    assert not decisions.handedness_detected and decisions.handedness_confidence is None
+    with pytest.raises(ValueError, match="handedness"):
+        canonical_phase(subject.hp_phase, subject.brain_mask, subject.swi, handedness="up")
+
+
+def test_raw_phase_homodyne_matches_generator(subjects):
+    """With the generator's modulus and window the filter reproduces its high-pass phase."""
+    for subject in subjects.values():
+        brain = subject.brain_mask
+        canonical, decisions = canonical_phase(
+            subject.raw_phase,
+            brain,
+            subject.magnitude,
+            spacing_mm=SPACING,
+            hp_window=subject.protocol.hp_window,
+        )
+        assert decisions.kind == "raw" and decisions.hp_window == subject.protocol.hp_window
+        assert np.corrcoef(canonical[brain], subject.hp_phase[brain])[0, 1] > 0.99
+
+
+# ----------------------------------------------------------------------------- mask, intensity
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_brain_mask_from_swi(subjects, seed):
+    subject = subjects[seed]
+    mask = estimate_brain_mask(subject.swi, SPACING)
+    assert mask.dtype == bool and mask.shape == subject.swi.shape
+    assert dice(mask, subject.brain_mask) > 0.85
+
+
+def test_brain_mask_of_nothing_is_empty():
+    assert not estimate_brain_mask(np.zeros((16, 16, 4), np.float32), (1.0, 1.0, 2.0)).any()
+
+
+def test_normalised_swi_and_phase(subjects):
+    subject = subjects[0]
+    swi = normalise_swi(subject.swi * 7.5, subject.brain_mask)
+    assert swi.dtype == np.float32 and swi.min() >= 0 and swi.max() <= 2
+    assert np.median(swi[subject.brain_mask]) == pytest.approx(1.0, abs=0.01)
+    phase = normalise_phase(np.array([-4.0, -np.pi / 2, 0.0, 1.0], np.float32))
+    np.testing.assert_allclose(phase, [-1.0, -0.5, 0.0, 1 / np.pi], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- resampling
+
+
+def test_resample_map_round_trip_hr_lr():
+    hr, lr = PRESETS["hr"], PRESETS["lr"]
+    to_lr = ResampleMap.for_target(hr.shape, hr.spacing_mm, 0.8)
+    to_hr = ResampleMap.for_target(lr.shape, lr.spacing_mm, 0.5)
+    assert to_lr.model_shape == (320, 280, 72)
+    assert to_hr.model_shape == (461, 403, 72)
+    assert to_lr.model_spacing_mm == pytest.approx((0.8, 0.8, 2.0))
+    assert to_hr.model_spacing_mm[0] == pytest.approx(288 * 0.8 / 461)
+    rng = np.random.default_rng(1)
+    for grid in (to_lr, to_hr):
+        points = rng.uniform(-0.5, np.asarray(grid.native_shape) - 0.5, (50, 3))
+        np.testing.assert_allclose(grid.model_to_native(grid.native_to_model(points)), points)
+        # voxel edges of the field of view map onto each other; slices are untouched
+        edges = np.array([[-0.5, -0.5, 3.0], [grid.native_shape[0] - 0.5, 0.0, 5.0]])
+        mapped = grid.native_to_model(edges)
+        np.testing.assert_allclose(mapped[:, 2], edges[:, 2])
+        assert mapped[0, 0] == pytest.approx(-0.5) and mapped[1, 0] == pytest.approx(
+            grid.model_shape[0] - 0.5
+        )
+
+
+def test_model_affine_agrees_with_voxel_map():
+    grid = ResampleMap.for_target((288, 252, 72), (0.8, 0.8, 2.0), 0.5)
+    native_affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    native_affine[:3, 3] = (-115.0, -100.0, -72.0)
+    model = np.array([[10.0, 20.0, 3.0], [400.0, 7.5, 60.0]])
+    world_via_native = (native_affine @ np.c_[grid.model_to_native(model), np.ones(2)].T).T[:, :3]
+    world_via_model = (grid.model_affine(native_affine) @ np.c_[model, np.ones(2)].T).T[:, :3]
+    np.testing.assert_allclose(world_via_model, world_via_native)
+
+
+def test_resample_shapes_and_mask_round_trip():
+    rng = np.random.default_rng(2)
+    image = rng.random((48, 40, 5)).astype(np.float32)
+    out, spacing = resample_in_plane(image, (0.8, 0.8, 2.0), 0.4)
+    assert out.shape == (96, 80, 5) and spacing == pytest.approx((0.4, 0.4, 2.0))
+    same, spacing = resample_in_plane(image, (0.5, 0.5, 2.0), 0.5)
+    assert same.shape == image.shape and np.array_equal(same, image)
+    mask = np.zeros((48, 40, 5), bool)
+    mask[10:30, 5:25, 1:4] = True
+    up = resample_to(mask, (96, 80, 5), order=0)
+    assert up.dtype == bool and np.array_equal(resample_to(up, mask.shape, order=0), mask)
+    with pytest.raises(ValueError, match="slices"):
+        resample_to(mask, (96, 80, 6))
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+@pytest.fixture(scope="module")
+def prepared(subjects):
+    subject = subjects[7]
+    phase = stored(subject.hp_phase, "left", "integer")
+    config = PreprocessConfig(target_in_plane_mm=0.8)
+    return subject, preprocess_arrays(subject.swi, phase, SPACING, config=config)
+
+
+def test_preprocess_grid_and_record(prepared):
+    subject, pre = prepared
+    model_shape = (round(SHAPE[0] * SPACING[0] / 0.8), round(SHAPE[1] * SPACING[1] / 0.8), SHAPE[2])
+    assert pre.native_shape == SHAPE
+    assert pre.grid.model_shape == model_shape == pre.swi.shape == pre.brain.shape
+    assert pre.spacing_mm == pytest.approx((0.8, 0.8, 2.0))
+    assert pre.mask_estimated and pre.brain.dtype == bool
+    assert pre.decisions.units == "integer" and pre.decisions.handedness == "left"
+    assert np.median(pre.swi[pre.brain]) == pytest.approx(1.0, abs=0.02)
+    assert pre.phase_norm.min() >= -1 and pre.phase_norm.max() <= 1
+    record = pre.record()
+    assert record["phase"]["handedness"] == "left" and record["brain_mask"] == "estimated from SWI"
+
+
+def test_slice_images_channels(prepared):
+    _, pre = prepared
+    images = slice_images(pre)
+    depth = pre.swi.shape[2]
+    assert images.shape == (depth, 2, *pre.swi.shape[:2]) and images.dtype == np.float32
+    for k in (0, 5, depth - 1):
+        window = pre.swi[:, :, max(0, k - 1) : k + 2]
+        np.testing.assert_allclose(images[k, 0], window.mean(axis=2), atol=1e-5)
+    np.testing.assert_allclose(images[:, 1], 1 + pre.phase_norm.transpose(2, 0, 1))
+
+
+def test_cmbs_are_dark_in_both_channels(prepared):
+    subject, pre = prepared
+    images = slice_images(pre)
+    medians = [np.median(images[:, c][pre.brain.transpose(2, 0, 1)]) for c in (0, 1)]
+    cmbs = [lesion for lesion in subject.lesions if lesion.kind == "cmb" and lesion.visible]
+    assert len(cmbs) >= 5
+    dark = []
+    for lesion in cmbs:
+        u, v, k = np.round(pre.grid.native_to_model([lesion.i, lesion.j, lesion.k])).astype(int)
+        centre = images[k, :, u - 1 : u + 2, v - 1 : v + 2].min(axis=(1, 2))  # (2,)
+        dark.append(centre[0] < medians[0] and centre[1] < medians[1])
+    assert np.mean(dark) >= 0.8
+
+
+def test_given_mask_is_used(subjects):
+    subject = subjects[0]
+    brain = ndimage.binary_erosion(subject.brain_mask, iterations=2)
+    pre = preprocess_arrays(subject.swi, subject.hp_phase, SPACING, brain=brain)
+    assert not pre.mask_estimated
+    assert pre.grid.model_shape == (2 * SHAPE[0], 2 * SHAPE[1], SHAPE[2])  # 1 mm -> 0.5 mm
+    assert np.array_equal(pre.brain, resample_to(brain, pre.grid.model_shape, order=0))
+
+
+def test_preprocess_volumes_from_files(subjects, tmp_path):
+    """Files as ``cmbdet synth`` writes them: LPS storage, integer raw left-handed phase."""
+    from cmbdet.io.nifti import load_mask, load_volume
+    from cmbdet.synth.dataset import write_subject_files
+
+    subject = subjects[3]
+    config = SynthConfig(
+        preset="tiny",
+        handedness="left",
+        phase_units="integer",
+        phase_kind="raw",
+        orientation="LPS",
+    )
+    write_subject_files(tmp_path, subject, config)
+    swi = load_volume(tmp_path / "swi.nii.gz", "SWI")
+    phase = load_volume(tmp_path / "phase.nii.gz", "phase")
+    magnitude = load_volume(tmp_path / "magnitude.nii.gz", "magnitude")
+    mask = load_mask(tmp_path / "brainmask.nii.gz", swi)
+    pre = preprocess(
+        swi, phase, magnitude=magnitude, mask=mask, config=PreprocessConfig(target_in_plane_mm=1.0)
+    )
+    decisions = pre.decisions
+    assert (decisions.units, decisions.kind, decisions.handedness) == ("integer", "raw", "left")
+    assert pre.grid.is_identity and np.array_equal(pre.brain, subject.brain_mask)
+    brain = subject.brain_mask
+    assert np.corrcoef(pre.phase_rad[brain], subject.hp_phase[brain])[0, 1] > 0.6
+    with pytest.raises(InputError, match="shape"):
+        preprocess(swi, phase, mask=mask[:-1])
