@@ -214,3 +214,23 @@ def test_sampler_is_replayable_and_centres_positive_crops_on_cmbs():
     torch.testing.assert_close(first, again)
     assert first.shape == (8, 2, 48, 48)
     assert targets.centre_mask.sum() == 8  # every positive crop keeps its CMB
+
+
+def test_stage1_model_folder_round_trip(tmp_path):
+    from cmbdet.modelio import save_weights
+    from cmbdet.preprocess.pipeline import PreprocessConfig
+    from cmbdet.stage1.train import load_stage1_model, save_stage1_model
+    from cmbdet.training import TrainConfig
+
+    config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
+    net = CandidateNet(config)
+    weights = save_weights(tmp_path, "stage1", net)
+    save_stage1_model(
+        tmp_path, weights, config, PreprocessConfig(target_in_plane_mm=0.7), TrainConfig(steps=3)
+    )
+    loaded, preprocess_config, info = load_stage1_model(tmp_path)
+    assert preprocess_config.target_in_plane_mm == 0.7
+    assert info["stage1"]["training"]["steps"] == 3
+    net.eval()
+    images = torch.randn(1, 2, 32, 32)
+    torch.testing.assert_close(net(images)["heatmap"], loaded(images)["heatmap"])

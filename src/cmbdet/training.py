@@ -38,6 +38,11 @@ Batch = tuple[torch.Tensor, object]  # (inputs, targets) as the model's forward 
 Hook = Callable[[int, dict[str, float]], None]
 
 
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def learning_rate_at(step: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 5% of the peak."""
     if step < config.warmup_steps:

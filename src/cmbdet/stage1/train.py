@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cmbdet
 from cmbdet.io.dataset import Lesion
-from cmbdet.modelio import save_weights
+from cmbdet.modelio import load_weights, read_model_json, save_weights, write_model_json
+from cmbdet.preprocess.pipeline import PreprocessConfig
 from cmbdet.stage1.data import SliceSampler, TrainingVolume, boxes_from_labels
 from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.training import TrainConfig, train
+from cmbdet.training import TrainConfig, default_device, train
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,8 @@ def train_stage1(
     out_dir: Path,
     train_config: TrainConfig = TrainConfig(),
     model_config: Stage1Config = Stage1Config(),
-    crop: int = 160,
-    device: str = "cpu",
+    crop: int = 128,
+    device: torch.device | str | None = None,
 ) -> tuple[CandidateNet, dict]:
     """Train from scratch (or resume from ``out_dir/checkpoint``), save ``stage1.safetensors``.
 
@@ -78,6 +80,37 @@ def train_stage1(
         train_config,
         checkpoint_dir=Path(out_dir) / "checkpoint-stage1",
         hooks=[report],
-        device=device,
+        device=device or default_device(),
     )
     return net.cpu().eval(), save_weights(Path(out_dir), "stage1", net)
+
+
+def save_stage1_model(
+    out_dir: Path,
+    weights: dict,
+    model_config: Stage1Config,
+    preprocess_config: PreprocessConfig,
+    train_config: TrainConfig,
+    extra: dict | None = None,
+) -> Path:
+    """Write ``model.json`` for a stage-1 model folder (weights already saved)."""
+    info = {
+        "name": Path(out_dir).name,
+        "cmbdet_version": cmbdet.__version__,
+        "preprocessing": preprocess_config.to_json(),
+        "stage1": {
+            "config": model_config.to_json(),
+            "weights": weights,
+            "training": train_config.to_json(),
+        },
+        **(extra or {}),
+    }
+    return write_model_json(Path(out_dir), info)
+
+
+def load_stage1_model(folder: Path) -> tuple[CandidateNet, PreprocessConfig, dict]:
+    """The stage-1 network and preprocessing settings of a model folder (no unpickling)."""
+    info = read_model_json(Path(folder))
+    net = CandidateNet(Stage1Config.from_json(info["stage1"]["config"]))
+    load_weights(Path(folder), info["stage1"]["weights"], net)
+    return net, PreprocessConfig(**info["preprocessing"]), info
