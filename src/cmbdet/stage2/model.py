@@ -1,0 +1,84 @@
+"""The stage-2 classifier: a small 3D CNN after Al-masni et al. (five 3x3x3 convolutions,
+32-64-64-128-128, two poolings, dense 32 -> 8 -> 1), with batch norm, in-plane-only pooling
+(the patch has few slices) and global average pooling.
+
+Training mode returns the loss dict (class-weighted binary cross-entropy); eval mode the CMB
+logit per patch (N,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """Architecture of the stage-2 network (stored in model.json)."""
+
+    in_channels: int = 2
+    widths: tuple[int, int, int, int, int] = (32, 64, 64, 128, 128)
+    dense: tuple[int, int] = (32, 8)
+    dropout: float = 0.2
+    positive_weight: float = 3.0  # CMBs are rare among candidates
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, values: dict) -> Stage2Config:
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown stage-2 config keys: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _conv3d(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class PatchClassifier(nn.Module):
+    """(N, C, X, Y, Z) patches -> (N,) CMB logits."""
+
+    def __init__(self, config: Stage2Config = Stage2Config()):
+        super().__init__()
+        self.config = config
+        w = config.widths
+        in_plane_pool = nn.MaxPool3d(kernel_size=(2, 2, 1))
+        self.features = nn.Sequential(
+            _conv3d(config.in_channels, w[0]),
+            _conv3d(w[0], w[1]),
+            in_plane_pool,
+            _conv3d(w[1], w[2]),
+            _conv3d(w[2], w[3]),
+            nn.MaxPool3d(kernel_size=(2, 2, 1)),
+            _conv3d(w[3], w[4]),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(w[4], config.dense[0]),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.dense[0], config.dense[1]),
+            nn.ReLU(inplace=True),
+            nn.Linear(config.dense[1], 1),
+        )
+
+    def forward(self, patches: torch.Tensor, labels: torch.Tensor | None = None):
+        features = self.features(patches)  # (N, w4, X/4, Y/4, Z)
+        pooled = F.adaptive_avg_pool3d(features, 1)  # (N, w4, 1, 1, 1)
+        logits = self.head(pooled)[:, 0]  # (N,)
+        if not self.training:
+            return logits
+        if labels is None:
+            raise ValueError("training mode needs labels")
+        weight = torch.where(labels > 0.5, self.config.positive_weight, 1.0)
+        loss = F.binary_cross_entropy_with_logits(logits, labels.float(), weight=weight)
+        return {"loss": loss}
