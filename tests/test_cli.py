@@ -72,6 +72,7 @@ def test_synth_passes_every_setting(fake_synth, capsys, tmp_path):
             "phase_kind": "filtered",
             "progress": False,
             "start": 7,
+            "cmb_richness": 1.0,
         }
     ]
     assert isinstance(calls[0]["out_dir"], Path)

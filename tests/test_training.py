@@ -25,9 +25,7 @@ def _batches(step: int):
     return inputs, inputs @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
 
 
-CONFIG = TrainConfig(
-    steps=80, learning_rate=0.1, warmup_steps=5, checkpoint_every=10, log_every=20
-)
+CONFIG = TrainConfig(steps=80, learning_rate=0.1, warmup_steps=5, checkpoint_every=10, log_every=20)
 
 
 def test_training_fits_a_linear_map():

@@ -167,6 +167,12 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="array order of the written files, e.g. RAS, LPS (default: RAS)",
     )
     parser.add_argument("--phase-kind", choices=("filtered", "raw"), default="filtered")
+    parser.add_argument(
+        "--cmb-richness",
+        type=float,
+        default=1.0,
+        help="CMB-rich training data: typical CMB count times this (default: 1, clinical)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_run_synth)
 
@@ -187,6 +193,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         phase_kind=args.phase_kind,
         progress=not args.quiet,
         start=args.start,
+        cmb_richness=args.cmb_richness,
     )
     if not args.quiet:
         print(f"wrote {args.n} subjects to {args.out}")

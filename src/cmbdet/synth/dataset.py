@@ -22,6 +22,7 @@ from cmbdet.io.nifti import save_volume
 from cmbdet.synth import GENERATOR_VERSION
 from cmbdet.synth.anatomy import ATLAS_VERSION, load_atlas
 from cmbdet.synth.config import PRESETS, SynthConfig
+from cmbdet.synth.lesions import LesionCounts
 from cmbdet.synth.subject import SyntheticSubject, generate_subject
 
 INTEGER_PHASE_MAX = 4096
@@ -32,6 +33,20 @@ def subject_seed(dataset_seed: int, index: int) -> np.random.SeedSequence:
     """Subject ``index``'s seed: derived from (dataset seed, index), so a dataset can be
     extended and datasets with different seeds never share a subject."""
     return np.random.SeedSequence(entropy=dataset_seed, spawn_key=(index,))
+
+
+def rich_lesion_counts(richness: float) -> LesionCounts:
+    """Lesion counts with ``richness`` times the typical CMB count (see generate_dataset)."""
+    if richness <= 0:
+        raise InputError(None, f"--cmb-richness must be positive, got {richness}")
+    default = LesionCounts()
+    if richness == 1.0:
+        return default
+    return replace(
+        default,
+        cmb_log_mean=default.cmb_log_mean + float(np.log(richness)),
+        cmb_none_probability=default.cmb_none_probability / max(richness, 1.0),
+    )
 
 
 def subject_id(index: int) -> str:
@@ -51,8 +66,12 @@ def generate_dataset(
     phase_kind: str = "filtered",
     progress: bool = True,
     start: int = 0,
+    cmb_richness: float = 1.0,
 ) -> Path:
     """Generate subjects ``start .. start + n - 1`` into ``out_dir``.
+
+    ``cmb_richness`` > 1 makes CMB-rich training data: the typical count of a subject with CMBs
+    is multiplied by it and fewer subjects have none (1 is the clinical distribution).
 
     Each subject is written to a temporary folder and renamed into place, so an interrupted run
     never leaves a half-written ``sub-*`` folder. An existing dataset may be extended with more
@@ -67,6 +86,7 @@ def generate_dataset(
         phase_units=phase_units,
         orientation=orientation.upper(),
         phase_kind=phase_kind,
+        lesions=rich_lesion_counts(cmb_richness),
     )
     _check_arguments(config, n, seed, workers, start)
     out_dir = Path(out_dir)

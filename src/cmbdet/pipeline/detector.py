@@ -1,0 +1,227 @@
+"""``Detector``: load a model folder once, detect microbleeds in one subject at a time.
+
+    from cmbdet.pipeline.detector import Detector
+    result = Detector.load(model_dir).detect("swi.nii.gz", "phase.nii.gz")
+    for cmb in result.detections: print(cmb.x_mm, cmb.y_mm, cmb.z_mm, cmb.score)
+
+Coordinates in results refer to the input file: voxel indices in its own array order and
+world millimetres through its affine, whatever its storage orientation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import cmbdet
+from cmbdet.geometry import voxel_to_world
+from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
+from cmbdet.modelio import load_weights, read_model_json
+from cmbdet.preprocess.pipeline import PreprocessConfig, preprocess, slice_images
+from cmbdet.stage1.inference import detect_candidates
+from cmbdet.stage1.model import CandidateNet, Stage1Config
+from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.stage2.patches import PatchConfig, extract_patches
+from cmbdet.stage2.train import score_patches
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stage-1 candidate with its stage-2 score, in the input file's coordinates.
+
+    Attributes:
+        x_mm, y_mm, z_mm: centre, world mm (scanner RAS+).
+        i, j, k: centre, 0-based voxel indices in the input file's array order.
+        score: stage-2 CMB probability.
+        stage1_score: stage-1 objectness.
+        diameter_mm: in-plane extent of the largest stage-1 box.
+        slices: slices the candidate spans.
+    """
+
+    x_mm: float
+    y_mm: float
+    z_mm: float
+    i: float
+    j: float
+    k: float
+    score: float
+    stage1_score: float
+    diameter_mm: float
+    slices: int
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """One subject's result: every candidate, and those at or above the threshold."""
+
+    candidates: list[Candidate]
+    threshold: float
+    record: dict = field(default_factory=dict)
+
+    @property
+    def detections(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.score >= self.threshold]
+
+
+class Detector:
+    """Both stages and their settings, loaded from a model folder."""
+
+    def __init__(
+        self,
+        folder: Path,
+        stage1: CandidateNet,
+        stage2: PatchClassifier | None,
+        preprocess_config: PreprocessConfig,
+        patch_config: PatchConfig,
+        threshold: float,
+        info: dict,
+    ):
+        self.folder, self.stage1, self.stage2 = Path(folder), stage1, stage2
+        self.preprocess_config, self.patch_config = preprocess_config, patch_config
+        self.threshold, self.info = threshold, info
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Detector:
+        """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled)."""
+        folder = Path(folder)
+        info = read_model_json(folder)
+        stage1 = load_weights(
+            folder,
+            info["stage1"]["weights"],
+            CandidateNet(Stage1Config.from_json(info["stage1"]["config"])),
+        )
+        stage2 = None
+        if "stage2" in info:
+            stage2 = load_weights(
+                folder,
+                info["stage2"]["weights"],
+                PatchClassifier(Stage2Config.from_json(info["stage2"]["config"])),
+            )
+        patch = info.get("stage2", {}).get("patch", PatchConfig().to_json())
+        return cls(
+            folder,
+            stage1,
+            stage2,
+            PreprocessConfig(**info["preprocessing"]),
+            PatchConfig(size=tuple(patch["size"])),
+            float(info.get("threshold", 0.5)),
+            info,
+        )
+
+    def detect(
+        self,
+        swi_path: str | Path,
+        phase_path: str | Path,
+        magnitude_path: str | Path | None = None,
+        mask_path: str | Path | None = None,
+        *,
+        threshold: float | None = None,
+        phase_units: str = "auto",
+        handedness: str = "auto",
+        phase_kind: str = "auto",
+    ) -> DetectionResult:
+        """Detect CMBs in one subject's files (bad input raises ``InputError``)."""
+        started = time.perf_counter()
+        swi = load_volume(swi_path, "SWI")
+        phase = load_volume(phase_path, "phase")
+        check_same_grid(swi, phase)
+        magnitude = load_volume(magnitude_path, "magnitude") if magnitude_path else None
+        mask = load_mask(mask_path, swi) if mask_path else None
+        loaded = time.perf_counter()
+        result = self.detect_volumes(
+            swi,
+            phase,
+            magnitude,
+            mask,
+            threshold=threshold,
+            phase_units=phase_units,
+            handedness=handedness,
+            phase_kind=phase_kind,
+        )
+        result.record["timings_s"]["load"] = loaded - started
+        result.record["inputs"] = {
+            "swi": str(swi_path),
+            "phase": str(phase_path),
+            "magnitude": str(magnitude_path) if magnitude_path else None,
+            "mask": str(mask_path) if mask_path else None,
+        }
+        return result
+
+    def detect_volumes(
+        self,
+        swi: Volume,
+        phase: Volume,
+        magnitude: Volume | None = None,
+        mask: np.ndarray | None = None,
+        *,
+        threshold: float | None = None,
+        phase_units: str = "auto",
+        handedness: str = "auto",
+        phase_kind: str = "auto",
+    ) -> DetectionResult:
+        """Detect CMBs in loaded volumes (canonical mask, if given)."""
+        timings = {}
+        clock = time.perf_counter()
+        pre = preprocess(
+            swi,
+            phase,
+            magnitude=magnitude,
+            mask=mask,
+            config=self.preprocess_config,
+            phase_units=phase_units,
+            handedness=handedness,
+            phase_kind=phase_kind,
+        )
+        images = slice_images(pre)
+        timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
+        linked = detect_candidates(self.stage1, images, pre.spacing_mm[0], pre.brain)
+        timings["stage1"], clock = time.perf_counter() - clock, time.perf_counter()
+        model_centres = np.array([c.centre for c in linked]).reshape(-1, 3)
+        if self.stage2 is not None and len(linked):
+            patches = extract_patches(pre.swi, pre.phase_norm, model_centres, self.patch_config)
+            scores = score_patches(self.stage2, patches)
+        else:
+            scores = np.array([c.score for c in linked], dtype=np.float32)
+        timings["stage2"] = time.perf_counter() - clock
+        canonical = pre.grid.model_to_native(model_centres)
+        original = swi.reorientation.canonical_to_original_voxels(canonical)
+        world = voxel_to_world(original, swi.reorientation.original_affine)
+        candidates = [
+            Candidate(
+                float(w[0]),
+                float(w[1]),
+                float(w[2]),
+                float(o[0]),
+                float(o[1]),
+                float(o[2]),
+                float(score),
+                float(c.score),
+                float(c.size_px.max() * pre.spacing_mm[0]),
+                int(c.slices),
+            )
+            for c, o, w, score in zip(
+                linked, original.reshape(-1, 3), world.reshape(-1, 3), scores, strict=True
+            )
+        ]
+        candidates.sort(key=lambda c: -c.score)
+        chosen = self.threshold if threshold is None else float(threshold)
+        record = {
+            "cmbdet_version": cmbdet.__version__,
+            "model": {
+                "folder": str(self.folder),
+                "name": self.info.get("name"),
+                "sha256": {
+                    k: self.info[k]["weights"]["sha256"]
+                    for k in ("stage1", "stage2")
+                    if k in self.info
+                },
+            },
+            "threshold": chosen,
+            "preprocessing": pre.record(),
+            "timings_s": timings,
+            "candidates": len(candidates),
+        }
+        return DetectionResult(candidates, chosen, record)

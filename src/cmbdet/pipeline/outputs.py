@@ -1,0 +1,115 @@
+"""Write a subject's results in the DESIGN.md output contract, all or nothing.
+
+Files go to a staging folder beside ``out_dir`` and are renamed into place at the end, so an
+interrupted run leaves no partial output; an existing non-empty ``out_dir`` is replaced only
+with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from cmbdet.errors import InputError
+from cmbdet.io.nifti import Volume, save_like
+from cmbdet.pipeline.detector import Candidate, DetectionResult
+
+COLUMNS = (
+    "detection_id",
+    "x_mm",
+    "y_mm",
+    "z_mm",
+    "i",
+    "j",
+    "k",
+    "score",
+    "stage1_score",
+    "diameter_mm",
+    "slices",
+)
+MIN_LABEL_RADIUS_MM = 1.0
+
+
+def check_output_folder(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace a non-empty folder without ``overwrite`` (before any work)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError(out_dir, "output folder is not empty (use --overwrite to replace it)")
+
+
+def write_outputs(
+    out_dir: Path, result: DetectionResult, reference: Volume, overwrite: bool = False
+) -> Path:
+    """detections.csv, candidates.csv, cmb_labels.nii.gz and run.json into ``out_dir``."""
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _write_table(staging / "detections.csv", result.detections)
+        _write_table(staging / "candidates.csv", result.candidates)
+        labels = detection_labels(result.detections, reference)
+        save_like(staging / "cmb_labels.nii.gz", labels, reference, np.int16)
+        record = {**result.record, "detections": len(result.detections)}
+        (staging / "run.json").write_text(
+            json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_table(path: Path, rows: list[Candidate]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for n, row in enumerate(rows, start=1):
+            writer.writerow([n, *(f"{getattr(row, c):.3f}" for c in COLUMNS[1:10]), row.slices])
+
+
+def detection_labels(detections: list[Candidate], reference: Volume) -> np.ndarray:
+    """Instance map on the reference's canonical grid: detection n is a ball of value n."""
+    shape = reference.shape
+    labels = np.zeros(shape, dtype=np.int16)
+    affine_inverse = np.linalg.inv(reference.affine)
+    spacing = np.asarray(reference.spacing_mm)
+    for n, detection in enumerate(detections, start=1):
+        centre = affine_inverse[:3, :3] @ [detection.x_mm, detection.y_mm, detection.z_mm]
+        centre += affine_inverse[:3, 3]
+        radius_mm = max(detection.diameter_mm / 2, MIN_LABEL_RADIUS_MM)
+        reach = np.ceil(radius_mm / spacing).astype(int)
+        low = np.maximum(np.floor(centre).astype(int) - reach, 0)
+        high = np.minimum(np.ceil(centre).astype(int) + reach + 1, shape)
+        if np.any(high <= low):
+            continue
+        axes = [
+            (np.arange(lo, hi) - c) * s
+            for lo, hi, c, s in zip(low, high, centre, spacing, strict=True)
+        ]
+        grid = np.meshgrid(*axes, indexing="ij")
+        inside = sum(a**2 for a in grid) <= radius_mm**2
+        box = labels[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
+        box[inside & (box == 0)] = n
+    return labels
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

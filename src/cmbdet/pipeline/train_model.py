@@ -1,0 +1,215 @@
+"""``cmbdet train``: both stages, end to end, on any dataset in the DESIGN.md layout.
+
+Subjects are split once (saved in ``splits.json``): stage 1 trains on one part; stage 2 trains
+on the stage-1 candidates of a second part that stage 1 never saw (no leakage); the operating
+threshold is chosen on a third, validation part. Each stage resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import cmbdet
+from cmbdet.errors import InputError
+from cmbdet.evaluation.matching import match_detections
+from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
+from cmbdet.io.nifti import load_labels, load_mask, load_volume
+from cmbdet.modelio import write_model_json
+from cmbdet.preprocess.pipeline import PreprocessConfig, Preprocessed, preprocess, slice_images
+from cmbdet.stage1.inference import detect_candidates
+from cmbdet.stage1.model import CandidateNet, Stage1Config
+from cmbdet.stage1.train import train_stage1, training_volume
+from cmbdet.stage2.model import Stage2Config
+from cmbdet.stage2.patches import PatchConfig, extract_patches
+from cmbdet.stage2.train import PatchSet, score_patches, train_stage2
+from cmbdet.training import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainModelConfig:
+    """Settings of ``cmbdet train`` (all recorded in model.json)."""
+
+    stage1: TrainConfig = TrainConfig(steps=2500, batch_size=32, learning_rate=2e-3)
+    stage2: TrainConfig = TrainConfig(steps=1500, batch_size=64, learning_rate=1e-3)
+    preprocess: PreprocessConfig = PreprocessConfig(target_in_plane_mm=0.625)
+    patch: PatchConfig = PatchConfig(size=(20, 20, 7))
+    stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
+    validation_share: float = 0.15
+    min_sensitivity: float = 0.95  # the threshold keeps at least this on validation subjects
+    seed: int = 0
+
+
+@dataclass
+class _Subject:
+    files: SubjectFiles
+    pre: Preprocessed
+    images: np.ndarray
+    affine: np.ndarray
+    lesions: list
+    labels: np.ndarray | None
+
+
+def split_subjects(ids: list[str], config: TrainModelConfig) -> dict[str, list[str]]:
+    """Seeded split by subject into stage1 / stage2 / validation."""
+    order = np.random.default_rng(config.seed).permutation(len(ids))
+    n_val = max(1, int(round(config.validation_share * len(ids))))
+    n_stage1 = max(1, int(round(config.stage1_share * len(ids))))
+    if n_val + n_stage1 >= len(ids):
+        raise InputError(None, f"need at least 3 subjects with ground truth, got {len(ids)}")
+    chosen = [ids[i] for i in order]
+    return {
+        "stage1": sorted(chosen[:n_stage1]),
+        "stage2": sorted(chosen[n_stage1 : len(ids) - n_val]),
+        "validation": sorted(chosen[len(ids) - n_val :]),
+    }
+
+
+def train_model(
+    data_dir: Path, out_dir: Path, config: TrainModelConfig = TrainModelConfig()
+) -> Path:
+    """Train both stages on ``data_dir`` and write a model folder to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subjects = [s for s in find_subjects(data_dir) if s.lesions_csv or s.labels]
+    splits_path = out_dir / "splits.json"
+    if splits_path.exists():  # resuming: keep the split
+        splits = json.loads(splits_path.read_text())
+    else:
+        splits = split_subjects([s.subject_id for s in subjects], config)
+        splits_path.write_text(json.dumps(splits, indent=2) + "\n")
+    by_id = {s.subject_id: s for s in subjects}
+
+    stage1_subjects = [_load(by_id[i], config) for i in splits["stage1"]]
+    volumes = [
+        training_volume(s.images, s.pre.brain, s.labels, s.lesions, s.pre.spacing_mm[0])
+        for s in stage1_subjects
+    ]
+    del stage1_subjects
+    stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, Stage1Config())
+    del volumes
+
+    stage2_sets = [
+        _candidate_patches(stage1, _load(by_id[i], config), config) for i in splits["stage2"]
+    ]
+    stage2_data = PatchSet.concatenate([p for p, _ in stage2_sets])
+    stage2, stage2_weights = train_stage2(stage2_data, out_dir, config.stage2, Stage2Config())
+
+    validation = []
+    for subject_id in splits["validation"]:
+        subject = _load(by_id[subject_id], config)
+        patches, candidates = _candidate_patches(stage1, subject, config)
+        scores = score_patches(stage2, patches.patches)
+        validation.append((candidates, scores, subject.lesions))
+    threshold, metrics = choose_threshold(validation, config.min_sensitivity)
+    log.info("threshold %.3f: validation %s", threshold, metrics)
+
+    info = {
+        "name": out_dir.name,
+        "cmbdet_version": cmbdet.__version__,
+        "preprocessing": config.preprocess.to_json(),
+        "stage1": {
+            "config": Stage1Config().to_json(),
+            "weights": stage1_weights,
+            "training": config.stage1.to_json(),
+        },
+        "stage2": {
+            "config": Stage2Config().to_json(),
+            "weights": stage2_weights,
+            "training": config.stage2.to_json(),
+            "patch": config.patch.to_json(),
+        },
+        "threshold": threshold,
+        "validation_metrics": metrics,
+        "training_data": {
+            "folder": str(data_dir),
+            "fingerprint": fingerprint(subjects),
+            "subjects": len(subjects),
+            "splits": splits,
+        },
+    }
+    write_model_json(out_dir, info)
+    return out_dir
+
+
+def _load(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
+    swi = load_volume(files.swi, "SWI")
+    phase = load_volume(files.phase, "phase")
+    mask = load_mask(files.brainmask, swi) if files.brainmask else None
+    pre = preprocess(swi, phase, mask=mask, config=config.preprocess)
+    labels = load_labels(files.labels, swi) if files.labels else None
+    lesions = load_ground_truth(files) or []
+    if labels is None:
+        raise InputError(files.labels or files.swi, "training needs labels.nii.gz")
+    return _Subject(files, pre, slice_images(pre), swi.affine, lesions, labels)
+
+
+def _candidate_patches(stage1: CandidateNet, subject: _Subject, config: TrainModelConfig):
+    """Stage-1 candidates of a subject as labelled patches, and their world centres."""
+    pre = subject.pre
+    linked = detect_candidates(stage1, subject.images, pre.spacing_mm[0], pre.brain)
+    centres = np.array([c.centre for c in linked]).reshape(-1, 3)
+    native = pre.grid.model_to_native(centres)
+    world = native @ subject.affine[:3, :3].T + subject.affine[:3, 3]
+    truth = np.array(
+        [[c.x_mm, c.y_mm, c.z_mm] for c in subject.lesions if c.is_cmb and c.visible]
+    ).reshape(-1, 3)
+    hits = match_detections(world, truth).detection_is_hit
+    patches = extract_patches(pre.swi, pre.phase_norm, centres, config.patch)
+    return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world
+
+
+def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
+    """The highest stage-2 threshold keeping ``min_sensitivity`` of the stage-1 hits' CMBs...
+
+    Scans thresholds from high to low and keeps the first whose pooled sensitivity reaches
+    ``min_sensitivity`` (or the best reachable), reporting sensitivity, precision, F1, FPavg.
+    """
+    best = None
+    for threshold in np.round(np.arange(0.99, 0.0, -0.01), 2):
+        tp = fp = fn = 0
+        for world, scores, lesions in validation:
+            truth = np.array(
+                [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and c.visible]
+            ).reshape(-1, 3)
+            ignored = np.array(
+                [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and not c.visible]
+            ).reshape(-1, 3)
+            result = match_detections(world[scores >= threshold], truth, ignored)
+            tp, fp, fn = (
+                tp + result.true_positives,
+                fp + result.false_positives,
+                fn + result.false_negatives,
+            )
+        sensitivity = tp / max(tp + fn, 1)
+        precision = tp / max(tp + fp, 1)
+        metrics = {
+            "sensitivity": sensitivity,
+            "precision": precision,
+            "f1": 2 * sensitivity * precision / max(sensitivity + precision, 1e-9),
+            "fp_per_subject": fp / max(len(validation), 1),
+            "subjects": len(validation),
+            "cmbs": tp + fn,
+        }
+        best = (float(threshold), metrics)
+        if sensitivity >= min_sensitivity:
+            break
+    return best
+
+
+def fingerprint(subjects: list[SubjectFiles]) -> str:
+    """SHA-256 over the subjects' ids and ground-truth files: which data trained a model."""
+    digest = hashlib.sha256()
+    for subject in subjects:
+        digest.update(subject.subject_id.encode())
+        truth = subject.lesions_csv or subject.labels
+        if truth:
+            digest.update(Path(truth).read_bytes())
+    return digest.hexdigest()
