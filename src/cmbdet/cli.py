@@ -94,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", parser_class=_OneLineErrors
     )
-    _add_synth(commands, _common_options())
+    common = _common_options()
+    _add_synth(commands, common)
+    _add_detect(commands, common)
+    _add_train(commands, common)
+    _add_demo(commands, common)
     return parser
 
 
@@ -198,6 +202,87 @@ def _run_synth(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {args.n} subjects to {args.out}")
     return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- detect
+
+
+def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "detect",
+        parents=[common],
+        help="find CMBs in one subject or a dataset",
+        description="Detect cerebral microbleeds in SWI + phase (one subject, or every sub-* "
+        "of a dataset folder).",
+    )
+    parser.add_argument("--swi", type=Path, help="SWI NIfTI (one subject)")
+    parser.add_argument("--phase", type=Path, help="phase NIfTI (one subject)")
+    parser.add_argument("--magnitude", type=Path, help="optional magnitude NIfTI")
+    parser.add_argument("--mask", type=Path, help="optional brain mask NIfTI (0/1)")
+    parser.add_argument("--dataset", type=Path, help="dataset folder with sub-*/ (instead)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    parser.add_argument("--threshold", type=float, help="stage-2 operating threshold")
+    parser.add_argument("--phase-units", choices=("auto", "radians", "integer"), default="auto")
+    parser.add_argument("--phase-handedness", choices=("auto", "right", "left"), default="auto")
+    parser.add_argument("--phase-kind", choices=("auto", "filtered", "raw"), default="auto")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.set_defaults(handler=_run_detect)
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from cmbdet.pipeline.run import detect_command  # heavy: imported only when used
+
+    return detect_command(args)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train both stages on datasets with ground truth",
+        description="Train stage 1 and stage 2 end to end (resumable) and write a model folder.",
+    )
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
+    parser.add_argument("--stage1-steps", type=_positive_int, default=2500)
+    parser.add_argument("--stage2-steps", type=_positive_int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from cmbdet.pipeline.run import train_command
+
+    return train_command(args)
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="generate a subject, detect, compare with the truth",
+        description="With no data at all: make one synthetic subject, detect CMBs with the "
+        "shipped model, print found / missed / false positives and the output folder.",
+    )
+    parser.add_argument("--out", type=Path, default=Path("cmbdet-demo"), help="output folder")
+    parser.add_argument("--preset", choices=PRESETS, default="lr")
+    parser.add_argument("--seed", type=int, default=20250101)
+    parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    parser.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from cmbdet.pipeline.run import demo_command
+
+    return demo_command(args)
 
 
 if __name__ == "__main__":

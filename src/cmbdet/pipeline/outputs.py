@@ -100,6 +100,8 @@ def detection_labels(detections: list[Candidate], reference: Volume) -> np.ndarr
         ]
         grid = np.meshgrid(*axes, indexing="ij")
         inside = sum(a**2 for a in grid) <= radius_mm**2
+        own_voxel = np.clip(np.round(centre).astype(int) - low, 0, high - low - 1)
+        inside[tuple(own_voxel)] = True  # a detection always labels the voxel it sits in
         box = labels[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
         box[inside & (box == 0)] = n
     return labels

@@ -83,9 +83,9 @@ def train_model(
     if splits_path.exists():  # resuming: keep the split
         splits = json.loads(splits_path.read_text())
     else:
-        splits = split_subjects([s.subject_id for s in subjects], config)
+        splits = split_subjects(sorted(subjects), config)
         splits_path.write_text(json.dumps(splits, indent=2) + "\n")
-    by_id = {s.subject_id: s for s in subjects}
+    by_id = subjects
 
     stage1_subjects = [_load(by_id[i], config) for i in splits["stage1"]]
     volumes = [
@@ -167,7 +167,7 @@ def _candidate_patches(stage1: CandidateNet, subject: _Subject, config: TrainMod
 
 
 def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
-    """The highest stage-2 threshold keeping ``min_sensitivity`` of the stage-1 hits' CMBs...
+    """The highest stage-2 threshold whose validation sensitivity reaches ``min_sensitivity``.
 
     Scans thresholds from high to low and keeps the first whose pooled sensitivity reaches
     ``min_sensitivity`` (or the best reachable), reporting sensitivity, precision, F1, FPavg.
@@ -204,11 +204,11 @@ def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
     return best
 
 
-def fingerprint(subjects: list[SubjectFiles]) -> str:
-    """SHA-256 over the subjects' ids and ground-truth files: which data trained a model."""
+def fingerprint(subjects: dict[str, SubjectFiles]) -> str:
+    """SHA-256 over the subjects' keys and ground-truth files: which data trained a model."""
     digest = hashlib.sha256()
-    for subject in subjects:
-        digest.update(subject.subject_id.encode())
+    for key, subject in sorted(subjects.items()):
+        digest.update(key.encode())
         truth = subject.lesions_csv or subject.labels
         if truth:
             digest.update(Path(truth).read_bytes())

@@ -1,0 +1,151 @@
+"""The detector end to end through files and the CLI, with a small untrained model.
+
+The weights are random (the heatmap bias is raised so that stage 1 proposes candidates):
+these tests check the plumbing — coordinates, orientation invariance, output contract, bad
+input — not detection quality, which benchmarks/ measures with trained models.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from cmbdet.cli import main
+from cmbdet.io.dataset import find_subjects
+from cmbdet.modelio import save_weights, write_model_json
+from cmbdet.pipeline.detector import Detector
+from cmbdet.pipeline.outputs import COLUMNS
+from cmbdet.preprocess.pipeline import PreprocessConfig
+from cmbdet.stage1.model import CandidateNet, Stage1Config
+from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.stage2.patches import PatchConfig
+from cmbdet.synth.dataset import generate_dataset
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    stage1_config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
+    stage1 = CandidateNet(stage1_config)
+    torch.nn.init.constant_(stage1.heatmap.bias, 0.0)
+    stage2_config = Stage2Config(widths=(4, 4, 8, 8, 8), dense=(4, 4))
+    stage2 = PatchClassifier(stage2_config)
+    write_model_json(
+        folder,
+        {
+            "name": "test-model",
+            "preprocessing": PreprocessConfig(target_in_plane_mm=1.0).to_json(),
+            "stage1": {
+                "config": stage1_config.to_json(),
+                "weights": save_weights(folder, "stage1", stage1),
+            },
+            "stage2": {
+                "config": stage2_config.to_json(),
+                "weights": save_weights(folder, "stage2", stage2),
+                "patch": PatchConfig(size=(12, 12, 5)).to_json(),
+            },
+            "threshold": 0.5,
+        },
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def subjects(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    ras = generate_dataset(root / "ras", "tiny", 1, seed=11, progress=False)
+    lps = generate_dataset(root / "lps", "tiny", 1, seed=11, progress=False, orientation="LPS")
+    return find_subjects(ras)[0], find_subjects(lps)[0]
+
+
+def test_storage_orientation_does_not_change_world_coordinates(model_dir, subjects):
+    detector = Detector.load(model_dir)
+    ras, lps = (detector.detect(s.swi, s.phase) for s in subjects)
+    assert len(ras.candidates) > 0 and len(ras.candidates) == len(lps.candidates)
+    world_ras = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in ras.candidates])
+    world_lps = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in lps.candidates])
+    np.testing.assert_allclose(world_ras, world_lps, atol=1e-3)
+    shape = nib.load(subjects[0].swi).shape
+    ijk_ras = np.array([[c.i, c.j, c.k] for c in ras.candidates])
+    ijk_lps = np.array([[c.i, c.j, c.k] for c in lps.candidates])
+    np.testing.assert_allclose(ijk_lps[:, 0], shape[0] - 1 - ijk_ras[:, 0], atol=1e-3)
+    np.testing.assert_allclose(ijk_lps[:, 1], shape[1] - 1 - ijk_ras[:, 1], atol=1e-3)
+    np.testing.assert_allclose(ijk_lps[:, 2], ijk_ras[:, 2], atol=1e-3)
+
+
+def test_detect_cli_writes_the_output_contract(model_dir, subjects, tmp_path, capsys):
+    subject = subjects[1]  # LPS-stored: outputs must overlay the input file
+    out = tmp_path / "out"
+    argv = [
+        "detect",
+        "--swi",
+        str(subject.swi),
+        "--phase",
+        str(subject.phase),
+        "--out",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--threshold",
+        "0.0",
+    ]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "candidates.csv",
+        "cmb_labels.nii.gz",
+        "detections.csv",
+        "run.json",
+    ]
+    with open(out / "detections.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == COLUMNS
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    labels = nib.load(out / "cmb_labels.nii.gz")
+    source = nib.load(subject.swi)
+    assert labels.shape == source.shape
+    np.testing.assert_allclose(labels.affine, source.affine)
+    first = rows[0]
+    low = [int(np.floor(float(first[c]))) for c in "ijk"]  # centres may sit between voxels
+    near = np.asarray(labels.dataobj)[low[0] : low[0] + 2, low[1] : low[1] + 2, low[2] : low[2] + 2]
+    assert 1 in near
+    assert main(argv) == 2  # the folder now exists: no overwrite without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_bad_input_ends_with_one_line_and_no_outputs(model_dir, subjects, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "detect",
+            "--swi",
+            str(tmp_path / "missing.nii.gz"),
+            "--phase",
+            str(subjects[0].phase),
+            "--out",
+            str(out),
+            "--model",
+            str(model_dir),
+        ]
+    )
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "missing.nii.gz" in error[0]
+    assert not out.exists()
+
+
+def test_demo_runs_on_generated_data(model_dir, tmp_path, capsys):
+    assert (
+        main(
+            ["demo", "--preset", "tiny", "--out", str(tmp_path / "demo"), "--model", str(model_dir)]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "found" in printed and "missed" in printed and "false positives" in printed
+    assert (tmp_path / "demo" / "run.json").exists()
