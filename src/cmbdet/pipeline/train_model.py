@@ -38,7 +38,7 @@ class TrainModelConfig:
     """Settings of ``cmbdet train`` (all recorded in model.json)."""
 
     stage1: TrainConfig = TrainConfig(steps=2500, batch_size=32, learning_rate=2e-3)
-    stage2: TrainConfig = TrainConfig(steps=1500, batch_size=64, learning_rate=1e-3)
+    stage2: TrainConfig = TrainConfig(steps=1500, batch_size=32, learning_rate=1e-3)
     preprocess: PreprocessConfig = PreprocessConfig(target_in_plane_mm=0.625)
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
@@ -73,12 +73,20 @@ def split_subjects(ids: list[str], config: TrainModelConfig) -> dict[str, list[s
 
 
 def train_model(
-    data_dir: Path, out_dir: Path, config: TrainModelConfig = TrainModelConfig()
+    data_dirs: list[Path], out_dir: Path, config: TrainModelConfig = TrainModelConfig()
 ) -> Path:
-    """Train both stages on ``data_dir`` and write a model folder to ``out_dir``."""
+    """Train both stages on the datasets in ``data_dirs``; write a model folder to ``out_dir``.
+
+    Subjects are keyed ``<dataset folder name>/<subject id>`` in the saved splits.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    subjects = [s for s in find_subjects(data_dir) if s.lesions_csv or s.labels]
+    subjects = {
+        f"{Path(folder).name}/{s.subject_id}": s
+        for folder in data_dirs
+        for s in find_subjects(folder)
+        if s.lesions_csv or s.labels
+    }
     splits_path = out_dir / "splits.json"
     if splits_path.exists():  # resuming: keep the split
         splits = json.loads(splits_path.read_text())
@@ -100,6 +108,12 @@ def train_model(
         _candidate_patches(stage1, _load(by_id[i], config), config) for i in splits["stage2"]
     ]
     stage2_data = PatchSet.concatenate([p for p, _ in stage2_sets])
+    if len(stage2_data.labels) == 0:
+        raise InputError(
+            None,
+            "stage 1 proposed no candidates on the stage-2 subjects: "
+            "train stage 1 longer (--stage1-steps)",
+        )
     stage2, stage2_weights = train_stage2(stage2_data, out_dir, config.stage2, Stage2Config())
 
     validation = []
@@ -129,7 +143,7 @@ def train_model(
         "threshold": threshold,
         "validation_metrics": metrics,
         "training_data": {
-            "folder": str(data_dir),
+            "folders": [str(folder) for folder in data_dirs],
             "fingerprint": fingerprint(subjects),
             "subjects": len(subjects),
             "splits": splits,

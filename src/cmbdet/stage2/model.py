@@ -20,7 +20,7 @@ class Stage2Config:
     """Architecture of the stage-2 network (stored in model.json)."""
 
     in_channels: int = 2
-    widths: tuple[int, int, int, int, int] = (32, 64, 64, 128, 128)
+    widths: tuple[int, int, int, int, int] = (16, 32, 32, 64, 64)  # paper: 32-64-64-128-128
     dense: tuple[int, int] = (32, 8)
     dropout: float = 0.2
     positive_weight: float = 3.0  # CMBs are rare among candidates

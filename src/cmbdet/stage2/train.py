@@ -62,14 +62,19 @@ class BalancedPatchSampler:
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.positive = np.flatnonzero(data.labels > 0)
         self.negative = np.flatnonzero(data.labels == 0)
-        self.n_positive = int(round(batch_size * positive_fraction)) if len(self.positive) else 0
+        if len(self.positive) + len(self.negative) == 0:
+            raise ValueError("no candidate patches to train stage 2 on")
+        share = positive_fraction if len(self.negative) else 1.0
+        self.n_positive = int(round(batch_size * share)) if len(self.positive) else 0
 
     def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
         chosen = np.concatenate(
             [
                 rng.choice(self.positive, self.n_positive) if self.n_positive else [],
-                rng.choice(self.negative, self.batch_size - self.n_positive),
+                rng.choice(self.negative, self.batch_size - self.n_positive)
+                if self.batch_size > self.n_positive
+                else [],
             ]
         ).astype(int)
         patches = augment_patches(self.data.patches[chosen], rng)
