@@ -1,6 +1,7 @@
-"""The stage-2 classifier: a small 3D CNN after Al-masni et al. (five 3x3x3 convolutions,
-32-64-64-128-128, two poolings, dense 32 -> 8 -> 1), with batch norm, in-plane-only pooling
-(the patch has few slices) and global average pooling.
+"""The stage-2 classifier: a small 3D CNN after Al-masni et al. (five 3x3x3 convolutions, two
+poolings, dense 32 -> 8 -> 1), with batch norm, in-plane-only pooling (the patch has few
+slices) and global average pooling. The default widths are half the paper's 32-64-64-128-128:
+on 2 CPU cores a training step is ~8x faster, and our patches are smaller.
 
 Training mode returns the loss dict (class-weighted binary cross-entropy); eval mode the CMB
 logit per patch (N,).
