@@ -1,7 +1,7 @@
 """``Detector``: load a model folder once, detect microbleeds in one subject at a time.
 
-    from cmbdet.pipeline.detector import Detector
-    result = Detector.load(model_dir).detect("swi.nii.gz", "phase.nii.gz")
+    from cmbdet import Detector
+    result = Detector.load().detect("swi.nii.gz", "phase.nii.gz")  # the shipped model
     for cmb in result.detections: print(cmb.x_mm, cmb.y_mm, cmb.z_mm, cmb.score)
 
 Coordinates in results refer to the input file: voxel indices in its own array order and
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import cmbdet
+from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
 from cmbdet.modelio import load_weights, read_model_json
@@ -26,6 +27,18 @@ from cmbdet.stage1.model import CandidateNet, Stage1Config
 from cmbdet.stage2.model import PatchClassifier, Stage2Config
 from cmbdet.stage2.patches import PatchConfig, extract_patches
 from cmbdet.stage2.train import score_patches
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def default_model_dir() -> Path:
+    """The shipped model's folder (an InputError if this installation lacks it)."""
+    if not (DEFAULT_MODEL / "model.json").is_file():
+        raise InputError(
+            DEFAULT_MODEL,
+            "the shipped model is missing from this installation (pass --model MODEL_DIR)",
+        )
+    return DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -84,9 +97,10 @@ class Detector:
         self.threshold, self.info = threshold, info
 
     @classmethod
-    def load(cls, folder: str | Path) -> Detector:
-        """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled)."""
-        folder = Path(folder)
+    def load(cls, folder: str | Path | None = None) -> Detector:
+        """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled);
+        by default the model shipped inside the package."""
+        folder = Path(folder) if folder is not None else default_model_dir()
         info = read_model_json(folder)
         stage1 = load_weights(
             folder,

@@ -16,17 +16,7 @@ from cmbdet.io.dataset import find_subjects, read_lesions_csv
 from cmbdet.pipeline.detector import Detector
 from cmbdet.pipeline.outputs import check_output_folder, write_outputs
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def default_model_dir() -> Path:
-    if not (DEFAULT_MODEL / "model.json").is_file():
-        raise InputError(
-            DEFAULT_MODEL,
-            "the shipped model is missing from this installation (pass --model MODEL_DIR)",
-        )
-    return DEFAULT_MODEL
 
 
 def detect_command(args: argparse.Namespace) -> int:
@@ -36,7 +26,7 @@ def detect_command(args: argparse.Namespace) -> int:
     if single and (args.swi is None or args.phase is None):
         raise InputError(None, "--swi and --phase are both required for one subject")
     check_output_folder(args.out, args.overwrite)
-    detector = Detector.load(args.model or default_model_dir())
+    detector = Detector.load(args.model)
     options = {
         "threshold": args.threshold,
         "phase_units": args.phase_units,
@@ -109,7 +99,7 @@ def demo_command(args: argparse.Namespace) -> int:
     """Generate a subject, detect, and compare with the generated truth."""
     from cmbdet.synth.dataset import generate_dataset
 
-    detector = Detector.load(args.model or default_model_dir())
+    detector = Detector.load(args.model)
     with tempfile.TemporaryDirectory() as scratch:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)
         (subject,) = find_subjects(data)
