@@ -298,6 +298,11 @@ def detect_handedness(
         The handedness and the confidence |2 f - 1|; "right" with confidence 0 when fewer than
         ``DARK_MIN_VOXELS`` dark voxels are found.
     """
+    # every slice is judged on its own (in-plane smoothing only): 24 evenly spaced slices
+    # carry thousands of vein voxels, at a fraction of the cost of a 72-slice hr volume
+    step = max(1, image.shape[2] // 24)
+    image, phase_hp, brain = image[:, :, ::step], phase_hp[:, :, ::step], brain[:, :, ::step]
+    spacing_mm = (spacing_mm[0], spacing_mm[1], spacing_mm[2] * step)
     inner = _erode_mm(brain, spacing_mm, BRAIN_EROSION_MM)
     if not inner.any():
         inner = brain
