@@ -149,3 +149,12 @@ def test_demo_runs_on_generated_data(model_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "found" in printed and "missed" in printed and "false positives" in printed
     assert (tmp_path / "demo" / "run.json").exists()
+
+
+def test_the_shipped_model_loads_with_matching_checksums():
+    from cmbdet import Detector
+
+    detector = Detector.load()  # verifies the SHA-256 of both weight files
+    assert detector.stage2 is not None and 0.0 < detector.threshold < 1.0
+    size = sum(p.stat().st_size for p in detector.folder.iterdir())
+    assert size < 20 * 2**20

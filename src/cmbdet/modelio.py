@@ -32,6 +32,7 @@ def save_weights(folder: Path, name: str, module: torch.nn.Module) -> dict[str, 
     partial = folder / f".{name}.{os.getpid()}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     save_file(state, str(partial))
+    os.chmod(partial, 0o644)
     os.replace(partial, path)
     return {"file": path.name, "sha256": sha256_of(path)}
 

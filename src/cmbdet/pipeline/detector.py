@@ -192,6 +192,8 @@ class Detector:
         images = slice_images(pre)
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
         linked = detect_candidates(self.stage1, images, pre.spacing_mm[0], pre.brain)
+        stage1_threshold = float(self.info.get("stage1_threshold", 0.0))
+        linked = [c for c in linked if c.score >= stage1_threshold]  # the stage-1 operating point
         timings["stage1"], clock = time.perf_counter() - clock, time.perf_counter()
         model_centres = np.array([c.centre for c in linked]).reshape(-1, 3)
         if self.stage2 is not None and len(linked):

@@ -44,6 +44,7 @@ class TrainModelConfig:
     stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
     validation_share: float = 0.15
     min_sensitivity: float = 0.95  # the threshold keeps at least this on validation subjects
+    min_stage1_sensitivity: float = 0.98  # stage-1 operating point, on validation subjects
     seed: int = 0
 
 
@@ -107,7 +108,7 @@ def train_model(
     stage2_sets = [
         _candidate_patches(stage1, _load(by_id[i], config), config) for i in splits["stage2"]
     ]
-    stage2_data = PatchSet.concatenate([p for p, _ in stage2_sets])
+    stage2_data = PatchSet.concatenate([p for p, _, _ in stage2_sets])
     if len(stage2_data.labels) == 0:
         raise InputError(
             None,
@@ -116,12 +117,20 @@ def train_model(
         )
     stage2, stage2_weights = train_stage2(stage2_data, out_dir, config.stage2, Stage2Config())
 
-    validation = []
+    validation, stage1_validation = [], []
     for subject_id in splits["validation"]:
         subject = _load(by_id[subject_id], config)
-        patches, candidates = _candidate_patches(stage1, subject, config)
+        patches, candidates, stage1_scores = _candidate_patches(stage1, subject, config)
         scores = score_patches(stage2, patches.patches)
         validation.append((candidates, scores, subject.lesions))
+        stage1_validation.append((candidates, stage1_scores, subject.lesions))
+    stage1_threshold, stage1_metrics = choose_threshold(
+        stage1_validation, config.min_stage1_sensitivity
+    )
+    validation = [
+        (c, np.where(s1 >= stage1_threshold, s, 0.0), lesions)
+        for (c, s, lesions), (_, s1, _) in zip(validation, stage1_validation, strict=True)
+    ]
     threshold, metrics = choose_threshold(validation, config.min_sensitivity)
     log.info("threshold %.3f: validation %s", threshold, metrics)
 
@@ -141,7 +150,9 @@ def train_model(
             "patch": config.patch.to_json(),
         },
         "threshold": threshold,
+        "stage1_threshold": stage1_threshold,
         "validation_metrics": metrics,
+        "validation_metrics_stage1": stage1_metrics,
         "training_data": {
             "folders": [str(folder) for folder in data_dirs],
             "fingerprint": fingerprint(subjects),
@@ -177,17 +188,22 @@ def _candidate_patches(stage1: CandidateNet, subject: _Subject, config: TrainMod
     ).reshape(-1, 3)
     hits = match_detections(world, truth).detection_is_hit
     patches = extract_patches(pre.swi, pre.phase_norm, centres, config.patch)
-    return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world
+    stage1_scores = np.array([c.score for c in linked])
+    return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world, stage1_scores
 
 
 def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
-    """The highest stage-2 threshold whose validation sensitivity reaches ``min_sensitivity``.
+    """The highest score threshold whose pooled validation sensitivity reaches
+    ``min_sensitivity``, or, when no threshold does, all that the lowest threshold reaches.
 
-    Scans thresholds from high to low and keeps the first whose pooled sensitivity reaches
-    ``min_sensitivity`` (or the best reachable), reporting sensitivity, precision, F1, FPavg.
+    Args:
+        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
+
+    Returns:
+        The threshold and its sensitivity, precision, F1 and false positives per subject.
     """
-    best = None
-    for threshold in np.round(np.arange(0.99, 0.0, -0.01), 2):
+
+    def outcome(threshold: float) -> dict:
         tp = fp = fn = 0
         for world, scores, lesions in validation:
             truth = np.array(
@@ -197,14 +213,10 @@ def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
                 [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and not c.visible]
             ).reshape(-1, 3)
             result = match_detections(world[scores >= threshold], truth, ignored)
-            tp, fp, fn = (
-                tp + result.true_positives,
-                fp + result.false_positives,
-                fn + result.false_negatives,
-            )
-        sensitivity = tp / max(tp + fn, 1)
-        precision = tp / max(tp + fp, 1)
-        metrics = {
+            tp, fp = tp + result.true_positives, fp + result.false_positives
+            fn += result.false_negatives
+        sensitivity, precision = tp / max(tp + fn, 1), tp / max(tp + fp, 1)
+        return {
             "sensitivity": sensitivity,
             "precision": precision,
             "f1": 2 * sensitivity * precision / max(sensitivity + precision, 1e-9),
@@ -212,10 +224,15 @@ def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
             "subjects": len(validation),
             "cmbs": tp + fn,
         }
-        best = (float(threshold), metrics)
-        if sensitivity >= min_sensitivity:
-            break
-    return best
+
+    thresholds = np.round(np.arange(0.99, 0.0, -0.01), 2)
+    # aim at min_sensitivity, or at all that is reachable when that is less
+    target = min(min_sensitivity, outcome(float(thresholds[-1]))["sensitivity"])
+    for threshold in thresholds:
+        metrics = outcome(float(threshold))
+        if metrics["sensitivity"] >= target - 1e-9:
+            return float(threshold), metrics
+    return float(thresholds[-1]), metrics
 
 
 def fingerprint(subjects: dict[str, SubjectFiles]) -> str:
