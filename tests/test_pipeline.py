@@ -158,3 +158,11 @@ def test_the_shipped_model_loads_with_matching_checksums():
     assert detector.stage2 is not None and 0.0 < detector.threshold < 1.0
     size = sum(p.stat().st_size for p in detector.folder.iterdir())
     assert size < 20 * 2**20
+
+
+def test_demo_refuses_a_folder_it_did_not_write(model_dir, tmp_path, capsys):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    assert main(["demo", "--preset", "tiny", "--out", str(folder), "--model", str(model_dir)]) == 2
+    assert (folder / "notes.txt").read_text() == "keep me"

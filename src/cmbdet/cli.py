@@ -275,7 +275,6 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("--preset", choices=PRESETS, default="lr")
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
-    parser.add_argument("--overwrite", action="store_true", default=True, help=argparse.SUPPRESS)
     parser.set_defaults(handler=_run_demo)
 
 
