@@ -101,8 +101,9 @@ def demo_command(args: argparse.Namespace) -> int:
 
     ours = {"detections.csv", "candidates.csv", "cmb_labels.nii.gz", "run.json"}
     if args.out.is_dir() and not {p.name for p in args.out.iterdir()} <= ours:
-        raise InputError(args.out, "exists and holds files a demo did not write; choose "
-                                   "another --out")
+        raise InputError(
+            args.out, "exists and holds files a demo did not write; choose another --out"
+        )
     detector = Detector.load(args.model)
     with tempfile.TemporaryDirectory() as scratch:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)

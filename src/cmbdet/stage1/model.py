@@ -10,17 +10,18 @@ maps, which :func:`cmbdet.stage1.decode.decode` turns into boxes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cmbdet.config import JsonConfig
 from cmbdet.stage1.targets import HeatmapTargets
 
 
 @dataclass(frozen=True)
-class Stage1Config:
+class Stage1Config(JsonConfig):
     """Architecture of the stage-1 network (stored in model.json)."""
 
     in_channels: int = 2  # averaged SWI, complemented phase
@@ -31,17 +32,6 @@ class Stage1Config:
     focal_beta: float = 4.0
     size_weight: float = 0.1
     offset_weight: float = 1.0
-
-    def to_json(self) -> dict:
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, values: dict) -> Stage1Config:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown stage-1 config keys: {sorted(unknown)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return cls(**values)
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:

@@ -9,15 +9,17 @@ logit per patch (N,).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cmbdet.config import JsonConfig
+
 
 @dataclass(frozen=True)
-class Stage2Config:
+class Stage2Config(JsonConfig):
     """Architecture of the stage-2 network (stored in model.json)."""
 
     in_channels: int = 2
@@ -25,16 +27,6 @@ class Stage2Config:
     dense: tuple[int, int] = (32, 8)
     dropout: float = 0.2
     positive_weight: float = 3.0  # CMBs are rare among candidates
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, values: dict) -> Stage2Config:
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown stage-2 config keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _conv3d(in_channels: int, out_channels: int) -> nn.Sequential:
