@@ -73,6 +73,7 @@ class DetectionResult:
     candidates: list[Candidate]
     threshold: float
     record: dict = field(default_factory=dict)
+    reference: Volume | None = field(default=None, repr=False, compare=False)  # the input SWI
 
     @property
     def detections(self) -> list[Candidate]:
@@ -240,4 +241,4 @@ class Detector:
             "timings_s": timings,
             "candidates": len(candidates),
         }
-        return DetectionResult(candidates, chosen, record)
+        return DetectionResult(candidates, chosen, record, reference=swi)

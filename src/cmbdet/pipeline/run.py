@@ -70,10 +70,8 @@ def detect_command(args: argparse.Namespace) -> int:
 
 
 def _detect_one(detector, swi, phase, magnitude, mask, out, overwrite, options) -> int:
-    from cmbdet.io.nifti import load_volume
-
     result = detector.detect(swi, phase, magnitude, mask, **options)
-    write_outputs(out, result, load_volume(swi, "SWI"), overwrite=overwrite)
+    write_outputs(out, result, result.reference, overwrite=overwrite)
     return len(result.detections)
 
 
@@ -109,9 +107,7 @@ def demo_command(args: argparse.Namespace) -> int:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)
         (subject,) = find_subjects(data)
         result = detector.detect(subject.swi, subject.phase)
-        from cmbdet.io.nifti import load_volume
-
-        write_outputs(args.out, result, load_volume(subject.swi, "SWI"), overwrite=True)
+        write_outputs(args.out, result, result.reference, overwrite=True)
         lesions = read_lesions_csv(subject.lesions_csv)
     truth = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and c.visible])
     found = np.array([[d.x_mm, d.y_mm, d.z_mm] for d in result.detections])
