@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detect(commands, common)
     _add_train(commands, common)
     _add_demo(commands, common)
+    _add_evaluate(commands, common)
     return parser
 
 
@@ -282,6 +283,38 @@ def _run_demo(args: argparse.Namespace) -> int:
     from cmbdet.pipeline.run import demo_command
 
     return demo_command(args)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="score detect outputs against ground truth",
+        description="Sensitivity, precision, F1, FPavg, FROC and bootstrap intervals (centres "
+        "within 5 mm, one-to-one matching, invisible CMBs ignored).",
+    )
+    parser.add_argument("--pred", type=Path, required=True, help="cmbdet detect output folder")
+    parser.add_argument("--truth", type=Path, required=True, help="dataset with ground truth")
+    parser.add_argument("--out", type=Path, required=True, help="where the tables go")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from cmbdet.evaluation.evaluate import evaluate
+
+    metrics = evaluate(args.pred, args.truth, args.out)
+    for stage in ("stage1", "stage1+2"):
+        m = metrics[stage]
+        print(
+            f"{stage:>9}: sensitivity {m['sensitivity']:.3f}  precision {m['precision']:.3f}"
+            f"  F1 {m['f1']:.3f}  FP/subject {m['fp_per_subject']:.2f}  "
+            f"FROC mean {m['froc']['mean']:.3f}"
+        )
+    print(f"tables in {args.out}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,126 @@
+"""Detection metrics over subjects: counts, FROC, bootstrap intervals (pure NumPy/SciPy).
+
+Every function works on :class:`SubjectScores`, one per subject: the candidates' world
+centres and scores and the truth (visible and ignored CMB centres). The hit rule is that of
+:mod:`cmbdet.evaluation.matching`. Subjects without CMBs count for FPavg like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cmbdet.evaluation.matching import match_detections
+
+FROC_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class SubjectScores:
+    """One subject: candidates (N, 3) mm with scores (N,), truth (M, 3) and ignored (K, 3)."""
+
+    subject_id: str
+    candidates_mm: np.ndarray
+    scores: np.ndarray
+    truth_mm: np.ndarray
+    ignored_mm: np.ndarray
+
+
+@dataclass(frozen=True)
+class Counts:
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    subjects: int
+
+    @property
+    def sensitivity(self) -> float:
+        cmbs = self.true_positives + self.false_negatives
+        return self.true_positives / cmbs if cmbs else float("nan")
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.false_positives
+        return self.true_positives / found if found else float("nan")
+
+    @property
+    def f1(self) -> float:
+        s, p = self.sensitivity, self.precision
+        return 2 * s * p / (s + p) if s + p > 0 else float("nan")
+
+    @property
+    def fp_per_subject(self) -> float:
+        return self.false_positives / self.subjects if self.subjects else float("nan")
+
+    def to_json(self) -> dict:
+        return {
+            "tp": self.true_positives,
+            "fp": self.false_positives,
+            "fn": self.false_negatives,
+            "subjects": self.subjects,
+            "sensitivity": self.sensitivity,
+            "precision": self.precision,
+            "f1": self.f1,
+            "fp_per_subject": self.fp_per_subject,
+        }
+
+
+def count(subjects: list[SubjectScores], threshold: float) -> Counts:
+    """Pooled counts of the candidates scoring at least ``threshold``."""
+    tp = fp = fn = 0
+    for s in subjects:
+        keep = s.scores >= threshold
+        result = match_detections(s.candidates_mm[keep], s.truth_mm, s.ignored_mm)
+        tp, fp, fn = (
+            tp + result.true_positives,
+            fp + result.false_positives,
+            fn + result.false_negatives,
+        )
+    return Counts(tp, fp, fn, len(subjects))
+
+
+def froc(subjects: list[SubjectScores], fp_rates=FROC_FP_RATES, points: int = 200) -> dict:
+    """Sensitivity at each FPavg in ``fp_rates`` (best over thresholds with FPavg <= rate),
+    their mean, and the curve (threshold, sensitivity, FPavg).
+
+    Thresholds: every distinct score when there are at most ``points`` of them, else
+    ``points`` quantiles of the scores (and the highest score).
+    """
+    scores = np.unique(np.concatenate([s.scores for s in subjects] or [np.zeros(0)]))[::-1]
+    if len(scores) > points:
+        scores = np.unique(np.quantile(scores, np.linspace(0, 1, points)))[::-1]
+    curve = [
+        (float(t), c.sensitivity, c.fp_per_subject)
+        for t in scores
+        for c in [count(subjects, float(t))]
+    ]
+    at = {}
+    for rate in fp_rates:
+        reachable = [sens for _, sens, fps in curve if fps <= rate]
+        at[rate] = max(reachable) if reachable else 0.0
+    return {"sensitivity_at": at, "mean": float(np.mean(list(at.values()))), "curve": curve}
+
+
+def bootstrap_interval(
+    subjects: list[SubjectScores], threshold: float, statistic: str, n: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of a :class:`Counts` statistic, resampling subjects."""
+    rng = np.random.default_rng(seed)
+    per_subject = [count([s], threshold) for s in subjects]
+    values = []
+    for _ in range(n):
+        chosen = rng.integers(len(per_subject), size=len(per_subject))
+        pooled = Counts(
+            sum(per_subject[i].true_positives for i in chosen),
+            sum(per_subject[i].false_positives for i in chosen),
+            sum(per_subject[i].false_negatives for i in chosen),
+            len(chosen),
+        )
+        value = getattr(pooled, statistic)
+        if np.isfinite(value):
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
