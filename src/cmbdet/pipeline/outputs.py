@@ -76,7 +76,12 @@ def _write_table(path: Path, rows: list[Candidate]) -> None:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for n, row in enumerate(rows, start=1):
-            writer.writerow([n, *(f"{getattr(row, c):.3f}" for c in COLUMNS[1:10]), row.slices])
+            # scores keep 6 decimals so that re-thresholding the table reproduces the run
+            cells = [
+                f"{getattr(row, c):.6f}" if "score" in c else f"{getattr(row, c):.3f}"
+                for c in COLUMNS[1:10]
+            ]
+            writer.writerow([n, *cells, row.slices])
 
 
 def detection_labels(detections: list[Candidate], reference: Volume) -> np.ndarray:
