@@ -84,7 +84,7 @@ def test_evaluate_command_writes_the_tables(tmp_path):
             ]
         )
         writer.writerow([1, 1.0, 0, 0, 0, 0, 0, 0.95, 0.9, 3, 2])
-        writer.writerow([2, 90.0, 0, 0, 0, 0, 0, 0.2, 0.8, 3, 2])  # on the calcification
+        writer.writerow([2, 90.0, 0, 0, 0, 0, 0, 0.6, 0.8, 3, 2])  # on the calcification
         writer.writerow([3, 53.0, 4.0, 0, 0, 0, 0, 0.4, 0.5, 3, 2])  # exactly 5 mm away
     (pred / "run.json").write_text(json.dumps({"threshold": 0.5}))
     out = tmp_path / "eval"
@@ -104,8 +104,10 @@ def test_evaluate_command_writes_the_tables(tmp_path):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stage1+2"]["sensitivity"] == pytest.approx(1 / 2)
-    assert metrics["stage1+2"]["fp"] == 0
+    assert metrics["stage1+2"]["fp"] == 1
     assert metrics["stage1"]["sensitivity"] == pytest.approx(1.0)  # all candidates
     assert metrics["stage1"]["fp"] == 1  # the calcification is a false positive
+    assert metrics["breakdown"]["missed_by_size"] == {"<5 mm": [1, 2], "5-10 mm": [0, 0]}
+    assert metrics["breakdown"]["false_positives_on"] == {"calcification": 1}
     assert (out / "froc.png").stat().st_size > 1000
     assert (out / "per_subject.csv").read_text().startswith("subject,tp,fp,fn")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cmbdet.errors import InputError
+from cmbdet.evaluation.matching import MATCH_RADIUS_MM, match_detections
 from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
 from cmbdet.io.dataset import find_subjects, load_ground_truth
 
@@ -55,7 +56,7 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
             pred_dir, f"no predictions for sub-{missing[0]} ({len(missing)} subjects missing)"
         )
     threshold = _run_threshold(predictions)
-    final, stage1 = [], []
+    final, stage1, all_lesions = [], [], []
     for subject_id, files in truth.items():
         lesions = load_ground_truth(files)
         if lesions is None:
@@ -68,6 +69,7 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
         ).reshape(-1, 3)
         centres, scores, stage1_scores = read_candidates(predictions[subject_id] / "candidates.csv")
         final.append(SubjectScores(subject_id, centres, scores, visible, ignored))
+        all_lesions.append(lesions)
         stage1.append(SubjectScores(subject_id, centres, stage1_scores, visible, ignored))
     metrics = {
         "threshold": threshold,
@@ -77,6 +79,7 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
             name: bootstrap_interval(final, threshold, name)
             for name in ("sensitivity", "precision", "f1", "fp_per_subject")
         },
+        "breakdown": breakdown(final, all_lesions, threshold),
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +87,38 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
     _write_per_subject(out_dir / "per_subject.csv", final, threshold)
     _plot_froc(out_dir / "froc.png", froc(stage1), froc(final))
     return metrics
+
+
+def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: float) -> dict:
+    """Misses by apparent size band and region; false positives by the mimic they sit on
+    (the nearest listed non-CMB lesion within 5 mm, else "nothing")."""
+    misses_by_size = {"<5 mm": [0, 0], "5-10 mm": [0, 0]}  # [missed, total]
+    misses_by_region: dict[str, list[int]] = {}
+    false_positives: dict[str, int] = {}
+    for subject, truth in zip(subjects, lesions, strict=True):
+        keep = subject.scores >= threshold
+        result = match_detections(subject.candidates_mm[keep], subject.truth_mm, subject.ignored_mm)
+        visible = [c for c in truth if c.is_cmb and c.visible]
+        for lesion, found in zip(visible, result.truth_is_found, strict=True):
+            band = misses_by_size["<5 mm" if lesion.diameter_mm < 5 else "5-10 mm"]
+            band[0], band[1] = band[0] + int(not found), band[1] + 1
+            region = misses_by_region.setdefault(lesion.region or "unknown", [0, 0])
+            region[0], region[1] = region[0] + int(not found), region[1] + 1
+        mimics = [c for c in truth if not c.is_cmb]
+        mimic_mm = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in mimics]).reshape(-1, 3)
+        wrong = subject.candidates_mm[keep][~result.detection_is_hit & ~result.detection_is_ignored]
+        for centre in wrong:
+            kind = "nothing"
+            if len(mimic_mm):
+                distance = np.linalg.norm(mimic_mm - centre, axis=1)
+                if distance.min() <= MATCH_RADIUS_MM:
+                    kind = mimics[int(distance.argmin())].kind
+            false_positives[kind] = false_positives.get(kind, 0) + 1
+    return {
+        "missed_by_size": misses_by_size,
+        "missed_by_region": misses_by_region,
+        "false_positives_on": false_positives,
+    }
 
 
 def _run_threshold(predictions: dict[str, Path]) -> float:
