@@ -166,3 +166,18 @@ def test_demo_refuses_a_folder_it_did_not_write(model_dir, tmp_path, capsys):
     (folder / "notes.txt").write_text("keep me")
     assert main(["demo", "--preset", "tiny", "--out", str(folder), "--model", str(model_dir)]) == 2
     assert (folder / "notes.txt").read_text() == "keep me"
+
+
+def test_dataset_mode_skips_a_bad_subject_and_fails_at_the_end(model_dir, tmp_path, capsys):
+    import shutil
+
+    data = generate_dataset(tmp_path / "data", "tiny", 2, seed=12, progress=False)
+    (data / "sub-0001" / "phase.nii.gz").write_bytes(b"")  # corrupt one subject
+    out = tmp_path / "out"
+    code = main(["detect", "--dataset", str(data), "--out", str(out), "--model", str(model_dir)])
+    assert code == 2
+    assert (out / "sub-0000" / "detections.csv").exists()
+    assert not (out / "sub-0001").exists()
+    err = capsys.readouterr().err
+    assert "sub-0001" in err and "phase.nii.gz" in err and "Traceback" not in err
+    shutil.rmtree(out)
