@@ -18,19 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cmbdet.evaluation.matching import match_detections
+from cmbdet.evaluation.matching import cmb_centres, match_detections
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.dataset import find_subjects, read_lesions_csv
 from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.pipeline.detector import Detector
 from cmbdet.preprocess.pipeline import preprocess
 from cmbdet.stage1.frst import frst_candidates
-
-
-def truth_of(lesions):
-    visible = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and c.visible])
-    ignored = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and not c.visible])
-    return visible.reshape(-1, 3), ignored.reshape(-1, 3)
 
 
 def kind_at(world_mm, labels_volume, lesions, radius_mm=2.0):
@@ -52,7 +46,7 @@ def evaluate(detector: Detector, folder: Path) -> dict:
     rows = []
     for files in find_subjects(folder):
         lesions = read_lesions_csv(files.lesions_csv)
-        visible, ignored = truth_of(lesions)
+        visible, ignored = cmb_centres(lesions)
         started = time.perf_counter()
         result = detector.detect(files.swi, files.phase)
         total = time.perf_counter() - started

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cmbdet.errors import InputError
-from cmbdet.evaluation.matching import MATCH_RADIUS_MM, match_detections
+from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
 from cmbdet.io.dataset import find_subjects, load_ground_truth
 
@@ -61,12 +61,7 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
         lesions = load_ground_truth(files)
         if lesions is None:
             raise InputError(files.swi.parent, "no ground truth (lesions.csv or labels)")
-        visible = np.array(
-            [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and c.visible]
-        ).reshape(-1, 3)
-        ignored = np.array(
-            [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and not c.visible]
-        ).reshape(-1, 3)
+        visible, ignored = cmb_centres(lesions)
         centres, scores, stage1_scores = read_candidates(predictions[subject_id] / "candidates.csv")
         final.append(SubjectScores(subject_id, centres, scores, visible, ignored))
         all_lesions.append(lesions)

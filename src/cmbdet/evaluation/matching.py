@@ -17,6 +17,14 @@ from scipy.spatial.distance import cdist
 MATCH_RADIUS_MM = 5.0
 
 
+def cmb_centres(lesions) -> tuple[np.ndarray, np.ndarray]:
+    """World centres of the visible (M, 3) and ignored (K, 3) CMBs of a ground-truth list
+    (mimics are neither)."""
+    visible = [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and c.visible]
+    ignored = [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and not c.visible]
+    return np.array(visible, float).reshape(-1, 3), np.array(ignored, float).reshape(-1, 3)
+
+
 @dataclass(frozen=True)
 class MatchResult:
     """Outcome of matching one subject's detections.

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cmbdet.errors import InputError
-from cmbdet.evaluation.matching import match_detections
+from cmbdet.evaluation.matching import cmb_centres, match_detections
 from cmbdet.io.dataset import find_subjects, read_lesions_csv
 from cmbdet.pipeline.detector import Detector
 from cmbdet.pipeline.outputs import check_output_folder, write_outputs
@@ -109,9 +109,9 @@ def demo_command(args: argparse.Namespace) -> int:
         result = detector.detect(subject.swi, subject.phase)
         write_outputs(args.out, result, result.reference, overwrite=True)
         lesions = read_lesions_csv(subject.lesions_csv)
-    truth = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and c.visible])
+    truth, ignored = cmb_centres(lesions)
     found = np.array([[d.x_mm, d.y_mm, d.z_mm] for d in result.detections])
-    match = match_detections(found.reshape(-1, 3), truth.reshape(-1, 3))
+    match = match_detections(found.reshape(-1, 3), truth, ignored)
     print(f"synthetic {args.preset} subject (seed {args.seed}): {len(truth)} visible CMBs")
     print(
         f"found {match.true_positives}, missed {match.false_negatives}, "

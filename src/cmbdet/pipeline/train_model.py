@@ -17,7 +17,9 @@ import numpy as np
 
 import cmbdet
 from cmbdet.errors import InputError
-from cmbdet.evaluation.matching import match_detections
+from cmbdet.evaluation.matching import cmb_centres, match_detections
+from cmbdet.evaluation.metrics import SubjectScores, count
+from cmbdet.geometry import voxel_to_world
 from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
 from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.modelio import write_model_json
@@ -181,12 +183,8 @@ def _candidate_patches(stage1: CandidateNet, subject: _Subject, config: TrainMod
     pre = subject.pre
     linked = detect_candidates(stage1, subject.images, pre.spacing_mm[0], pre.brain)
     centres = np.array([c.centre for c in linked]).reshape(-1, 3)
-    native = pre.grid.model_to_native(centres)
-    world = native @ subject.affine[:3, :3].T + subject.affine[:3, 3]
-    truth = np.array(
-        [[c.x_mm, c.y_mm, c.z_mm] for c in subject.lesions if c.is_cmb and c.visible]
-    ).reshape(-1, 3)
-    hits = match_detections(world, truth).detection_is_hit
+    world = voxel_to_world(pre.grid.model_to_native(centres), subject.affine)
+    hits = match_detections(world, *cmb_centres(subject.lesions)).detection_is_hit
     patches = extract_patches(pre.swi, pre.phase_norm, centres, config.patch)
     stage1_scores = np.array([c.score for c in linked])
     return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world, stage1_scores
@@ -202,28 +200,16 @@ def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
     Returns:
         The threshold and its sensitivity, precision, F1 and false positives per subject.
     """
+    subjects = [
+        SubjectScores("", world, scores, *cmb_centres(lesions))
+        for world, scores, lesions in validation
+    ]
 
     def outcome(threshold: float) -> dict:
-        tp = fp = fn = 0
-        for world, scores, lesions in validation:
-            truth = np.array(
-                [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and c.visible]
-            ).reshape(-1, 3)
-            ignored = np.array(
-                [[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb and not c.visible]
-            ).reshape(-1, 3)
-            result = match_detections(world[scores >= threshold], truth, ignored)
-            tp, fp = tp + result.true_positives, fp + result.false_positives
-            fn += result.false_negatives
-        sensitivity, precision = tp / max(tp + fn, 1), tp / max(tp + fp, 1)
-        return {
-            "sensitivity": sensitivity,
-            "precision": precision,
-            "f1": 2 * sensitivity * precision / max(sensitivity + precision, 1e-9),
-            "fp_per_subject": fp / max(len(validation), 1),
-            "subjects": len(validation),
-            "cmbs": tp + fn,
-        }
+        counts = count(subjects, threshold)
+        # no CMBs or no detections: report 0 rather than NaN, as model.json wants numbers
+        metrics = {k: float(np.nan_to_num(v)) for k, v in counts.to_json().items()}
+        return {**metrics, "cmbs": counts.true_positives + counts.false_negatives}
 
     thresholds = np.round(np.arange(0.99, 0.0, -0.01), 2)
     # aim at min_sensitivity, or at all that is reachable when that is less
