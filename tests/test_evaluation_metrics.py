@@ -11,6 +11,7 @@ import pytest
 from cmbdet.cli import main
 from cmbdet.evaluation.metrics import SubjectScores, count, froc
 from cmbdet.io.dataset import Lesion, write_lesions_csv
+from cmbdet.pipeline.outputs import COLUMNS
 
 
 def _subject(name, candidates, scores, truth, ignored=()):
@@ -68,21 +69,7 @@ def test_evaluate_command_writes_the_tables(tmp_path):
     pred.mkdir(parents=True)
     with open(pred / "candidates.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "detection_id",
-                "x_mm",
-                "y_mm",
-                "z_mm",
-                "i",
-                "j",
-                "k",
-                "score",
-                "stage1_score",
-                "diameter_mm",
-                "slices",
-            ]
-        )
+        writer.writerow(COLUMNS)
         writer.writerow([1, 1.0, 0, 0, 0, 0, 0, 0.95, 0.9, 3, 2])
         writer.writerow([2, 90.0, 0, 0, 0, 0, 0, 0.6, 0.8, 3, 2])  # on the calcification
         writer.writerow([3, 53.0, 4.0, 0, 0, 0, 0, 0.4, 0.5, 3, 2])  # exactly 5 mm away
