@@ -74,6 +74,7 @@ class DetectionResult:
     threshold: float
     record: dict = field(default_factory=dict)
     reference: Volume | None = field(default=None, repr=False, compare=False)  # the input SWI
+    phase: Volume | None = field(default=None, repr=False, compare=False)  # the input phase
 
     @property
     def detections(self) -> list[Candidate]:
@@ -241,4 +242,4 @@ class Detector:
             "timings_s": timings,
             "candidates": len(candidates),
         }
-        return DetectionResult(candidates, chosen, record, reference=swi)
+        return DetectionResult(candidates, chosen, record, reference=swi, phase=phase)
