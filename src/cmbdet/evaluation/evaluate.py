@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
-from cmbdet.io.dataset import find_subjects, load_ground_truth
+from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
 
 
 def read_candidates(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,33 +56,69 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
         raise InputError(
             pred_dir, f"no predictions for sub-{missing[0]} ({len(missing)} subjects missing)"
         )
-    threshold = _run_threshold(predictions)
-    final, stage1, all_lesions = [], [], []
-    for subject_id, files in truth.items():
-        lesions = load_ground_truth(files)
+    scored = score_subjects({i: predictions[i] for i in truth}, truth)
+    write_tables(out_dir, scored)
+    return scored.metrics
+
+
+@dataclass(frozen=True)
+class ScoredSubjects:
+    """Metrics of a set of subjects, and what the tables and the plot are drawn from.
+
+    ``operating`` holds each subject's stage-2 scores minus its run's threshold, so that a
+    detection is ``operating score >= 0`` even when subjects come from runs (e.g. the folds of
+    a cross-validation) with different thresholds.
+    """
+
+    metrics: dict
+    stage1: list[SubjectScores]
+    final: list[SubjectScores]
+    operating: list[SubjectScores]
+
+
+def score_subjects(predictions: dict[str, Path], truth: dict[str, SubjectFiles]) -> ScoredSubjects:
+    """Stage 1 and stage 1+2 metrics of the prediction folders against their subjects' truth.
+
+    Args:
+        predictions: subject id -> a ``detect`` output folder (candidates.csv, run.json).
+        truth: subject id -> the subject's dataset files (lesions.csv or labels).
+    """
+    final, stage1, operating, all_lesions, thresholds = [], [], [], [], []
+    for subject_id, folder in predictions.items():
+        lesions = load_ground_truth(truth[subject_id])
         if lesions is None:
-            raise InputError(files.swi.parent, "no ground truth (lesions.csv or labels)")
+            raise InputError(
+                truth[subject_id].swi.parent, "no ground truth (lesions.csv or labels)"
+            )
         visible, ignored = cmb_centres(lesions)
-        centres, scores, stage1_scores = read_candidates(predictions[subject_id] / "candidates.csv")
+        centres, scores, stage1_scores = read_candidates(folder / "candidates.csv")
+        threshold = run_threshold(folder)
         final.append(SubjectScores(subject_id, centres, scores, visible, ignored))
-        all_lesions.append(lesions)
+        operating.append(SubjectScores(subject_id, centres, scores - threshold, visible, ignored))
         stage1.append(SubjectScores(subject_id, centres, stage1_scores, visible, ignored))
+        all_lesions.append(lesions)
+        thresholds.append(threshold)
+    distinct = sorted(set(thresholds))
     metrics = {
-        "threshold": threshold,
+        "threshold": distinct[0] if len(distinct) == 1 else distinct,
         "stage1": {**count(stage1, -np.inf).to_json(), "froc": _froc_json(froc(stage1))},
-        "stage1+2": {**count(final, threshold).to_json(), "froc": _froc_json(froc(final))},
+        "stage1+2": {**count(operating, 0.0).to_json(), "froc": _froc_json(froc(final))},
         "bootstrap_95": {
-            name: bootstrap_interval(final, threshold, name)
+            name: bootstrap_interval(operating, 0.0, name)
             for name in ("sensitivity", "precision", "f1", "fp_per_subject")
         },
-        "breakdown": breakdown(final, all_lesions, threshold),
+        "breakdown": breakdown(operating, all_lesions, 0.0),
     }
+    return ScoredSubjects(metrics, stage1, final, operating)
+
+
+def write_tables(out_dir: Path, scored: ScoredSubjects) -> None:
+    """metrics.json, per_subject.csv and froc.png (both stages) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_per_subject(out_dir / "per_subject.csv", final, threshold)
-    _plot_froc(out_dir / "froc.png", froc(stage1), froc(final))
-    return metrics
+    (out_dir / "metrics.json").write_text(json.dumps(scored.metrics, indent=2) + "\n")
+    _write_per_subject(out_dir / "per_subject.csv", scored.operating, 0.0)
+    _plot_froc(out_dir / "froc.png", froc(scored.stage1), froc(scored.final))
 
 
 def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: float) -> dict:
@@ -116,11 +153,15 @@ def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: flo
     }
 
 
-def _run_threshold(predictions: dict[str, Path]) -> float:
-    run = next(iter(predictions.values())) / "run.json"
-    if run.is_file():
+def run_threshold(folder: Path) -> float:
+    """The stage-2 threshold recorded in a ``detect`` output folder's run.json (else 0.5)."""
+    run = folder / "run.json"
+    if not run.is_file():
+        return 0.5
+    try:
         return float(json.loads(run.read_text()).get("threshold", 0.5))
-    return 0.5
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InputError(run, f"not a readable run record ({error})") from None
 
 
 def _froc_json(result: dict) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,15 @@ class TrainModelConfig:
     min_stage1_sensitivity: float = 0.98  # stage-1 operating point, on validation subjects
     seed: int = 0
 
+    def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
+        """These settings with other step counts and seed (the command-line options)."""
+        return replace(
+            self,
+            seed=seed,
+            stage1=replace(self.stage1, steps=stage1_steps, seed=seed),
+            stage2=replace(self.stage2, steps=stage2_steps, seed=seed),
+        )
+
 
 @dataclass
 class _Subject:
@@ -64,9 +73,10 @@ def split_subjects(ids: list[str], config: TrainModelConfig) -> dict[str, list[s
     """Seeded split by subject into stage1 / stage2 / validation."""
     order = np.random.default_rng(config.seed).permutation(len(ids))
     n_val = max(1, int(round(config.validation_share * len(ids))))
-    n_stage1 = max(1, int(round(config.stage1_share * len(ids))))
-    if n_val + n_stage1 >= len(ids):
+    if len(ids) < 3:
         raise InputError(None, f"need at least 3 subjects with ground truth, got {len(ids)}")
+    n_val = min(n_val, len(ids) - 2)
+    n_stage1 = min(max(1, int(round(config.stage1_share * len(ids)))), len(ids) - n_val - 1)
     chosen = [ids[i] for i in order]
     return {
         "stage1": sorted(chosen[:n_stage1]),
@@ -76,11 +86,16 @@ def split_subjects(ids: list[str], config: TrainModelConfig) -> dict[str, list[s
 
 
 def train_model(
-    data_dirs: list[Path], out_dir: Path, config: TrainModelConfig = TrainModelConfig()
+    data_dirs: list[Path],
+    out_dir: Path,
+    config: TrainModelConfig = TrainModelConfig(),
+    only_subjects: set[str] | None = None,
 ) -> Path:
     """Train both stages on the datasets in ``data_dirs``; write a model folder to ``out_dir``.
 
-    Subjects are keyed ``<dataset folder name>/<subject id>`` in the saved splits.
+    Subjects are keyed ``<dataset folder name>/<subject id>`` in the saved splits;
+    ``only_subjects`` (subject ids) restricts training to those, e.g. a cross-validation's
+    training folds.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +103,7 @@ def train_model(
         f"{Path(folder).name}/{s.subject_id}": s
         for folder in data_dirs
         for s in find_subjects(folder)
-        if s.lesions_csv or s.labels
+        if (s.lesions_csv or s.labels) and (only_subjects is None or s.subject_id in only_subjects)
     }
     splits_path = out_dir / "splits.json"
     if splits_path.exists():  # resuming: keep the split
