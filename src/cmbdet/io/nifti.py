@@ -21,6 +21,8 @@ from cmbdet.errors import InputError
 from cmbdet.geometry import Reorientation, spacing_mm, voxel_to_world
 
 GRID_TOLERANCE_MM = 1e-3
+MIN_VOXEL_MM, MAX_VOXEL_MM = 1e-3, 1e3  # any medical image; SWI limits are the detector's
+MAX_AFFINE_CONDITION = 1e4  # voxel axes nearly parallel: a damaged header
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _HEADER_BYTES = 544  # enough for a NIfTI-2 header (540) and a NIfTI-1 one (348 + 4)
 
@@ -176,9 +178,18 @@ def _three_d_shape(path: Path, role: str, shape: tuple[int, ...]) -> tuple[int, 
 def _check_affine(path: Path, role: str, affine: np.ndarray) -> None:
     if not np.all(np.isfinite(affine)):
         raise InputError(path, f"{role} has a non-finite voxel-to-world affine")
-    smallest = np.linalg.svd(affine[:3, :3], compute_uv=False).min()
-    if smallest < 1e-6:
+    singular = np.linalg.svd(affine[:3, :3], compute_uv=False)
+    if singular.min() < 1e-6:
         raise InputError(path, f"{role} has a zero or non-invertible voxel-to-world affine")
+    voxel_mm = np.linalg.norm(affine[:3, :3], axis=0)
+    if voxel_mm.min() < MIN_VOXEL_MM or voxel_mm.max() > MAX_VOXEL_MM:
+        raise InputError(
+            path,
+            f"{role} header gives voxel sizes of {_fmt(voxel_mm)} mm, outside "
+            f"{MIN_VOXEL_MM:g}-{MAX_VOXEL_MM:g} mm: a damaged header or wrong units",
+        )
+    if singular.max() / singular.min() > MAX_AFFINE_CONDITION:
+        raise InputError(path, f"{role} has a degenerate (nearly flat) voxel-to-world affine")
 
 
 def _read_data(path: Path, role: str, image: nib.Nifti1Image) -> np.ndarray:

@@ -21,6 +21,7 @@ from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
 from cmbdet.modelio import load_weights, read_model_json
+from cmbdet.pipeline.checks import check_memory, check_swi_geometry
 from cmbdet.preprocess.pipeline import PreprocessConfig, preprocess, slice_images
 from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.model import CandidateNet, Stage1Config
@@ -179,6 +180,8 @@ class Detector:
         phase_kind: str = "auto",
     ) -> DetectionResult:
         """Detect CMBs in loaded volumes (canonical mask, if given)."""
+        check_swi_geometry(swi)
+        check_memory(swi, self.preprocess_config.target_in_plane_mm)
         timings = {}
         clock = time.perf_counter()
         pre = preprocess(
