@@ -17,11 +17,12 @@ IN_PLANE_MM = (0.1, 4.0)  # SWI in-plane voxel sizes cmbdet accepts, mm
 SLICE_MM = (0.1, 10.0)  # slice thickness, mm
 MIN_FIELD_OF_VIEW_MM = 40.0  # in-plane, both axes
 MIN_SLICES = 3
-# peak memory of one detect: bytes per input voxel and per model-grid voxel, measured on
-# lr, hr and 1024 x 1024 x 200 inputs (benchmarks/RESULTS.md, "Large inputs"), with margin
-BYTES_PER_INPUT_VOXEL = 40
-BYTES_PER_MODEL_VOXEL = 64
-BASE_BYTES = 600 * 2**20  # the interpreter, torch and the models
+# peak memory of one detect: bytes per input voxel and per model-grid voxel, fitted to peaks
+# measured on lr (0.71 GiB), hr (0.90 GiB) and 1024 x 1024 x 200 (6.46 GiB) inputs with a
+# 20-50% margin (benchmarks/RESULTS.md, "Large inputs")
+BYTES_PER_INPUT_VOXEL = 32
+BYTES_PER_MODEL_VOXEL = 56
+BASE_BYTES = 400 * 2**20  # the interpreter, torch and the models
 
 
 def check_swi_geometry(swi: Volume) -> None:
