@@ -8,9 +8,11 @@ with ``overwrite``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import Volume, save_like
 from cmbdet.pipeline.detector import Candidate, DetectionResult
+from cmbdet.report import write_subject_report
 
 COLUMNS = (
     "detection_id",
@@ -46,7 +49,8 @@ def check_output_folder(out_dir: Path, overwrite: bool) -> None:
 def write_outputs(
     out_dir: Path, result: DetectionResult, reference: Volume, overwrite: bool = False
 ) -> Path:
-    """detections.csv, candidates.csv, cmb_labels.nii.gz and run.json into ``out_dir``."""
+    """detections.csv, candidates.csv, cmb_labels.nii.gz, report.html and run.json into
+    ``out_dir`` (``run.json`` gains the report's writing time under ``timings_s``)."""
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +62,12 @@ def write_outputs(
         _write_table(staging / "candidates.csv", result.candidates)
         labels = detection_labels(result.detections, reference)
         save_like(staging / "cmb_labels.nii.gz", labels, reference, np.int16)
-        record = {**result.record, "detections": len(result.detections)}
+        if result.reference is None:  # the report's crops and regions come from it
+            result = dataclasses.replace(result, reference=reference)
+        started = time.perf_counter()
+        write_subject_report(staging / "report.html", result, _report_title(result, out_dir))
+        timings = {**result.record.get("timings_s", {}), "report": time.perf_counter() - started}
+        record = {**result.record, "detections": len(result.detections), "timings_s": timings}
         (staging / "run.json").write_text(
             json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
         )
@@ -69,6 +78,14 @@ def write_outputs(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir
+
+
+def _report_title(result: DetectionResult, out_dir: Path) -> str:
+    """The subject's ``sub-<id>`` folder name when the SWI lies in one, else the output
+    folder's name."""
+    swi = (result.record.get("inputs") or {}).get("swi")
+    folder = Path(swi).parent.name if swi else ""
+    return folder if folder.startswith("sub-") else out_dir.name
 
 
 def _write_table(path: Path, rows: list[Candidate]) -> None:
