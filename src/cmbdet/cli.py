@@ -213,21 +213,51 @@ def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         "detect",
         parents=[common],
         help="find CMBs in one subject or a dataset",
-        description="Detect cerebral microbleeds in SWI + phase (one subject, or every sub-* "
-        "of a dataset folder).",
+        description="Detect cerebral microbleeds in SWI + phase: one subject (--swi, --phase), "
+        "or every subject of a dataset folder (cmbdet sub-*/ layout, or BIDS) or of a CSV "
+        "manifest, each into OUT/sub-<id>/. A batch logs every subject in OUT/batch.csv and "
+        "is resumable: rerun the same command and subjects with complete outputs are skipped.",
+        epilog="Exit status of a batch: 0 when every subject is done or was already complete; "
+        "1 when any subject failed unexpectedly; otherwise 2 when any subject had bad input. "
+        "A failed subject is reported and skipped, the others still run. Usage errors and "
+        "unusable inputs (a dataset or manifest that cannot be read) exit 2 before any work.",
     )
     parser.add_argument("--swi", type=Path, help="SWI NIfTI (one subject)")
     parser.add_argument("--phase", type=Path, help="phase NIfTI (one subject)")
-    parser.add_argument("--magnitude", type=Path, help="optional magnitude NIfTI")
-    parser.add_argument("--mask", type=Path, help="optional brain mask NIfTI (0/1)")
-    parser.add_argument("--dataset", type=Path, help="dataset folder with sub-*/ (instead)")
+    parser.add_argument("--magnitude", type=Path, help="optional magnitude NIfTI (one subject)")
+    parser.add_argument("--mask", type=Path, help="optional brain mask NIfTI, 0/1 (one subject)")
+    parser.add_argument(
+        "--dataset", type=Path, help="dataset folder: sub-*/swi.nii.gz layout, or BIDS"
+    )
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        help="CSV with header subject,swi,phase[,magnitude,mask]; paths relative to the CSV",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.add_argument("--threshold", type=float, help="stage-2 operating threshold")
     parser.add_argument("--phase-units", choices=("auto", "radians", "integer"), default="auto")
     parser.add_argument("--phase-handedness", choices=("auto", "right", "left"), default="auto")
     parser.add_argument("--phase-kind", choices=("auto", "filtered", "raw"), default="auto")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (a batch: redo subjects that are already complete)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="a batch: parallel worker processes on this machine, sharing its cores "
+        "(default: 1); with --scheduler local, the number of Dask workers",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="a batch: run on a Dask cluster: tcp://HOST:PORT, a scheduler JSON file, or "
+        "'local' for one on this machine (needs pip install 'cmbdet[distributed]')",
+    )
     parser.set_defaults(handler=_run_detect)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +12,10 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import cmb_centres, match_detections
 from cmbdet.io.dataset import find_subjects, read_lesions_csv
+from cmbdet.io.inputs import find_inputs
+from cmbdet.pipeline.batch import DetectSettings, run_batch
 from cmbdet.pipeline.detector import Detector
+from cmbdet.pipeline.distributed import LOCAL, connect
 from cmbdet.pipeline.outputs import check_output_folder, write_outputs
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -21,10 +23,43 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 def detect_command(args: argparse.Namespace) -> int:
     single = args.swi is not None or args.phase is not None
-    if single == (args.dataset is not None):
-        raise InputError(None, "give either --swi and --phase, or --dataset")
-    if single and (args.swi is None or args.phase is None):
+    many = args.dataset is not None or args.manifest is not None
+    if single == many:
+        raise InputError(None, "give either --swi and --phase, or --dataset (or --manifest)")
+    if single:
+        return _detect_single(args)
+    if args.dataset is not None and args.manifest is not None:
+        raise InputError(None, "give either --dataset or --manifest, not both")
+    if args.magnitude is not None or args.mask is not None:
+        raise InputError(
+            None,
+            "--magnitude and --mask are for one subject (list them per subject in a --manifest)",
+        )
+    if args.scheduler not in (None, LOCAL) and args.workers != 1:
+        raise InputError(None, "--workers is for this machine; the cluster's workers run the tasks")
+    subjects = find_inputs(args.dataset, args.manifest)
+    settings = DetectSettings(
+        model_dir=args.model,
+        threshold=args.threshold,
+        phase_units=args.phase_units,
+        handedness=args.phase_handedness,
+        phase_kind=args.phase_kind,
+    )
+    batch = {"overwrite": args.overwrite, "debug": args.debug}
+    if args.scheduler is None:
+        summary = run_batch(subjects, args.out, settings, workers=args.workers, **batch)
+    else:
+        with connect(args.scheduler, args.workers) as client:
+            summary = run_batch(subjects, args.out, settings, dask_client=client, **batch)
+    print(summary.line())
+    return summary.exit_code
+
+
+def _detect_single(args: argparse.Namespace) -> int:
+    if args.swi is None or args.phase is None:
         raise InputError(None, "--swi and --phase are both required for one subject")
+    if args.workers != 1 or args.scheduler is not None:
+        raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
     check_output_folder(args.out, args.overwrite)
     detector = Detector.load(args.model)
     options = {
@@ -33,40 +68,18 @@ def detect_command(args: argparse.Namespace) -> int:
         "handedness": args.phase_handedness,
         "phase_kind": args.phase_kind,
     }
-    if single:
-        count = _detect_one(
-            detector,
-            args.swi,
-            args.phase,
-            args.magnitude,
-            args.mask,
-            args.out,
-            args.overwrite,
-            options,
-        )
-        print(f"{count} CMBs found; outputs in {args.out}")
-        return EXIT_OK
-    failures = 0
-    subjects = find_subjects(args.dataset)
-    for subject in subjects:
-        out = args.out / f"sub-{subject.subject_id}"
-        try:
-            count = _detect_one(
-                detector,
-                subject.swi,
-                subject.phase,
-                subject.magnitude,
-                subject.brainmask,
-                out,
-                args.overwrite,
-                options,
-            )
-            print(f"sub-{subject.subject_id}: {count} CMBs")
-        except InputError as error:  # a bad subject is reported and skipped
-            failures += 1
-            print(f"sub-{subject.subject_id}: skipped: {error}", file=sys.stderr)
-    print(f"{len(subjects) - failures} of {len(subjects)} subjects done; outputs in {args.out}")
-    return EXIT_OK if failures == 0 else EXIT_BAD_INPUT
+    count = _detect_one(
+        detector,
+        args.swi,
+        args.phase,
+        args.magnitude,
+        args.mask,
+        args.out,
+        args.overwrite,
+        options,
+    )
+    print(f"{count} CMBs found; outputs in {args.out}")
+    return EXIT_OK
 
 
 def _detect_one(detector, swi, phase, magnitude, mask, out, overwrite, options) -> int:

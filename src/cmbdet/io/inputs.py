@@ -1,0 +1,235 @@
+"""Which subjects a batch runs on: a cmbdet dataset folder, a BIDS dataset, or a CSV manifest.
+
+All three give the same list of :class:`~cmbdet.io.dataset.SubjectFiles`, sorted by subject id.
+Discovery never guesses: a subject whose files cannot be told apart (two SWI images for one
+session), a manifest with a missing column or file, or a folder with no usable subject is an
+``InputError`` naming the folder or file (and line) before any work starts. Files that exist
+but cannot be read are found later, per subject, by the detector.
+
+**BIDS.** A folder with ``dataset_description.json``, or with ``sub-<label>/anat/``,
+``sub-<label>/swi/`` or ``sub-<label>/ses-<label>/`` folders. In each ``anat/`` or ``swi/``
+folder of a subject (or of a session) the NIfTI files are read by their entities:
+
+- SWI: suffix ``swi`` with no ``part`` entity or ``part-mag`` (``sub-01_swi.nii.gz``,
+  ``sub-01_part-mag_swi.nii.gz``); when there is none, the gradient-echo magnitude
+  (``part-mag`` with suffix ``GRE`` or ``T2starw``) stands in for it;
+- phase: ``part-phase`` with suffix ``swi``, ``GRE`` or ``T2starw``;
+- magnitude (optional, for ``--phase-kind raw``): ``part-mag`` with suffix ``GRE`` or
+  ``T2starw``, used when there is exactly one.
+
+Suffixes match case-insensitively, and other entities (``acq-``, ``run-``, ``echo-``, ...) are
+allowed, but at most one SWI and one phase image may match per subject or session. A session
+with none of these files (a T1w-only visit) is not a subject for cmbdet and is left out. A
+session becomes subject id ``<sub>_ses-<ses>`` (output folder ``sub-01_ses-1``).
+
+**Manifest.** A CSV file with header ``subject,swi,phase`` and optionally ``magnitude`` and
+``mask`` (a 0/1 brain mask); other columns are ignored. Relative paths are resolved against the
+CSV file's folder; ``subject`` may be given with or without ``sub-``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from cmbdet.errors import InputError
+from cmbdet.io.dataset import SubjectFiles, find_subjects, subject_dir
+
+MANIFEST_COLUMNS = ("subject", "swi", "phase")
+OPTIONAL_MANIFEST_COLUMNS = ("magnitude", "mask")
+_ALL_COLUMNS = MANIFEST_COLUMNS + OPTIONAL_MANIFEST_COLUMNS
+BIDS_DATATYPES = ("anat", "swi")
+_SWI_SUFFIXES = {"swi"}
+_GRE_SUFFIXES = {"gre", "t2starw"}
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def find_inputs(dataset: Path | None = None, manifest: Path | None = None) -> list[SubjectFiles]:
+    """The subjects of a dataset folder (cmbdet layout or BIDS) or of a CSV manifest.
+
+    Raises:
+        InputError: neither or both given, or the discovery problems listed in the module
+            docstring.
+    """
+    if (dataset is None) == (manifest is None):
+        raise InputError(None, "give either --dataset or --manifest")
+    if manifest is not None:
+        return read_manifest(manifest)
+    dataset = Path(dataset)
+    if dataset.is_file():
+        raise InputError(dataset, "is a file, not a dataset folder (a CSV goes to --manifest)")
+    if dataset_kind(dataset) == "bids":
+        return find_bids_subjects(dataset)
+    return find_subjects(dataset)
+
+
+def dataset_kind(folder: Path) -> str:
+    """``"bids"`` for a BIDS dataset, else ``"cmbdet"`` (the ``sub-*/swi.nii.gz`` layout).
+
+    A folder that is neither is treated as a cmbdet dataset, whose reader then names the
+    problem (missing folder, no ``sub-*`` folders, a subject without ``swi.nii.gz``).
+    """
+    subjects = [p for p in Path(folder).glob("sub-*") if p.is_dir()]
+    if any((p / f"swi{suffix}").is_file() for p in subjects for suffix in _NIFTI_SUFFIXES):
+        return "cmbdet"
+    bids_folders = (*BIDS_DATATYPES, "ses-*")
+    if (Path(folder) / "dataset_description.json").is_file() or any(
+        any(p.glob(name)) for p in subjects for name in bids_folders
+    ):
+        return "bids"
+    return "cmbdet"
+
+
+# ----------------------------------------------------------------------------- BIDS
+
+
+def find_bids_subjects(root: Path) -> list[SubjectFiles]:
+    """Every subject (or subject and session) of a BIDS dataset that has SWI and phase images.
+
+    Raises:
+        InputError: the folder is missing; a subject or session has an SWI image but no
+            phase (or the reverse), or more than one of either (the folder and files are
+            named); or no subject has SWI images at all.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "dataset folder not found")
+    found = []
+    for subject in sorted(p for p in root.glob("sub-*") if p.is_dir()):
+        sessions = sorted(p for p in subject.glob("ses-*") if p.is_dir())
+        for folder in [subject, *sessions]:
+            subject_id = subject.name.removeprefix("sub-")
+            if folder is not subject:
+                subject_id += f"_{folder.name}"
+            files = _bids_session(folder, subject_id)
+            if files is not None:
+                found.append(files)
+    if not found:
+        raise InputError(
+            root,
+            "BIDS dataset has no SWI images (sub-*/[ses-*/]anat/ or swi/ files with suffix "
+            "swi, or part-mag/part-phase with suffix GRE or T2starw)",
+        )
+    return sorted(found, key=lambda s: s.subject_id)
+
+
+def _bids_session(folder: Path, subject_id: str) -> SubjectFiles | None:
+    """The SWI, phase and magnitude of one subject (or session) folder; None if it has none."""
+    swi, phase, magnitude = [], [], []
+    for datatype in BIDS_DATATYPES:
+        for path in sorted((folder / datatype).glob("sub-*")):
+            entities = _bids_entities(path)
+            if entities is None:
+                continue
+            suffix, part = entities["suffix"].lower(), entities.get("part")
+            if suffix in _SWI_SUFFIXES and part in (None, "mag"):
+                swi.append(path)
+            elif suffix in _SWI_SUFFIXES | _GRE_SUFFIXES and part == "phase":
+                phase.append(path)
+            elif suffix in _GRE_SUFFIXES and part == "mag":
+                magnitude.append(path)
+    if not (swi or phase or magnitude):
+        return None
+    if not swi and len(magnitude) == 1:
+        swi = magnitude  # the T2*-weighted magnitude shows CMBs too (without phase weighting)
+    for role, paths in (("SWI", swi), ("phase", phase)):
+        if not paths:
+            raise InputError(folder, f"has SWI-related images but no {role} image")
+        if len(paths) > 1:
+            names = ", ".join(p.name for p in paths)
+            raise InputError(
+                folder,
+                f"more than one {role} image ({names}); list the intended ones in a --manifest",
+            )
+    return SubjectFiles(
+        subject_id=subject_id,
+        swi=swi[0],
+        phase=phase[0],
+        magnitude=magnitude[0] if len(magnitude) == 1 else None,
+    )
+
+
+def _bids_entities(path: Path) -> dict[str, str] | None:
+    """``{"sub": "01", "part": "mag", ..., "suffix": "swi"}`` of a NIfTI file; None otherwise."""
+    name = path.name
+    extension = next((s for s in _NIFTI_SUFFIXES if name.endswith(s)), None)
+    if extension is None or not path.is_file():
+        return None
+    *pairs, suffix = name.removesuffix(extension).split("_")
+    if not pairs or "-" in suffix:
+        return None
+    entities = dict(pair.split("-", 1) for pair in pairs if "-" in pair)
+    return {**entities, "suffix": suffix}
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def read_manifest(path: Path) -> list[SubjectFiles]:
+    """The subjects listed in a CSV manifest (see the module docstring), sorted by id.
+
+    Raises:
+        InputError: the file is missing or unreadable, lacks a required column, has no rows,
+            or has a row with an empty required cell, a bad or repeated subject id, or a file
+            that does not exist (the line number is given).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "manifest file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(path, f"manifest cannot be read ({error})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [name.strip().lower() for name in reader.fieldnames or []]
+    missing = [name for name in MANIFEST_COLUMNS if name not in header]
+    if missing:
+        raise InputError(
+            path,
+            f"manifest lacks required columns: {', '.join(missing)} "
+            f"(header must be subject,swi,phase[,magnitude,mask])",
+        )
+    reader.fieldnames = header
+    subjects, lines = [], {}
+    for row in reader:
+        subject = _manifest_row(path, row, reader.line_num)
+        if subject.subject_id in lines:
+            raise InputError(
+                path,
+                f"line {reader.line_num}: subject {subject.subject_id!r} is already listed "
+                f"on line {lines[subject.subject_id]}",
+            )
+        lines[subject.subject_id] = reader.line_num
+        subjects.append(subject)
+    if not subjects:
+        raise InputError(path, "manifest lists no subjects")
+    return sorted(subjects, key=lambda s: s.subject_id)
+
+
+def _manifest_row(path: Path, row: dict[str, str | None], line: int) -> SubjectFiles:
+    cells = {name: (row.get(name) or "").strip() for name in _ALL_COLUMNS}
+    for name in MANIFEST_COLUMNS:
+        if not cells[name]:
+            raise InputError(path, f"line {line}: empty {name}")
+    try:
+        subject_id = subject_dir(".", cells["subject"]).name.removeprefix("sub-")
+    except ValueError as error:
+        raise InputError(path, f"line {line}: {error}") from None
+    files = {}
+    for name in (*MANIFEST_COLUMNS[1:], *OPTIONAL_MANIFEST_COLUMNS):
+        if not cells[name]:
+            files[name] = None
+            continue
+        file = Path(cells[name]).expanduser()
+        file = file if file.is_absolute() else path.parent / file
+        if not file.is_file():
+            raise InputError(path, f"line {line}: {name} file not found: {file}")
+        files[name] = file
+    return SubjectFiles(
+        subject_id=subject_id,
+        swi=files["swi"],
+        phase=files["phase"],
+        magnitude=files["magnitude"],
+        brainmask=files["mask"],
+    )

@@ -1,0 +1,555 @@
+"""``cmbdet detect --dataset``: every subject of a dataset, resumable, in parallel if asked.
+
+One subject is one task. :func:`detect_subject` loads the model once per process, detects,
+writes the subject's outputs atomically (:func:`cmbdet.pipeline.outputs.write_outputs`) and
+returns a :class:`BatchRow`; a bad subject never raises. :func:`run_batch` skips subjects whose
+outputs are complete, runs the others in this process, in local worker processes, or on a Dask
+cluster (:mod:`cmbdet.pipeline.distributed`), and rewrites ``batch.csv`` atomically after each
+subject, so a killed run leaves a valid log and a rerun continues where it stopped.
+
+This module imports neither numpy nor torch when it is imported: a spawned worker process
+imports it first and must cap its thread pools before those libraries start them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import io
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from cmbdet.errors import InputError
+
+if TYPE_CHECKING:
+    from cmbdet.io.dataset import SubjectFiles
+    from cmbdet.pipeline.detector import Detector
+
+BATCH_LOG = "batch.csv"
+COHORT_REPORT = "report.html"
+LOG_COLUMNS = ("subject", "status", "cmb_count", "candidates", "seconds", "error", "outputs")
+OUTPUT_FILES = ("detections.csv", "candidates.csv", "cmb_labels.nii.gz", "run.json")
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CMBDET_THREADS")
+WORKER_DEATHS_ALLOWED = 2  # a subject whose worker process died this often is failed
+_STAGING = re.compile(r"\.sub-.+\.partial-\d+")  # write_outputs' staging folders
+
+Job = tuple["SubjectFiles", Path]  # a subject's input files and its output folder
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """What every subject of a batch is detected with: the ``detect`` options."""
+
+    model_dir: Path | None = None  # None: the model shipped with the cmbdet that runs the task
+    threshold: float | None = None  # None: the model's operating threshold
+    phase_units: str = "auto"
+    handedness: str = "auto"
+    phase_kind: str = "auto"
+
+    def detect_options(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`Detector.detect`."""
+        return {
+            "threshold": self.threshold,
+            "phase_units": self.phase_units,
+            "handedness": self.handedness,
+            "phase_kind": self.phase_kind,
+        }
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """The outcome of one subject: a row of ``batch.csv`` and of the cohort report.
+
+    Attributes:
+        subject: subject id, without ``sub-``.
+        status: ``done`` (detected in this run), ``skipped`` (complete outputs from an earlier
+            run), or ``failed``.
+        cmb_count: detections at the operating threshold; None when failed.
+        candidates: stage-1 candidates; None when failed.
+        seconds: wall time of the subject's detection and writing, s (for a skipped subject
+            as logged when it was done; None when unknown).
+        error: one line for a failed subject: ``<file>: <problem>`` for bad input,
+            ``unexpected <ExceptionType>: <message>`` otherwise; "" when not failed.
+        outputs: the subject's output folder relative to the batch folder; "" when failed.
+        bad_input: failed because of its input (exit code 2) rather than unexpectedly (1).
+        details: traceback of an unexpected failure (shown with ``--debug``, not logged).
+    """
+
+    subject: str
+    status: str
+    cmb_count: int | None = None
+    candidates: int | None = None
+    seconds: float | None = None
+    error: str = ""
+    outputs: str = ""
+    bad_input: bool = False
+    details: str = ""
+
+    def cells(self) -> list[str]:
+        """The row as ``batch.csv`` cells, in :data:`LOG_COLUMNS` order."""
+        return [
+            self.subject,
+            self.status,
+            "" if self.cmb_count is None else str(self.cmb_count),
+            "" if self.candidates is None else str(self.candidates),
+            "" if self.seconds is None else f"{self.seconds:.2f}",
+            self.error,
+            self.outputs,
+        ]
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """Every subject's row (in subject order) and where the outputs went."""
+
+    rows: list[BatchRow]
+    out_dir: Path
+
+    def count(self, status: str) -> int:
+        return sum(row.status == status for row in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """1 if a subject failed unexpectedly, else 2 if one had bad input, else 0."""
+        failed = [row for row in self.rows if row.status == FAILED]
+        if any(not row.bad_input for row in failed):
+            return EXIT_FAILED
+        return EXIT_BAD_INPUT if failed else EXIT_OK
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a batch."""
+        return (
+            f"{self.count(DONE)} of {len(self.rows)} subjects done, {self.count(FAILED)} failed, "
+            f"{self.count(SKIPPED)} skipped (already complete); outputs in {self.out_dir}; "
+            f"log in {self.out_dir / BATCH_LOG}"
+        )
+
+
+# ----------------------------------------------------------------------------- one subject
+
+
+def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSettings) -> BatchRow:
+    """Detect one subject and write its outputs into ``out_dir``; never raises for a bad subject.
+
+    Bad input and unexpected exceptions become a ``failed`` row (an interrupt still
+    propagates). Idempotent: run again, it replaces what an earlier attempt wrote, so a task
+    that a cluster retries after a worker died cannot leave two results.
+    """
+    from cmbdet.pipeline.outputs import write_outputs  # imports torch: after the thread caps
+
+    started = time.perf_counter()
+    try:
+        detector = _process_detector(settings.model_dir)
+        result = detector.detect(
+            subject.swi,
+            subject.phase,
+            subject.magnitude,
+            subject.brainmask,
+            **settings.detect_options(),
+        )
+        write_outputs(out_dir, result, result.reference, overwrite=True)
+    except InputError as error:
+        return failed_row(subject.subject_id, str(error), started, bad_input=True)
+    except Exception as error:
+        message = f"unexpected {type(error).__name__}: {error}"
+        return failed_row(subject.subject_id, message, started, details=traceback.format_exc())
+    return BatchRow(
+        subject=subject.subject_id,
+        status=DONE,
+        cmb_count=len(result.detections),
+        candidates=len(result.candidates),
+        seconds=time.perf_counter() - started,
+        outputs=Path(out_dir).name,
+    )
+
+
+def failed_row(
+    subject_id: str,
+    message: str,
+    started: float | None = None,
+    *,
+    bad_input: bool = False,
+    details: str = "",
+) -> BatchRow:
+    """A ``failed`` row; ``started`` is the ``time.perf_counter()`` when the subject began."""
+    return BatchRow(
+        subject=subject_id,
+        status=FAILED,
+        seconds=None if started is None else time.perf_counter() - started,
+        error=" ".join(message.split()),  # one line in the log
+        bad_input=bad_input,
+        details=details,
+    )
+
+
+_detectors: dict[Path | None, Detector] = {}
+_detectors_lock = threading.Lock()  # a Dask worker may run several tasks on threads
+
+
+def _process_detector(model_dir: Path | None) -> Detector:
+    """The model, loaded once per process."""
+    with _detectors_lock:
+        if model_dir not in _detectors:
+            from cmbdet.pipeline.detector import Detector
+
+            _detectors[model_dir] = Detector.load(model_dir)
+        return _detectors[model_dir]
+
+
+# ----------------------------------------------------------------------------- the batch
+
+
+def run_batch(
+    subjects: list[SubjectFiles],
+    out_dir: Path,
+    settings: DetectSettings = DetectSettings(),
+    *,
+    workers: int = 1,
+    dask_client: Any = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    debug: bool = False,
+) -> BatchSummary:
+    """Detect every subject into ``out_dir/sub-<id>/``; log each outcome in ``batch.csv``.
+
+    Args:
+        subjects: from :func:`cmbdet.io.inputs.find_inputs`.
+        out_dir: empty, missing, or an earlier batch's folder (resumed: subjects with
+            complete outputs are skipped, others redone).
+        workers: local worker processes (each gets ``cores // workers`` math threads);
+            ignored with ``dask_client``.
+        dask_client: a ``distributed.Client``: run the subjects on its cluster instead.
+        overwrite: redo subjects whose outputs are complete too.
+        progress: a progress bar on stderr; None: only when stderr is a terminal.
+        debug: print the traceback of unexpected failures.
+
+    Raises:
+        InputError: ``out_dir`` holds files a batch did not write or holds the inputs, or the
+            model cannot be loaded (before any subject runs).
+    """
+    out_dir = Path(out_dir)
+    check_batch_folder(out_dir, subjects)
+    detector = _process_detector(settings.model_dir)  # a bad --model: one error, not one each
+    rows, jobs = _plan(subjects, out_dir, _made_with(detector, settings), overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out_dir)
+    log = out_dir / BATCH_LOG
+    write_batch_log(log, rows.values())
+
+    if dask_client is not None:
+        from cmbdet.pipeline.distributed import run_on_dask
+
+        results = run_on_dask(dask_client, jobs, settings)
+    elif min(workers, len(jobs)) > 1:
+        results = run_in_pool(jobs, settings, min(workers, len(jobs)))
+    else:
+        results = (detect_subject(subject, folder, settings) for subject, folder in jobs)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(jobs), desc="detect", unit="subject", file=sys.stderr, disable=not show)
+    try:
+        for row in results:
+            rows[row.subject] = row
+            write_batch_log(log, rows.values())
+            _report(bar, row, debug)
+    finally:
+        bar.close()
+    remove_leftovers(out_dir)  # staging folders of workers that died
+
+    lost = [s.subject_id for s in subjects if s.subject_id not in rows]
+    for subject_id in lost:  # never silently: a runner that lost a subject shows here
+        rows[subject_id] = failed_row(subject_id, "unexpected: no result came back for it")
+    if lost:
+        write_batch_log(log, rows.values())
+    ordered = [rows[s.subject_id] for s in subjects]
+    _write_cohort_report(out_dir, ordered)
+    return BatchSummary(ordered, out_dir)
+
+
+def _plan(
+    subjects: list[SubjectFiles], out_dir: Path, made_with: tuple, overwrite: bool
+) -> tuple[dict[str, BatchRow], list[Job]]:
+    """Rows of the subjects to skip (complete outputs), and jobs for the others."""
+    earlier = read_batch_log(out_dir / BATCH_LOG)
+    skipped: dict[str, BatchRow] = {}
+    jobs: list[Job] = []
+    for subject in subjects:
+        folder = out_dir / f"sub-{subject.subject_id}"
+        record = None if overwrite else complete_record(folder)
+        if record is None:
+            jobs.append((_absolute(subject), folder.resolve()))
+            continue
+        if _made_with_record(record) != made_with:
+            raise InputError(
+                folder,
+                "was detected with another model or threshold; rerun with the same --model "
+                "and --threshold, or redo every subject with --overwrite",
+            )
+        skipped[subject.subject_id] = skipped_row(folder, record, earlier.get(subject.subject_id))
+    return skipped, jobs
+
+
+def _report(bar: tqdm, row: BatchRow, debug: bool) -> None:
+    """Advance the progress bar; a failed subject also gets a line (with or without a bar)."""
+    seconds = "" if row.seconds is None else f" {row.seconds:.1f} s"
+    bar.set_postfix_str(f"sub-{row.subject} {row.status}{seconds}", refresh=False)
+    bar.update()
+    if row.status == FAILED:
+        tqdm.write(f"sub-{row.subject}: failed: {row.error}", file=sys.stderr)
+        if debug and row.details:
+            tqdm.write(row.details.rstrip(), file=sys.stderr)
+
+
+def _write_cohort_report(out_dir: Path, rows: list[BatchRow]) -> None:
+    """The cohort page ``out_dir/report.html``: every subject's row, linking its own report."""
+    # cohort report: see issue 5
+
+
+def _absolute(subject: SubjectFiles) -> SubjectFiles:
+    """The subject with absolute paths, valid on a worker whose working folder differs."""
+    paths = {
+        spec.name: getattr(subject, spec.name).resolve()
+        for spec in fields(subject)
+        if isinstance(getattr(subject, spec.name), Path)
+    }
+    return replace(subject, **paths)
+
+
+# ----------------------------------------------------------------------------- local workers
+
+
+def run_in_pool(jobs: list[Job], settings: DetectSettings, workers: int) -> Iterator[BatchRow]:
+    """Rows of ``jobs`` run in ``workers`` spawned processes, as they finish.
+
+    Only ``workers`` subjects are handed out at a time, so a worker process that dies (killed,
+    out of memory) loses only the subjects then running: they are retried in a fresh pool, and
+    failed once their worker has died :data:`WORKER_DEATHS_ALLOWED` times.
+    """
+    waiting = deque(jobs)
+    deaths: Counter[str] = Counter()
+    while waiting:
+        lost: list[Job] = []
+        with _worker_pool(workers) as pool:
+            running: dict[concurrent.futures.Future, Job] = {}
+            while (waiting and not lost) or running:
+                while waiting and not lost and len(running) < workers:
+                    job = waiting.popleft()
+                    try:
+                        running[pool.submit(detect_subject, *job, settings)] = job
+                    except BrokenProcessPool:  # a worker died since the last result
+                        waiting.appendleft(job)
+                        break
+                if not running:
+                    break
+                finished, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in finished:
+                    job = running.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        lost.append(job)
+        for subject, folder in lost:
+            deaths[subject.subject_id] += 1
+            if deaths[subject.subject_id] < WORKER_DEATHS_ALLOWED:
+                waiting.appendleft((subject, folder))
+            else:
+                yield failed_row(
+                    subject.subject_id,
+                    f"unexpected: the worker process died {WORKER_DEATHS_ALLOWED} times while "
+                    "detecting this subject (out of memory?)",
+                )
+
+
+def _worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    # spawn, not fork: a forked copy of a process that has started torch's threads can hang
+    return concurrent.futures.ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=limit_threads,
+        initargs=(threads_per_worker(workers),),
+    )
+
+
+def threads_per_worker(workers: int) -> int:
+    """Math threads each of ``workers`` processes may use, so that together they fit the cores."""
+    return max(1, available_cores() // workers)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (a SLURM or container CPU set, else every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def limit_threads(threads: int) -> None:
+    """Cap this process's math thread pools at ``threads``.
+
+    The variables only bind libraries loaded afterwards (a fresh worker process);
+    ``torch.set_num_threads`` also covers a torch that is already loaded.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def check_batch_folder(out_dir: Path, subjects: list[SubjectFiles]) -> None:
+    """Refuse an output folder that holds anything a batch did not write, or holds the inputs.
+
+    A batch folder holds ``batch.csv``, ``report.html``, ``sub-*/`` folders and the staging
+    folders and temporary files of unfinished writes.
+
+    Raises:
+        InputError: naming the folder and the first foreign entries.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    root = out_dir.resolve()
+    for subject in subjects:
+        for path in (subject.swi, subject.phase, subject.magnitude, subject.brainmask):
+            if path is not None and path.resolve().is_relative_to(root):
+                raise InputError(
+                    out_dir, f"output folder holds the input {path}; choose another --out"
+                )
+    if not out_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _written_by_batch(p))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise InputError(
+            out_dir,
+            f"output folder holds files that are not from a cmbdet batch ({shown}); "
+            "choose another --out",
+        )
+
+
+def _written_by_batch(path: Path) -> bool:
+    if path.is_dir():
+        return path.name.startswith("sub-") or _STAGING.fullmatch(path.name) is not None
+    return path.name in (BATCH_LOG, COHORT_REPORT) or path.name.startswith(f".{BATCH_LOG}.")
+
+
+def remove_leftovers(out_dir: Path) -> None:
+    """Delete the staging folders and temporary logs of writes that never finished.
+
+    Only one batch may write into a folder at a time: this would delete a running one's.
+    """
+    for path in Path(out_dir).iterdir():
+        if path.is_dir() and _STAGING.fullmatch(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and path.name.startswith(f".{BATCH_LOG}."):
+            path.unlink(missing_ok=True)
+
+
+def complete_record(folder: Path) -> dict | None:
+    """``run.json`` of a subject folder with complete outputs; None when incomplete.
+
+    Complete means every output file is there and run.json reads: ``write_outputs`` writes
+    run.json last into a staging folder and renames the whole folder into place, so a killed
+    run never leaves a folder that passes this test.
+    """
+    if not all((folder / name).is_file() for name in OUTPUT_FILES):
+        return None
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> BatchRow:
+    """The row of a subject whose complete outputs are kept.
+
+    Args:
+        folder: ``out_dir/sub-<id>``.
+        record: its ``run.json``.
+        earlier: its row in the previous ``batch.csv``, for ``seconds``.
+    """
+    return BatchRow(
+        subject=folder.name.removeprefix("sub-"),
+        status=SKIPPED,
+        cmb_count=_count(record.get("detections")),
+        candidates=_count(record.get("candidates")),
+        seconds=earlier.seconds if earlier is not None and earlier.status != FAILED else None,
+        outputs=folder.name,
+    )
+
+
+def _made_with(detector: Detector, settings: DetectSettings) -> tuple:
+    """(weights checksums, threshold) that this batch's outputs record in run.json."""
+    checksums = {
+        stage: detector.info[stage]["weights"]["sha256"]
+        for stage in ("stage1", "stage2")
+        if stage in detector.info
+    }
+    threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
+    return checksums, threshold
+
+
+def _made_with_record(record: dict) -> tuple:
+    model = record.get("model")
+    return (model.get("sha256") if isinstance(model, dict) else None), record.get("threshold")
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ----------------------------------------------------------------------------- batch.csv
+
+
+def write_batch_log(path: Path, rows: Iterable[BatchRow]) -> None:
+    """``batch.csv``, one row per subject sorted by id; replaced atomically (temp + rename)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LOG_COLUMNS)
+    for row in sorted(rows, key=lambda row: row.subject):
+        writer.writerow(row.cells())
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def read_batch_log(path: Path) -> dict[str, BatchRow]:
+    """The rows of an earlier ``batch.csv`` by subject id; {} when missing or unreadable.
+
+    Only used to carry ``seconds`` over to skipped subjects, so a damaged log is no error.
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8")))
+        rows = {}
+        for cells in reader:
+            seconds = cells.get("seconds") or ""
+            rows[cells["subject"]] = BatchRow(
+                subject=cells["subject"],
+                status=cells.get("status") or "",
+                seconds=float(seconds) if seconds else None,
+            )
+        return rows
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, csv.Error):
+        return {}

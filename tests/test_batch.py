@@ -1,0 +1,318 @@
+"""``cmbdet detect --dataset``: batch log, resume, failures and exit codes, local workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import threading
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from cmbdet.cli import main
+from cmbdet.io.dataset import find_subjects
+from cmbdet.modelio import save_weights, write_model_json
+from cmbdet.pipeline.batch import (
+    BATCH_LOG,
+    FAILED,
+    LOG_COLUMNS,
+    BatchRow,
+    BatchSummary,
+    DetectSettings,
+    read_batch_log,
+    run_in_pool,
+    write_batch_log,
+)
+from cmbdet.pipeline.detector import Detector
+from cmbdet.preprocess.pipeline import PreprocessConfig
+from cmbdet.stage1.model import CandidateNet, Stage1Config
+from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.stage2.patches import PatchConfig
+from cmbdet.synth.dataset import generate_dataset
+
+IDS = ["0000", "0001", "0002"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return generate_dataset(tmp_path_factory.mktemp("data"), "tiny", 3, seed=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def quick_model(tmp_path_factory):
+    """An untrained model that proposes no candidates: a subject takes well under a second."""
+    folder = tmp_path_factory.mktemp("quick-model")
+    torch.manual_seed(0)
+    stage1_config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
+    stage1 = CandidateNet(stage1_config)
+    torch.nn.init.constant_(stage1.heatmap.bias, -4.0)
+    stage2_config = Stage2Config(widths=(4, 4, 8, 8, 8), dense=(4, 4))
+    write_model_json(
+        folder,
+        {
+            "name": "quick-test-model",
+            "preprocessing": PreprocessConfig(target_in_plane_mm=1.0).to_json(),
+            "stage1": {
+                "config": stage1_config.to_json(),
+                "weights": save_weights(folder, "stage1", stage1),
+            },
+            "stage2": {
+                "config": stage2_config.to_json(),
+                "weights": save_weights(folder, "stage2", PatchClassifier(stage2_config)),
+                "patch": PatchConfig(size=(12, 12, 5)).to_json(),
+            },
+            "threshold": 0.5,
+        },
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shipped_run(dataset, tmp_path_factory):
+    """The shipped model on the dataset, one worker: (out, exit code)."""
+    out = tmp_path_factory.mktemp("shipped") / "out"
+    return out, main(["detect", "--dataset", str(dataset), "--out", str(out)])
+
+
+@pytest.fixture(scope="module")
+def quick_run(dataset, quick_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick") / "out"
+    assert _detect(dataset, out, quick_model) == 0
+    return out
+
+
+def _detect(data, out, model, *more) -> int:
+    return main(["detect", "--dataset", str(data), "--out", str(out), "--model", str(model), *more])
+
+
+def _log(out) -> list[dict[str, str]]:
+    with open(out / BATCH_LOG, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == LOG_COLUMNS
+        return list(reader)
+
+
+def _table_rows(path) -> int:
+    with open(path, newline="") as handle:
+        return len(list(csv.DictReader(handle)))
+
+
+def _numbers(table) -> np.ndarray:
+    """(rows, columns) of a detections or candidates table."""
+    return np.loadtxt(table, delimiter=",", skiprows=1, ndmin=2)
+
+
+def _summary(capsys) -> str:
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, out
+    return out[0]
+
+
+# ----------------------------------------------------------------------------- a batch
+
+
+def test_a_batch_detects_every_subject_and_logs_it(shipped_run, capsys):
+    out, code = shipped_run
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG] + [f"sub-{i}" for i in IDS]
+    rows = _log(out)
+    assert [r["subject"] for r in rows] == IDS
+    for row in rows:
+        folder = out / row["outputs"]
+        record = json.loads((folder / "run.json").read_text())
+        assert row["status"] == "done" and row["error"] == ""
+        assert int(row["cmb_count"]) == record["detections"]
+        assert int(row["cmb_count"]) == _table_rows(folder / "detections.csv")
+        assert int(row["candidates"]) == _table_rows(folder / "candidates.csv")
+        assert float(row["seconds"]) > 0
+    assert sum(int(r["cmb_count"]) for r in rows) > 0  # the shipped model finds some
+
+
+def test_two_workers_give_the_same_outputs_as_one(dataset, shipped_run, tmp_path, capsys):
+    one, _ = shipped_run
+    two = tmp_path / "two"
+    assert main(["detect", "--dataset", str(dataset), "--out", str(two), "--workers", "2"]) == 0
+    assert _summary(capsys) == (
+        f"3 of 3 subjects done, 0 failed, 0 skipped (already complete); outputs in {two}; "
+        f"log in {two / BATCH_LOG}"
+    )
+    for i in IDS:  # equal up to float round-off: 1 and 2 torch threads sum in other orders
+        for table in ("detections.csv", "candidates.csv"):
+            tables = [_numbers(o / f"sub-{i}" / table) for o in (one, two)]
+            assert tables[0].shape == tables[1].shape
+            np.testing.assert_allclose(*tables, rtol=0, atol=2e-3)
+        labels = [nib.load(o / f"sub-{i}" / "cmb_labels.nii.gz").get_fdata() for o in (one, two)]
+        assert np.mean(labels[0] != labels[1]) < 1e-4
+    counts = [
+        [(r["subject"], r["cmb_count"], r["candidates"]) for r in _log(o)] for o in (one, two)
+    ]
+    assert counts[0] == counts[1]
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_a_rerun_skips_complete_subjects_and_redoes_the_others(
+    dataset, quick_model, quick_run, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    shutil.copytree(quick_run, out)
+    kept = (out / "sub-0000" / "run.json").stat().st_mtime_ns
+    (out / "sub-0001" / "run.json").unlink()  # a folder that is not complete
+    shutil.rmtree(out / "sub-0002")  # killed while writing: only its staging folder is left
+    (out / ".sub-0002.partial-123").mkdir()
+    (out / ".sub-0002.partial-123" / "detections.csv").write_text("half")
+    capsys.readouterr()
+
+    assert _detect(dataset, out, quick_model) == 0
+    assert _summary(capsys).startswith("2 of 3 subjects done, 0 failed, 1 skipped")
+    assert (out / "sub-0000" / "run.json").stat().st_mtime_ns == kept
+    assert all((out / f"sub-{i}" / "run.json").is_file() for i in IDS)
+    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG] + [f"sub-{i}" for i in IDS]
+    rows = {r["subject"]: r for r in _log(out)}
+    assert [rows[i]["status"] for i in IDS] == ["skipped", "done", "done"]
+    first = {r["subject"]: r for r in _log(quick_run)}
+    assert rows["0000"]["seconds"] == first["0000"]["seconds"]  # carried over
+    assert rows["0000"]["cmb_count"] == first["0000"]["cmb_count"]
+
+
+def test_overwrite_redoes_every_subject(dataset, quick_model, quick_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(quick_run, out)
+    before = {i: (out / f"sub-{i}" / "run.json").stat().st_mtime_ns for i in IDS}
+    assert _detect(dataset, out, quick_model, "--overwrite") == 0
+    assert [r["status"] for r in _log(out)] == ["done"] * 3
+    assert all((out / f"sub-{i}" / "run.json").stat().st_mtime_ns != before[i] for i in IDS)
+
+
+def test_a_rerun_with_another_model_is_refused(dataset, quick_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(quick_run, out)
+    assert main(["detect", "--dataset", str(dataset), "--out", str(out)]) == 2  # shipped model
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "sub-0000" in error[0] and "--overwrite" in error[0]
+
+
+def test_a_folder_with_other_files_is_refused(dataset, quick_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert _detect(dataset, out, quick_model) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "notes.txt" in error[0]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert _detect(dataset, dataset, quick_model) == 2  # would replace the inputs
+    assert "holds the input" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_a_corrupt_subject_fails_and_the_others_finish(dataset, quick_model, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    swi = data / "sub-0001" / "swi.nii.gz"
+    swi.write_bytes(swi.read_bytes()[:2000])  # truncated
+    out = tmp_path / "out"
+
+    assert _detect(data, out, quick_model) == 2
+    captured = capsys.readouterr()
+    assert captured.out.strip() == (
+        f"2 of 3 subjects done, 1 failed, 0 skipped (already complete); outputs in {out}; "
+        f"log in {out / BATCH_LOG}"
+    )
+    error = captured.err.strip().splitlines()
+    assert len(error) == 1 and "sub-0001" in error[0] and "swi.nii.gz" in error[0]
+    assert "Traceback" not in captured.err
+    rows = {r["subject"]: r for r in _log(out)}
+    assert [rows[i]["status"] for i in IDS] == ["done", "failed", "done"]
+    assert "swi.nii.gz" in rows["0001"]["error"] and rows["0001"]["cmb_count"] == ""
+    assert not (out / "sub-0001").exists()
+
+    assert _detect(data, out, quick_model) == 2  # a rerun tries the failed subject again
+    rows = _log(out)
+    assert [(r["subject"], r["status"]) for r in rows] == [
+        ("0000", "skipped"),
+        ("0001", "failed"),
+        ("0002", "skipped"),
+    ]
+
+
+def test_an_unexpected_failure_exits_1(dataset, quick_model, tmp_path, monkeypatch, capsys):
+    detect = Detector.detect
+
+    def flaky(self, swi, *args, **kwargs):
+        if "sub-0002" in str(swi):
+            raise RuntimeError("out of cheese")
+        return detect(self, swi, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "detect", flaky)
+    out = tmp_path / "out"
+    assert _detect(dataset, out, quick_model) == 1
+    rows = {r["subject"]: r for r in _log(out)}
+    assert rows["0002"]["status"] == "failed"
+    assert rows["0002"]["error"] == "unexpected RuntimeError: out of cheese"
+    assert [rows[i]["status"] for i in IDS[:2]] == ["done", "done"]
+    assert "sub-0002: failed: unexpected RuntimeError" in capsys.readouterr().err
+
+
+def test_a_local_worker_that_dies_costs_no_subject(dataset, quick_model, tmp_path):
+    jobs = [(s, tmp_path / f"sub-{s.subject_id}") for s in find_subjects(dataset)]
+    killed = []
+
+    def kill_a_worker():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            workers = multiprocessing.active_children()
+            if workers:
+                time.sleep(0.5)  # let it start (and maybe take a subject)
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+                return
+            time.sleep(0.02)
+
+    threading.Thread(target=kill_a_worker, daemon=True).start()
+    rows = list(run_in_pool(jobs, DetectSettings(model_dir=quick_model), workers=2))
+    assert killed
+    assert sorted(row.subject for row in rows) == IDS  # each exactly once
+    assert all(row.status == "done" for row in rows)  # the lost ones ran again in a new pool
+
+
+def test_exit_code_rule():
+    def summary(*rows):
+        return BatchSummary(list(rows), out_dir=None).exit_code
+
+    done, skipped = BatchRow("a", "done"), BatchRow("b", "skipped")
+    bad_input = BatchRow("c", FAILED, error="swi.nii.gz: truncated", bad_input=True)
+    unexpected = BatchRow("d", FAILED, error="unexpected ValueError: x")
+    assert summary(done, skipped) == 0
+    assert summary(done, bad_input) == 2
+    assert summary(done, unexpected) == 1
+    assert summary(bad_input, unexpected) == 1
+
+
+def test_the_log_is_sorted_quoted_and_replaced_whole(tmp_path):
+    log = tmp_path / BATCH_LOG
+    rows = [
+        BatchRow("02", "done", 3, 40, 2.5, outputs="sub-02"),
+        BatchRow("01", FAILED, error='a.nii: bad, "quoted"', bad_input=True),
+    ]
+    write_batch_log(log, rows)
+    assert [p.name for p in tmp_path.iterdir()] == [BATCH_LOG]  # no temporary file left
+    assert _log(tmp_path) == [
+        dict(
+            zip(LOG_COLUMNS, ["01", "failed", "", "", "", 'a.nii: bad, "quoted"', ""], strict=True)
+        ),
+        dict(zip(LOG_COLUMNS, ["02", "done", "3", "40", "2.50", "", "sub-02"], strict=True)),
+    ]
+    again = read_batch_log(log)
+    assert again["02"].seconds == 2.5 and again["01"].status == FAILED
+    log.write_text("not,a\nlog")
+    assert read_batch_log(log) == {}  # a damaged log only loses the carried-over seconds

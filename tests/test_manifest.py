@@ -1,0 +1,196 @@
+"""Finding a batch's subjects (``cmbdet.io.inputs``): cmbdet folders, BIDS, CSV manifests."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+
+from cmbdet.cli import main
+from cmbdet.errors import InputError
+from cmbdet.io.inputs import dataset_kind, find_bids_subjects, find_inputs, read_manifest
+from cmbdet.synth.dataset import generate_dataset
+
+
+def _touch(root, *names):
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")  # discovery reads names only
+    return root
+
+
+@pytest.fixture
+def bids(tmp_path):
+    root = tmp_path / "bids"
+    return _touch(
+        root,
+        "dataset_description.json",
+        "participants.tsv",
+        "sub-01/anat/sub-01_part-mag_swi.nii.gz",
+        "sub-01/anat/sub-01_part-mag_swi.json",
+        "sub-01/anat/sub-01_part-phase_swi.nii.gz",
+        "sub-01/anat/sub-01_T1w.nii.gz",
+        "sub-02/ses-1/swi/sub-02_ses-1_swi.nii.gz",
+        "sub-02/ses-1/swi/sub-02_ses-1_part-phase_swi.nii.gz",
+        "sub-02/ses-1/swi/sub-02_ses-1_part-mag_GRE.nii",
+        "sub-02/ses-2/anat/sub-02_ses-2_T1w.nii.gz",  # a visit without SWI: not a subject
+        "sub-03/anat/sub-03_acq-3d_part-mag_T2starw.nii.gz",
+        "sub-03/anat/sub-03_acq-3d_part-phase_T2starw.nii.gz",
+        "sub-04/anat/sub-04_T1w.nii.gz",
+        "derivatives/cmbdet/sub-01/run.json",
+    )
+
+
+def test_bids_subjects_are_found_by_their_entities(bids):
+    assert dataset_kind(bids) == "bids"
+    subjects = {s.subject_id: s for s in find_inputs(dataset=bids)}
+    assert list(subjects) == ["01", "02_ses-1", "03"]
+    one, two, three = subjects.values()
+    assert (one.swi.name, one.phase.name, one.magnitude) == (
+        "sub-01_part-mag_swi.nii.gz",
+        "sub-01_part-phase_swi.nii.gz",
+        None,
+    )
+    assert (two.swi.name, two.phase.name, two.magnitude.name) == (
+        "sub-02_ses-1_swi.nii.gz",
+        "sub-02_ses-1_part-phase_swi.nii.gz",
+        "sub-02_ses-1_part-mag_GRE.nii",
+    )
+    # no processed SWI: the T2*-weighted magnitude stands in for it
+    assert three.swi.name == three.magnitude.name == "sub-03_acq-3d_part-mag_T2starw.nii.gz"
+    assert three.phase.name == "sub-03_acq-3d_part-phase_T2starw.nii.gz"
+
+
+def test_bids_is_recognised_without_a_description_file(tmp_path):
+    root = _touch(tmp_path, "sub-1/anat/sub-1_swi.nii.gz", "sub-1/anat/sub-1_part-phase_swi.nii")
+    assert dataset_kind(root) == "bids"
+    assert [s.subject_id for s in find_inputs(dataset=root)] == ["1"]
+
+
+def test_a_cmbdet_dataset_is_not_taken_for_bids(tmp_path):
+    root = _touch(tmp_path, "dataset_description.json", "sub-1/swi.nii.gz", "sub-1/phase.nii.gz")
+    assert dataset_kind(root) == "cmbdet"
+    assert [s.subject_id for s in find_inputs(dataset=root)] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        (
+            ["sub-01_acq-a_swi.nii.gz", "sub-01_acq-b_swi.nii.gz", "sub-01_part-phase_swi.nii.gz"],
+            "more than one SWI image (sub-01_acq-a_swi.nii.gz, sub-01_acq-b_swi.nii.gz)",
+        ),
+        (
+            ["sub-01_swi.nii.gz", "sub-01_echo-1_part-phase_GRE.nii", "sub-01_part-phase_swi.nii"],
+            "more than one phase image",
+        ),
+        (["sub-01_swi.nii.gz"], "no phase image"),
+        (["sub-01_part-phase_swi.nii.gz"], "no SWI image"),
+    ],
+)
+def test_an_ambiguous_or_incomplete_bids_subject_names_its_folder(tmp_path, names, problem):
+    _touch(tmp_path, "dataset_description.json", *[f"sub-01/anat/{n}" for n in names])
+    with pytest.raises(InputError) as caught:
+        find_inputs(dataset=tmp_path)
+    assert caught.value.path == tmp_path / "sub-01"
+    assert problem in caught.value.problem
+
+
+def test_a_bids_dataset_without_swi_is_an_error(tmp_path):
+    _touch(tmp_path, "dataset_description.json", "sub-01/anat/sub-01_T1w.nii.gz")
+    with pytest.raises(InputError, match="no SWI images"):
+        find_bids_subjects(tmp_path)
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def _write_manifest(path, rows):
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def test_a_manifest_resolves_paths_against_its_folder(tmp_path):
+    _touch(tmp_path, "scans/a_swi.nii.gz", "scans/a_ph.nii.gz", "scans/a_mask.nii.gz")
+    elsewhere = _touch(tmp_path / "far", "b_swi.nii", "b_ph.nii", "b_mag.nii")
+    manifest = _write_manifest(
+        tmp_path / "list.csv",
+        [
+            ["Subject", "swi", "phase", "magnitude", "mask", "site"],
+            ["sub-b", elsewhere / "b_swi.nii", elsewhere / "b_ph.nii", elsewhere / "b_mag.nii", ""],
+            ["a", "scans/a_swi.nii.gz", "scans/a_ph.nii.gz", "", "scans/a_mask.nii.gz", "x"],
+        ],
+    )
+    a, b = find_inputs(manifest=manifest)
+    assert (a.subject_id, b.subject_id) == ("a", "b")
+    assert a.swi == tmp_path / "scans" / "a_swi.nii.gz"
+    assert (a.magnitude, a.brainmask) == (None, tmp_path / "scans" / "a_mask.nii.gz")
+    assert (b.phase, b.magnitude, b.brainmask) == (
+        elsewhere / "b_ph.nii",
+        elsewhere / "b_mag.nii",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "problem"),
+    [
+        ([["subject", "swi"], ["a", "a_swi.nii"]], "lacks required columns: phase"),
+        ([["subject", "swi", "phase"]], "lists no subjects"),
+        ([["subject", "swi", "phase"], ["a", "a_swi.nii", ""]], "line 2: empty phase"),
+        ([["subject", "swi", "phase"], ["a", "a_swi.nii", "nope.nii"]], "line 2: phase file not"),
+        ([["subject", "swi", "phase"], ["../a", "a_swi.nii", "a_ph.nii"]], "line 2: invalid"),
+        (
+            [
+                ["subject", "swi", "phase"],
+                ["a", "a_swi.nii", "a_ph.nii"],
+                ["sub-a", "a_swi.nii", "a_ph.nii"],
+            ],
+            "line 3: subject 'a' is already listed on line 2",
+        ),
+    ],
+)
+def test_manifest_problems_name_the_file_and_line(tmp_path, rows, problem):
+    _touch(tmp_path, "a_swi.nii", "a_ph.nii")
+    manifest = _write_manifest(tmp_path / "list.csv", rows)
+    with pytest.raises(InputError) as caught:
+        read_manifest(manifest)
+    assert caught.value.path == manifest
+    assert problem in caught.value.problem
+
+
+def test_a_missing_manifest_is_one_line_and_exit_2(tmp_path, capsys):
+    argv = ["detect", "--manifest", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "none.csv: manifest file not found" in error[0]
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_bids_and_manifest_batches_run_end_to_end(tmp_path, capsys):
+    data = generate_dataset(tmp_path / "data", "tiny", 1, seed=3, progress=False)
+    source = data / "sub-0000"
+    root = tmp_path / "bids"
+    anat = root / "sub-07" / "ses-a" / "anat"
+    anat.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.9.0"}')
+    shutil.copy(source / "swi.nii.gz", anat / "sub-07_ses-a_part-mag_swi.nii.gz")
+    shutil.copy(source / "phase.nii.gz", anat / "sub-07_ses-a_part-phase_swi.nii.gz")
+    out = root / "derivatives" / "cmbdet"  # the BIDS place for outputs, inside the dataset
+    assert main(["detect", "--dataset", str(root), "--out", str(out)]) == 0
+    assert (out / "sub-07_ses-a" / "run.json").is_file()
+
+    manifest = _write_manifest(
+        tmp_path / "list.csv",
+        [["subject", "swi", "phase"], ["x", source / "swi.nii.gz", "data/sub-0000/phase.nii.gz"]],
+    )
+    listed = tmp_path / "listed"
+    assert main(["detect", "--manifest", str(manifest), "--out", str(listed)]) == 0
+    same = [(o / "detections.csv").read_text() for o in (out / "sub-07_ses-a", listed / "sub-x")]
+    assert same[0] == same[1]
+    assert "1 of 1 subjects done" in capsys.readouterr().out
