@@ -43,7 +43,13 @@ if TYPE_CHECKING:
 BATCH_LOG = "batch.csv"
 COHORT_REPORT = "report.html"
 LOG_COLUMNS = ("subject", "status", "cmb_count", "candidates", "seconds", "error", "outputs")
-OUTPUT_FILES = ("detections.csv", "candidates.csv", "cmb_labels.nii.gz", "run.json")
+OUTPUT_FILES = (  # a subject's outputs (DESIGN.md): all there means complete
+    "detections.csv",
+    "candidates.csv",
+    "cmb_labels.nii.gz",
+    "report.html",
+    "run.json",
+)
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CMBDET_THREADS")
