@@ -21,6 +21,7 @@ from cmbdet.io.dataset import find_subjects
 from cmbdet.modelio import save_weights, write_model_json
 from cmbdet.pipeline.batch import (
     BATCH_LOG,
+    COHORT_REPORT,
     FAILED,
     LOG_COLUMNS,
     BatchRow,
@@ -121,7 +122,9 @@ def _summary(capsys) -> str:
 def test_a_batch_detects_every_subject_and_logs_it(shipped_run, capsys):
     out, code = shipped_run
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG] + [f"sub-{i}" for i in IDS]
+    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG, COHORT_REPORT] + [
+        f"sub-{i}" for i in IDS
+    ]
     rows = _log(out)
     assert [r["subject"] for r in rows] == IDS
     for row in rows:
@@ -175,7 +178,9 @@ def test_a_rerun_skips_complete_subjects_and_redoes_the_others(
     assert _summary(capsys).startswith("2 of 3 subjects done, 0 failed, 1 skipped")
     assert (out / "sub-0000" / "run.json").stat().st_mtime_ns == kept
     assert all((out / f"sub-{i}" / "run.json").is_file() for i in IDS)
-    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG] + [f"sub-{i}" for i in IDS]
+    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG, COHORT_REPORT] + [
+        f"sub-{i}" for i in IDS
+    ]
     rows = {r["subject"]: r for r in _log(out)}
     assert [rows[i]["status"] for i in IDS] == ["skipped", "done", "done"]
     first = {r["subject"]: r for r in _log(quick_run)}
@@ -235,6 +240,9 @@ def test_a_corrupt_subject_fails_and_the_others_finish(dataset, quick_model, tmp
     assert [rows[i]["status"] for i in IDS] == ["done", "failed", "done"]
     assert "swi.nii.gz" in rows["0001"]["error"] and rows["0001"]["cmb_count"] == ""
     assert not (out / "sub-0001").exists()
+    cohort = (out / "report.html").read_text()  # the cohort page links the subjects done
+    assert 'href="sub-0000/report.html"' in cohort and 'href="sub-0002/report.html"' in cohort
+    assert "sub-0001/report.html" not in cohort and "failed" in cohort
 
     assert _detect(data, out, quick_model) == 2  # a rerun tries the failed subject again
     rows = _log(out)

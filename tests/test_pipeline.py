@@ -99,6 +99,7 @@ def test_detect_cli_writes_the_output_contract(model_dir, subjects, tmp_path, ca
         "candidates.csv",
         "cmb_labels.nii.gz",
         "detections.csv",
+        "report.html",
         "run.json",
     ]
     with open(out / "detections.csv") as handle:
@@ -149,6 +150,10 @@ def test_demo_runs_on_generated_data(model_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "found" in printed and "missed" in printed and "false positives" in printed
     assert (tmp_path / "demo" / "run.json").exists()
+    assert (tmp_path / "demo" / "report.html").exists()
+    # a second demo replaces the first one's outputs (its own files, report included)
+    assert main(["demo", "--preset", "tiny", "--out", str(tmp_path / "demo"),
+                 "--model", str(model_dir)]) == 0  # fmt: skip
 
 
 def test_the_shipped_model_loads_with_matching_checksums():

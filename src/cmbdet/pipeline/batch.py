@@ -54,7 +54,8 @@ DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CMBDET_THREADS")
 WORKER_DEATHS_ALLOWED = 2  # a subject whose worker process died this often is failed
-_STAGING = re.compile(r"\.sub-.+\.partial-\d+")  # write_outputs' staging folders
+# write_outputs' staging folders, and old outputs it set aside while replacing them
+_STAGING = re.compile(r"\.sub-.+\.(partial|replaced)-[0-9a-f]+")
 
 Job = tuple["SubjectFiles", Path]  # a subject's input files and its output folder
 
@@ -323,8 +324,25 @@ def _report(bar: tqdm, row: BatchRow, debug: bool) -> None:
 
 
 def _write_cohort_report(out_dir: Path, rows: list[BatchRow]) -> None:
-    """The cohort page ``out_dir/report.html``: every subject's row, linking its own report."""
-    # cohort report: see issue 5
+    """The cohort page ``out_dir/report.html``: every subject's row, linking its own report
+    (written beside it and renamed into place, like every other output)."""
+    from cmbdet.report import CohortRow, write_cohort_report  # imports numpy: not at load
+
+    cohort = [
+        CohortRow(
+            f"sub-{r.subject}",
+            r.status,
+            r.cmb_count,
+            r.candidates,
+            r.seconds,
+            r.error or None,
+            f"{r.outputs}/report.html" if r.outputs else None,
+        )
+        for r in rows
+    ]
+    staging = out_dir / f".{COHORT_REPORT}.partial-{os.getpid()}"
+    write_cohort_report(staging, cohort, out_dir.name)
+    os.replace(staging, out_dir / COHORT_REPORT)
 
 
 def _absolute(subject: SubjectFiles) -> SubjectFiles:
@@ -457,7 +475,9 @@ def check_batch_folder(out_dir: Path, subjects: list[SubjectFiles]) -> None:
 def _written_by_batch(path: Path) -> bool:
     if path.is_dir():
         return path.name.startswith("sub-") or _STAGING.fullmatch(path.name) is not None
-    return path.name in (BATCH_LOG, COHORT_REPORT) or path.name.startswith(f".{BATCH_LOG}.")
+    return path.name in (BATCH_LOG, COHORT_REPORT) or path.name.startswith(
+        (f".{BATCH_LOG}.", f".{COHORT_REPORT}.")
+    )
 
 
 def remove_leftovers(out_dir: Path) -> None:
@@ -468,7 +488,7 @@ def remove_leftovers(out_dir: Path) -> None:
     for path in Path(out_dir).iterdir():
         if path.is_dir() and _STAGING.fullmatch(path.name):
             shutil.rmtree(path, ignore_errors=True)
-        elif path.is_file() and path.name.startswith(f".{BATCH_LOG}."):
+        elif path.is_file() and path.name.startswith((f".{BATCH_LOG}.", f".{COHORT_REPORT}.")):
             path.unlink(missing_ok=True)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,9 @@ def write_outputs(
     out_dir = Path(out_dir)
     check_output_folder(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    # unique per write, so that two processes or hosts sharing a file system never collide
+    token = uuid.uuid4().hex[:12]
+    staging = out_dir.parent / f".{out_dir.name}.partial-{token}"
     staging.mkdir()
     try:
         _write_table(staging / "detections.csv", result.detections)
@@ -71,9 +73,13 @@ def write_outputs(
         (staging / "run.json").write_text(
             json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        if out_dir.exists():  # set the old outputs aside first: never a half-deleted folder
+            replaced = out_dir.parent / f".{out_dir.name}.replaced-{token}"
+            os.replace(out_dir, replaced)
+            os.replace(staging, out_dir)
+            shutil.rmtree(replaced, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -110,7 +110,7 @@ def demo_command(args: argparse.Namespace) -> int:
     """Generate a subject, detect, and compare with the generated truth."""
     from cmbdet.synth.dataset import generate_dataset
 
-    ours = {"detections.csv", "candidates.csv", "cmb_labels.nii.gz", "run.json"}
+    ours = {"detections.csv", "candidates.csv", "cmb_labels.nii.gz", "report.html", "run.json"}
     if args.out.is_dir() and not {p.name for p in args.out.iterdir()} <= ours:
         raise InputError(
             args.out, "exists and holds files a demo did not write; choose another --out"
