@@ -14,11 +14,9 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from cmbdet.cli import main
 from cmbdet.io.dataset import find_subjects
-from cmbdet.modelio import save_weights, write_model_json
 from cmbdet.pipeline.batch import (
     BATCH_LOG,
     COHORT_REPORT,
@@ -32,10 +30,6 @@ from cmbdet.pipeline.batch import (
     write_batch_log,
 )
 from cmbdet.pipeline.detector import Detector
-from cmbdet.preprocess.pipeline import PreprocessConfig
-from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.stage2.model import PatchClassifier, Stage2Config
-from cmbdet.stage2.patches import PatchConfig
 from cmbdet.synth.dataset import generate_dataset
 
 IDS = ["0000", "0001", "0002"]
@@ -47,32 +41,9 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def quick_model(tmp_path_factory):
+def quick_model(make_random_model):
     """An untrained model that proposes no candidates: a subject takes well under a second."""
-    folder = tmp_path_factory.mktemp("quick-model")
-    torch.manual_seed(0)
-    stage1_config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
-    stage1 = CandidateNet(stage1_config)
-    torch.nn.init.constant_(stage1.heatmap.bias, -4.0)
-    stage2_config = Stage2Config(widths=(4, 4, 8, 8, 8), dense=(4, 4))
-    write_model_json(
-        folder,
-        {
-            "name": "quick-test-model",
-            "preprocessing": PreprocessConfig(target_in_plane_mm=1.0).to_json(),
-            "stage1": {
-                "config": stage1_config.to_json(),
-                "weights": save_weights(folder, "stage1", stage1),
-            },
-            "stage2": {
-                "config": stage2_config.to_json(),
-                "weights": save_weights(folder, "stage2", PatchClassifier(stage2_config)),
-                "patch": PatchConfig(size=(12, 12, 5)).to_json(),
-            },
-            "threshold": 0.5,
-        },
-    )
-    return folder
+    return make_random_model("quick-test-model", -4.0)
 
 
 @pytest.fixture(scope="module")

@@ -12,47 +12,17 @@ import csv
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from cmbdet.cli import main
 from cmbdet.io.dataset import find_subjects
-from cmbdet.modelio import save_weights, write_model_json
 from cmbdet.pipeline.detector import Detector
 from cmbdet.pipeline.outputs import COLUMNS
-from cmbdet.preprocess.pipeline import PreprocessConfig
-from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.stage2.model import PatchClassifier, Stage2Config
-from cmbdet.stage2.patches import PatchConfig
 from cmbdet.synth.dataset import generate_dataset
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    stage1_config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
-    stage1 = CandidateNet(stage1_config)
-    torch.nn.init.constant_(stage1.heatmap.bias, 0.0)
-    stage2_config = Stage2Config(widths=(4, 4, 8, 8, 8), dense=(4, 4))
-    stage2 = PatchClassifier(stage2_config)
-    write_model_json(
-        folder,
-        {
-            "name": "test-model",
-            "preprocessing": PreprocessConfig(target_in_plane_mm=1.0).to_json(),
-            "stage1": {
-                "config": stage1_config.to_json(),
-                "weights": save_weights(folder, "stage1", stage1),
-            },
-            "stage2": {
-                "config": stage2_config.to_json(),
-                "weights": save_weights(folder, "stage2", stage2),
-                "patch": PatchConfig(size=(12, 12, 5)).to_json(),
-            },
-            "threshold": 0.5,
-        },
-    )
-    return folder
+def model_dir(make_random_model):
+    return make_random_model("test-model", 0.0)
 
 
 @pytest.fixture(scope="module")

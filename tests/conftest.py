@@ -1,0 +1,53 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from cmbdet.modelio import save_weights, write_model_json
+from cmbdet.preprocess.pipeline import PreprocessConfig
+from cmbdet.stage1.model import CandidateNet, Stage1Config
+from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.stage2.patches import PatchConfig
+
+
+@pytest.fixture(scope="session")
+def make_random_model(tmp_path_factory) -> Callable[[str, float], Path]:
+    """A factory of small untrained model folders (seeded random weights, 1 mm model grid).
+
+    ``heatmap_bias`` sets how much stage 1 proposes: 0 gives many candidates (plumbing tests
+    of coordinates and outputs), -4 none (fast batch tests).
+    """
+
+    def make(name: str, heatmap_bias: float) -> Path:
+        folder = tmp_path_factory.mktemp(name)
+        torch.manual_seed(0)
+        stage1_config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
+        stage1 = CandidateNet(stage1_config)
+        torch.nn.init.constant_(stage1.heatmap.bias, heatmap_bias)
+        stage2_config = Stage2Config(widths=(4, 4, 8, 8, 8), dense=(4, 4))
+        stage2 = PatchClassifier(stage2_config)
+        write_model_json(
+            folder,
+            {
+                "name": name,
+                "preprocessing": PreprocessConfig(target_in_plane_mm=1.0).to_json(),
+                "stage1": {
+                    "config": stage1_config.to_json(),
+                    "weights": save_weights(folder, "stage1", stage1),
+                },
+                "stage2": {
+                    "config": stage2_config.to_json(),
+                    "weights": save_weights(folder, "stage2", stage2),
+                    "patch": PatchConfig(size=(12, 12, 5)).to_json(),
+                },
+                "threshold": 0.5,
+            },
+        )
+        return folder
+
+    return make
