@@ -241,6 +241,12 @@ def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.add_argument("--threshold", type=float, help="stage-2 operating threshold")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the networks run: auto (a CUDA GPU when PyTorch sees one, else the CPU), "
+        "cpu, cuda or cuda:N (default: auto)",
+    )
     parser.add_argument("--phase-units", choices=("auto", "radians", "integer"), default="auto")
     parser.add_argument("--phase-handedness", choices=("auto", "right", "left"), default="auto")
     parser.add_argument("--phase-kind", choices=("auto", "filtered", "raw"), default="auto")
@@ -308,6 +314,7 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     parser.add_argument("--out", type=Path, default=Path("cmbdet-demo"), help="output folder")
     parser.add_argument("--preset", choices=PRESETS, default="lr")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.set_defaults(handler=_run_demo)

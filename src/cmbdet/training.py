@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from cmbdet.errors import InputError
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -41,6 +43,28 @@ Hook = Callable[[int, dict[str, float]], None]
 def default_device() -> torch.device:
     """CUDA when present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        InputError: CUDA asked for where PyTorch sees no CUDA GPU, or an unknown device.
+    """
+    if str(requested) == "auto":
+        return default_device()
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
+        raise InputError(
+            None, f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "built without CUDA" if torch.version.cuda is None else "no GPU visible"
+        raise InputError(None, f"device {requested}: PyTorch {torch.__version__} has {build}")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(None, f"device {requested}: cmbdet runs on cpu or cuda")
+    return device
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:

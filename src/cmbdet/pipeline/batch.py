@@ -69,6 +69,7 @@ class DetectSettings:
     phase_units: str = "auto"
     handedness: str = "auto"
     phase_kind: str = "auto"
+    device: str = "auto"  # where the networks run in each worker: auto, cpu, cuda, cuda:N
 
     def detect_options(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`Detector.detect`."""
@@ -163,7 +164,7 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
 
     started = time.perf_counter()
     try:
-        detector = _process_detector(settings.model_dir)
+        detector = _process_detector(settings.model_dir, settings.device)
         result = detector.detect(
             subject.swi,
             subject.phase,
@@ -206,18 +207,18 @@ def failed_row(
     )
 
 
-_detectors: dict[Path | None, Detector] = {}
+_detectors: dict[tuple[Path | None, str], Detector] = {}
 _detectors_lock = threading.Lock()  # a Dask worker may run several tasks on threads
 
 
-def _process_detector(model_dir: Path | None) -> Detector:
+def _process_detector(model_dir: Path | None, device: str = "auto") -> Detector:
     """The model, loaded once per process."""
     with _detectors_lock:
-        if model_dir not in _detectors:
+        if (model_dir, device) not in _detectors:
             from cmbdet.pipeline.detector import Detector
 
-            _detectors[model_dir] = Detector.load(model_dir)
-        return _detectors[model_dir]
+            _detectors[model_dir, device] = Detector.load(model_dir, device)
+        return _detectors[model_dir, device]
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -253,7 +254,8 @@ def run_batch(
     """
     out_dir = Path(out_dir)
     check_batch_folder(out_dir, subjects)
-    detector = _process_detector(settings.model_dir)  # a bad --model: one error, not one each
+    # loaded here first, so that a bad --model or --device is one error, not one per subject
+    detector = _process_detector(settings.model_dir, settings.device)
     rows, jobs = _plan(subjects, out_dir, _made_with(detector, settings), overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out_dir)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import cmbdet
 from cmbdet.errors import InputError
@@ -28,6 +29,7 @@ from cmbdet.stage1.model import CandidateNet, Stage1Config
 from cmbdet.stage2.model import PatchClassifier, Stage2Config
 from cmbdet.stage2.patches import PatchConfig, extract_patches
 from cmbdet.stage2.train import score_patches
+from cmbdet.training import resolve_device
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -94,15 +96,24 @@ class Detector:
         patch_config: PatchConfig,
         threshold: float,
         info: dict,
+        device: torch.device | str = "cpu",
     ):
-        self.folder, self.stage1, self.stage2 = Path(folder), stage1, stage2
+        self.device = torch.device(device)
+        self.folder = Path(folder)
+        self.stage1 = stage1.eval().to(self.device)
+        self.stage2 = stage2.eval().to(self.device) if stage2 is not None else None
         self.preprocess_config, self.patch_config = preprocess_config, patch_config
         self.threshold, self.info = threshold, info
 
     @classmethod
-    def load(cls, folder: str | Path | None = None) -> Detector:
+    def load(cls, folder: str | Path | None = None, device: str = "auto") -> Detector:
         """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled);
-        by default the model shipped inside the package."""
+        by default the model shipped inside the package.
+
+        ``device``: ``auto`` runs the networks on a CUDA GPU when PyTorch sees one, else on
+        the CPU; ``cpu``, ``cuda`` or ``cuda:N`` choose. Preprocessing runs on the CPU.
+        """
+        device = resolve_device(device)
         folder = Path(folder) if folder is not None else default_model_dir()
         info = read_model_json(folder)
         stage1 = load_weights(
@@ -126,6 +137,7 @@ class Detector:
             PatchConfig(size=tuple(patch["size"])),
             float(info.get("threshold", 0.5)),
             info,
+            device,
         )
 
     def detect(
@@ -196,14 +208,16 @@ class Detector:
         )
         images = slice_images(pre)
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
-        linked = detect_candidates(self.stage1, images, pre.spacing_mm[0], pre.brain)
+        linked = detect_candidates(
+            self.stage1, images, pre.spacing_mm[0], pre.brain, device=self.device
+        )
         stage1_threshold = float(self.info.get("stage1_threshold", 0.0))
         linked = [c for c in linked if c.score >= stage1_threshold]  # the stage-1 operating point
         timings["stage1"], clock = time.perf_counter() - clock, time.perf_counter()
         model_centres = np.array([c.centre for c in linked]).reshape(-1, 3)
         if self.stage2 is not None and len(linked):
             patches = extract_patches(pre.swi, pre.phase_norm, model_centres, self.patch_config)
-            scores = score_patches(self.stage2, patches)
+            scores = score_patches(self.stage2, patches, device=self.device)
         else:
             scores = np.array([c.score for c in linked], dtype=np.float32)
         timings["stage2"] = time.perf_counter() - clock
@@ -241,6 +255,7 @@ class Detector:
                 },
             },
             "threshold": chosen,
+            "device": str(self.device),
             "preprocessing": pre.record(),
             "timings_s": timings,
             "candidates": len(candidates),

@@ -44,6 +44,7 @@ def detect_command(args: argparse.Namespace) -> int:
         phase_units=args.phase_units,
         handedness=args.phase_handedness,
         phase_kind=args.phase_kind,
+        device=args.device,
     )
     batch = {"overwrite": args.overwrite, "debug": args.debug}
     if args.scheduler is None:
@@ -61,7 +62,7 @@ def _detect_single(args: argparse.Namespace) -> int:
     if args.workers != 1 or args.scheduler is not None:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
     check_output_folder(args.out, args.overwrite)
-    detector = Detector.load(args.model)
+    detector = Detector.load(args.model, args.device)
     options = {
         "threshold": args.threshold,
         "phase_units": args.phase_units,
@@ -115,7 +116,7 @@ def demo_command(args: argparse.Namespace) -> int:
         raise InputError(
             args.out, "exists and holds files a demo did not write; choose another --out"
         )
-    detector = Detector.load(args.model)
+    detector = Detector.load(args.model, args.device)
     with tempfile.TemporaryDirectory() as scratch:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)
         (subject,) = find_subjects(data)

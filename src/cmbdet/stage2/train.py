@@ -117,11 +117,18 @@ def train_stage2(
 
 
 @torch.inference_mode()
-def score_patches(net: PatchClassifier, patches: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """CMB probability (N,) of each patch."""
+def score_patches(
+    net: PatchClassifier,
+    patches: np.ndarray,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """CMB probability (N,) of each patch (N, C, X, Y, Z); ``net`` must be on ``device``."""
     net.eval()
     scores = [
-        torch.sigmoid(net(torch.from_numpy(patches[i : i + batch_size].astype(np.float32))))
+        torch.sigmoid(
+            net(torch.from_numpy(patches[i : i + batch_size].astype(np.float32)).to(device))
+        ).cpu()
         for i in range(0, len(patches), batch_size)
     ]
     return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
