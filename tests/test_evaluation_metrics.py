@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cmbdet.cli import main
-from cmbdet.evaluation.metrics import SubjectScores, count, froc
+from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
 from cmbdet.io.dataset import Lesion, write_lesions_csv
 from cmbdet.pipeline.outputs import COLUMNS
 
@@ -50,6 +50,32 @@ def test_froc_reads_sensitivity_at_each_false_positive_rate():
     assert at[1.0] == pytest.approx(1.0)
     assert at[2.0] == pytest.approx(1.0)
     assert result["mean"] == pytest.approx((3 * 0.5 + 4 * 1.0) / 7)
+
+
+def test_bootstrap_of_identical_subjects_is_the_point_value():
+    same = [_subject(f"s{n}", [[0, 0, 0], [40, 0, 0]], [0.9, 0.9], [[0, 0, 0]]) for n in range(4)]
+    assert bootstrap_interval(same, 0.5, "sensitivity") == (1.0, 1.0)
+    assert bootstrap_interval(same, 0.5, "precision") == (0.5, 0.5)
+    assert bootstrap_interval(same, 0.5, "fp_per_subject") == (1.0, 1.0)
+
+
+def test_bootstrap_spans_the_resamples_of_two_opposite_subjects():
+    # resampling two subjects gives {found, found}, {found, missed} or {missed, missed}:
+    # pooled sensitivity 1, 1/2 or 0 with probabilities 1/4, 1/2, 1/4
+    found = _subject("found", [[0, 0, 0]], [0.9], [[0, 0, 0]])
+    missed = _subject("missed", [[50, 0, 0], [90, 0, 0]], [0.9, 0.9], [[0, 0, 0]])
+    assert bootstrap_interval([found, missed], 0.5, "sensitivity") == (0.0, 1.0)
+    # false positives per subject: 0 + 0, 0 + 2 or 2 + 2 over 2 subjects
+    assert bootstrap_interval([found, missed], 0.5, "fp_per_subject") == (0.0, 2.0)
+    assert bootstrap_interval([found, missed], 0.5, "sensitivity", seed=3) == (0.0, 1.0)
+
+
+def test_bootstrap_skips_resamples_where_the_statistic_is_undefined():
+    # no CMB anywhere: sensitivity is undefined in every resample
+    empty = [_subject("e", [[0, 0, 0]], [0.9], [])]
+    low, high = bootstrap_interval(empty, 0.5, "sensitivity")
+    assert np.isnan(low) and np.isnan(high)
+    assert bootstrap_interval(empty, 0.5, "fp_per_subject") == (1.0, 1.0)
 
 
 def test_evaluate_command_writes_the_tables(tmp_path):
