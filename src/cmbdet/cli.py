@@ -21,6 +21,11 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 PRESETS = ("hr", "lr", "tiny")
+MAX_FP_HELP = (
+    "choose the operating threshold as the highest validation sensitivity at no more than "
+    "this many false positives per subject (default: the highest threshold keeping 95%% "
+    "validation sensitivity)"
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -123,6 +128,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
     return value
 
 
@@ -292,6 +307,7 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--stage1-steps", type=_positive_int, default=2500)
     parser.add_argument("--stage2-steps", type=_positive_int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
     parser.set_defaults(handler=_run_train)
 
 
@@ -380,12 +396,14 @@ def _add_crossval(commands: argparse._SubParsersAction, common: argparse.Argumen
         "--stage2-steps", type=_positive_int, default=1500, help="per fold (default: 1500)"
     )
     parser.add_argument("--seed", type=int, default=0, help="fold split and training seed")
+    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=_run_crossval)
 
 
 def _run_crossval(args: argparse.Namespace) -> int:
     import logging
+    from dataclasses import replace
 
     from cmbdet.pipeline.crossval import crossval, format_table
     from cmbdet.pipeline.train_model import TrainModelConfig
@@ -393,6 +411,7 @@ def _run_crossval(args: argparse.Namespace) -> int:
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = TrainModelConfig().with_steps(args.stage1_steps, args.stage2_steps, args.seed)
+    config = replace(config, max_fp_per_subject=args.max_fp)
     result = crossval(args.data, args.out, args.folds, config, progress=not args.quiet)
     print(format_table(result))
     print(f"tables in {args.out}")

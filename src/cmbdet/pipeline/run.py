@@ -95,13 +95,8 @@ def train_command(args: argparse.Namespace) -> int:
     from cmbdet.pipeline.train_model import TrainModelConfig, train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    defaults = TrainModelConfig()
-    config = replace(
-        defaults,
-        seed=args.seed,
-        stage1=replace(defaults.stage1, steps=args.stage1_steps, seed=args.seed),
-        stage2=replace(defaults.stage2, steps=args.stage2_steps, seed=args.seed),
-    )
+    config = TrainModelConfig().with_steps(args.stage1_steps, args.stage2_steps, args.seed)
+    config = replace(config, max_fp_per_subject=args.max_fp)
     out = train_model(args.data, args.out, config)
     print(f"model written to {out}")
     return EXIT_OK

@@ -46,6 +46,9 @@ class TrainModelConfig:
     stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
     validation_share: float = 0.15
     min_sensitivity: float = 0.95  # the threshold keeps at least this on validation subjects
+    # or, when set, the threshold with the highest validation sensitivity at no more than this
+    # many false positives per subject (suits a stage 2 too weak for min_sensitivity)
+    max_fp_per_subject: float | None = None
     min_stage1_sensitivity: float = 0.98  # stage-1 operating point, on validation subjects
     seed: int = 0
 
@@ -148,7 +151,10 @@ def train_model(
         (c, np.where(s1 >= stage1_threshold, s, 0.0), lesions)
         for (c, s, lesions), (_, s1, _) in zip(validation, stage1_validation, strict=True)
     ]
-    threshold, metrics = choose_threshold(validation, config.min_sensitivity)
+    if config.max_fp_per_subject is None:
+        threshold, metrics = choose_threshold(validation, config.min_sensitivity)
+    else:
+        threshold, metrics = choose_threshold_for_fp_budget(validation, config.max_fp_per_subject)
     log.info("threshold %.3f: validation %s", threshold, metrics)
 
     info = {
@@ -205,6 +211,29 @@ def _candidate_patches(stage1: CandidateNet, subject: _Subject, config: TrainMod
     return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world, stage1_scores
 
 
+_THRESHOLDS = np.round(np.arange(0.99, 0.0, -0.01), 2)  # the operating points tried, high first
+
+
+def choose_threshold_for_fp_budget(validation, max_fp_per_subject: float) -> tuple[float, dict]:
+    """The threshold with the highest pooled validation sensitivity whose false positives per
+    subject stay within ``max_fp_per_subject`` (the highest such threshold on ties; 0.99 when
+    none does).
+
+    Args:
+        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
+
+    Returns:
+        The threshold and its sensitivity, precision, F1 and false positives per subject.
+    """
+    best_threshold, best = 0.99, None
+    for threshold in _THRESHOLDS:
+        metrics = _validation_outcome(validation, float(threshold))
+        within = metrics["fp_per_subject"] <= max_fp_per_subject + 1e-9
+        if within and (best is None or metrics["sensitivity"] > best["sensitivity"] + 1e-9):
+            best_threshold, best = float(threshold), metrics
+    return best_threshold, best or _validation_outcome(validation, best_threshold)
+
+
 def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
     """The highest score threshold whose pooled validation sensitivity reaches
     ``min_sensitivity``, or, when no threshold does, all that the lowest threshold reaches.
@@ -215,25 +244,26 @@ def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
     Returns:
         The threshold and its sensitivity, precision, F1 and false positives per subject.
     """
+    # aim at min_sensitivity, or at all that is reachable when that is less
+    lowest = float(_THRESHOLDS[-1])
+    target = min(min_sensitivity, _validation_outcome(validation, lowest)["sensitivity"])
+    for threshold in _THRESHOLDS:
+        metrics = _validation_outcome(validation, float(threshold))
+        if metrics["sensitivity"] >= target - 1e-9:
+            return float(threshold), metrics
+    return lowest, metrics
+
+
+def _validation_outcome(validation, threshold: float) -> dict:
+    """Pooled counts at ``threshold``; no CMBs or no detections give 0 rather than NaN, as
+    model.json wants numbers."""
     subjects = [
         SubjectScores("", world, scores, *cmb_centres(lesions))
         for world, scores, lesions in validation
     ]
-
-    def outcome(threshold: float) -> dict:
-        counts = count(subjects, threshold)
-        # no CMBs or no detections: report 0 rather than NaN, as model.json wants numbers
-        metrics = {k: float(np.nan_to_num(v)) for k, v in counts.to_json().items()}
-        return {**metrics, "cmbs": counts.true_positives + counts.false_negatives}
-
-    thresholds = np.round(np.arange(0.99, 0.0, -0.01), 2)
-    # aim at min_sensitivity, or at all that is reachable when that is less
-    target = min(min_sensitivity, outcome(float(thresholds[-1]))["sensitivity"])
-    for threshold in thresholds:
-        metrics = outcome(float(threshold))
-        if metrics["sensitivity"] >= target - 1e-9:
-            return float(threshold), metrics
-    return float(thresholds[-1]), metrics
+    counts = count(subjects, threshold)
+    metrics = {k: float(np.nan_to_num(v)) for k, v in counts.to_json().items()}
+    return {**metrics, "cmbs": counts.true_positives + counts.false_negatives}
 
 
 def fingerprint(subjects: dict[str, SubjectFiles]) -> str:
