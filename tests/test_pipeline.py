@@ -119,6 +119,7 @@ def test_demo_runs_on_generated_data(model_dir, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "found" in printed and "missed" in printed and "false positives" in printed
+    assert str(tmp_path / "demo" / "report.html") in printed
     assert (tmp_path / "demo" / "run.json").exists()
     assert (tmp_path / "demo" / "report.html").exists()
     # a second demo replaces the first one's outputs (its own files, report included)

@@ -129,5 +129,5 @@ def demo_command(args: argparse.Namespace) -> int:
     )
     timings = result.record["timings_s"]
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    print(f"outputs in {args.out}")
+    print(f"outputs in {args.out}; open {args.out / 'report.html'} in a browser to see them")
     return EXIT_OK
