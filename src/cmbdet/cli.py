@@ -304,11 +304,21 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
-    parser.add_argument("--stage1-steps", type=_positive_int, default=2500)
-    parser.add_argument("--stage2-steps", type=_positive_int, default=1500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
+    _add_training_options(parser, "")
     parser.set_defaults(handler=_run_train)
+
+
+def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
+    """--stage1-steps, --stage2-steps, --seed and --max-fp of ``train`` and ``crossval``."""
+    for stage, steps in (("1", 2500), ("2", 1500)):
+        parser.add_argument(
+            f"--stage{stage}-steps",
+            type=_positive_int,
+            default=steps,
+            help=f"stage-{stage} training steps{per} (default: {steps})",
+        )
+    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -389,29 +399,22 @@ def _add_crossval(commands: argparse._SubParsersAction, common: argparse.Argumen
     parser.add_argument("--data", type=Path, required=True, help="dataset with ground truth")
     parser.add_argument("--out", type=Path, required=True, help="cross-validation folder")
     parser.add_argument("--folds", type=_positive_int, default=5)
-    parser.add_argument(
-        "--stage1-steps", type=_positive_int, default=2500, help="per fold (default: 2500)"
-    )
-    parser.add_argument(
-        "--stage2-steps", type=_positive_int, default=1500, help="per fold (default: 1500)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="fold split and training seed")
-    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
+    _add_training_options(parser, " per fold")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=_run_crossval)
 
 
 def _run_crossval(args: argparse.Namespace) -> int:
     import logging
-    from dataclasses import replace
 
     from cmbdet.pipeline.crossval import crossval, format_table
     from cmbdet.pipeline.train_model import TrainModelConfig
 
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = TrainModelConfig().with_steps(args.stage1_steps, args.stage2_steps, args.seed)
-    config = replace(config, max_fp_per_subject=args.max_fp)
+    config = TrainModelConfig.from_options(
+        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp
+    )
     result = crossval(args.data, args.out, args.folds, config, progress=not args.quiet)
     print(format_table(result))
     print(f"tables in {args.out}")

@@ -71,8 +71,8 @@ class ScoredSubjects:
     """
 
     metrics: dict
-    stage1: list[SubjectScores]
-    final: list[SubjectScores]
+    stage1_froc: dict  # froc() of the stage-1 scores, curve included (for the plot)
+    final_froc: dict  # froc() of the stage-2 scores
     operating: list[SubjectScores]
 
 
@@ -99,17 +99,18 @@ def score_subjects(predictions: dict[str, Path], truth: dict[str, SubjectFiles])
         all_lesions.append(lesions)
         thresholds.append(threshold)
     distinct = sorted(set(thresholds))
+    stage1_froc, final_froc = froc(stage1), froc(final)
     metrics = {
         "threshold": distinct[0] if len(distinct) == 1 else distinct,
-        "stage1": {**count(stage1, -np.inf).to_json(), "froc": _froc_json(froc(stage1))},
-        "stage1+2": {**count(operating, 0.0).to_json(), "froc": _froc_json(froc(final))},
+        "stage1": {**count(stage1, -np.inf).to_json(), "froc": _froc_json(stage1_froc)},
+        "stage1+2": {**count(operating, 0.0).to_json(), "froc": _froc_json(final_froc)},
         "bootstrap_95": {
             name: bootstrap_interval(operating, 0.0, name)
             for name in ("sensitivity", "precision", "f1", "fp_per_subject")
         },
         "breakdown": breakdown(operating, all_lesions, 0.0),
     }
-    return ScoredSubjects(metrics, stage1, final, operating)
+    return ScoredSubjects(metrics, stage1_froc, final_froc, operating)
 
 
 def write_tables(out_dir: Path, scored: ScoredSubjects) -> None:
@@ -118,7 +119,7 @@ def write_tables(out_dir: Path, scored: ScoredSubjects) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(scored.metrics, indent=2) + "\n")
     _write_per_subject(out_dir / "per_subject.csv", scored.operating, 0.0)
-    _plot_froc(out_dir / "froc.png", froc(scored.stage1), froc(scored.final))
+    _plot_froc(out_dir / "froc.png", scored.stage1_froc, scored.final_froc)
 
 
 def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: float) -> dict:

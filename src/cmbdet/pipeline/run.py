@@ -18,7 +18,7 @@ from cmbdet.pipeline.detector import Detector
 from cmbdet.pipeline.distributed import LOCAL, connect
 from cmbdet.pipeline.outputs import check_output_folder, write_outputs
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK = 0
 
 
 def detect_command(args: argparse.Namespace) -> int:
@@ -38,14 +38,7 @@ def detect_command(args: argparse.Namespace) -> int:
     if args.scheduler not in (None, LOCAL) and args.workers != 1:
         raise InputError(None, "--workers is for this machine; the cluster's workers run the tasks")
     subjects = find_inputs(args.dataset, args.manifest)
-    settings = DetectSettings(
-        model_dir=args.model,
-        threshold=args.threshold,
-        phase_units=args.phase_units,
-        handedness=args.phase_handedness,
-        phase_kind=args.phase_kind,
-        device=args.device,
-    )
+    settings = _detect_settings(args)
     batch = {"overwrite": args.overwrite, "debug": args.debug}
     if args.scheduler is None:
         summary = run_batch(subjects, args.out, settings, workers=args.workers, **batch)
@@ -56,47 +49,40 @@ def detect_command(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _detect_settings(args: argparse.Namespace) -> DetectSettings:
+    return DetectSettings(
+        model_dir=args.model,
+        threshold=args.threshold,
+        phase_units=args.phase_units,
+        handedness=args.phase_handedness,
+        phase_kind=args.phase_kind,
+        device=args.device,
+    )
+
+
 def _detect_single(args: argparse.Namespace) -> int:
     if args.swi is None or args.phase is None:
         raise InputError(None, "--swi and --phase are both required for one subject")
     if args.workers != 1 or args.scheduler is not None:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
     check_output_folder(args.out, args.overwrite)
-    detector = Detector.load(args.model, args.device)
-    options = {
-        "threshold": args.threshold,
-        "phase_units": args.phase_units,
-        "handedness": args.phase_handedness,
-        "phase_kind": args.phase_kind,
-    }
-    count = _detect_one(
-        detector,
-        args.swi,
-        args.phase,
-        args.magnitude,
-        args.mask,
-        args.out,
-        args.overwrite,
-        options,
+    settings = _detect_settings(args)
+    detector = Detector.load(settings.model_dir, settings.device)
+    result = detector.detect(
+        args.swi, args.phase, args.magnitude, args.mask, **settings.detect_options()
     )
-    print(f"{count} CMBs found; outputs in {args.out}")
+    write_outputs(args.out, result, result.reference, overwrite=args.overwrite)
+    print(f"{len(result.detections)} CMBs found; outputs in {args.out}")
     return EXIT_OK
 
 
-def _detect_one(detector, swi, phase, magnitude, mask, out, overwrite, options) -> int:
-    result = detector.detect(swi, phase, magnitude, mask, **options)
-    write_outputs(out, result, result.reference, overwrite=overwrite)
-    return len(result.detections)
-
-
 def train_command(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from cmbdet.pipeline.train_model import TrainModelConfig, train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = TrainModelConfig().with_steps(args.stage1_steps, args.stage2_steps, args.seed)
-    config = replace(config, max_fp_per_subject=args.max_fp)
+    config = TrainModelConfig.from_options(
+        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp
+    )
     out = train_model(args.data, args.out, config)
     print(f"model written to {out}")
     return EXIT_OK

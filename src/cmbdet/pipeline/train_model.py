@@ -53,13 +53,21 @@ class TrainModelConfig:
     seed: int = 0
 
     def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
-        """These settings with other step counts and seed (the command-line options)."""
+        """These settings with other step counts and seed."""
         return replace(
             self,
             seed=seed,
             stage1=replace(self.stage1, steps=stage1_steps, seed=seed),
             stage2=replace(self.stage2, steps=stage2_steps, seed=seed),
         )
+
+    @classmethod
+    def from_options(
+        cls, stage1_steps: int, stage2_steps: int, seed: int, max_fp: float | None
+    ) -> TrainModelConfig:
+        """The defaults with the command-line options of ``train`` and ``crossval``."""
+        config = cls().with_steps(stage1_steps, stage2_steps, seed)
+        return replace(config, max_fp_per_subject=max_fp)
 
 
 @dataclass
