@@ -8,7 +8,7 @@ import torch
 
 from cmbdet.stage2.model import PatchClassifier, Stage2Config
 from cmbdet.stage2.patches import PatchConfig, extract_patches
-from cmbdet.stage2.train import BalancedPatchSampler, PatchSet, score_patches
+from cmbdet.stage2.train import VIEWS, BalancedPatchSampler, PatchSet, score_patches
 from cmbdet.training import TrainConfig, train
 
 SMALL = Stage2Config(widths=(8, 8, 16, 16, 16), dense=(8, 4))
@@ -78,3 +78,53 @@ def test_sampler_is_replayable_and_balanced():
 
 def test_config_round_trip():
     assert Stage2Config.from_json(SMALL.to_json()) == SMALL
+
+
+def test_sampler_crops_shift_the_centre_within_the_margin():
+    patches = np.ones((1, 2, 12, 12, 5), np.float16)
+    patches[0, :, 6, 6, 2] = 0.0  # a dark voxel at the centre of the enlarged patch
+    data = PatchSet(np.repeat(patches, 4, axis=0), np.array([1, 1, 0, 0]))
+    sampler = BalancedPatchSampler(data, batch_size=4, seed=0, crop=(8, 8, 3))
+    centres = set()
+    for step in range(30):
+        batch, _ = sampler(step)
+        assert batch.shape == (4, 2, 8, 8, 3)
+        for patch in batch.numpy():
+            dark = np.argwhere(patch[0] < 0.5)  # noise sd <= 0.04, so only the dark voxel
+            assert len(dark) == 1
+            centres.add(tuple(dark[0]))
+    assert len(centres) > 5  # the crop moves (flips and turns move it too)
+    # the voxel sits at 6 - start (start 0..4) in x and y, mirrored to 7 - that by flips
+    assert all(1 <= x <= 6 and 1 <= y <= 6 and 0 <= z <= 2 for x, y, z in centres)
+
+
+class _Probe(torch.nn.Module):
+    """A fixed random linear read-out of the patch: no symmetry of its own."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = torch.nn.Parameter(
+            torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        )
+
+    def forward(self, patches):
+        return (patches * self.weight).sum(dim=(1, 2, 3, 4)) * 0.1
+
+
+def test_views_are_symmetries_and_averaging_them_is_invariant():
+    patches = np.random.default_rng(0).normal(1.0, 0.5, (3, 2, 12, 12, 5)).astype(np.float32)
+    net = _Probe(patches.shape[1:])
+    single = score_patches(net, patches)
+    assert single == pytest.approx(score_patches(net, patches, views=1))
+    # the 8 views are closed under x flips of the input, so the 8-view score of a flipped
+    # patch equals that of the original; one view alone is not invariant
+    flipped = np.ascontiguousarray(patches[:, :, ::-1])
+    np.testing.assert_allclose(
+        score_patches(net, flipped, views=len(VIEWS)),
+        score_patches(net, patches, views=8),
+        rtol=1e-4,
+    )
+    assert np.abs(score_patches(net, flipped) - single).max() > 0.05
+    assert len(set(VIEWS)) == len(VIEWS)
+    with pytest.raises(ValueError):
+        score_patches(net, patches, views=0)

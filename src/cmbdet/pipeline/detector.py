@@ -104,6 +104,8 @@ class Detector:
         self.stage2 = stage2.eval().to(self.device) if stage2 is not None else None
         self.preprocess_config, self.patch_config = preprocess_config, patch_config
         self.threshold, self.info = threshold, info
+        # test-time symmetries averaged by stage 2; the threshold was chosen with this count
+        self.stage2_views = int(info.get("stage2", {}).get("test_views", 1))
 
     @classmethod
     def load(cls, folder: str | Path | None = None, device: str = "auto") -> Detector:
@@ -217,7 +219,9 @@ class Detector:
         model_centres = np.array([c.centre for c in linked]).reshape(-1, 3)
         if self.stage2 is not None and len(linked):
             patches = extract_patches(pre.swi, pre.phase_norm, model_centres, self.patch_config)
-            scores = score_patches(self.stage2, patches, device=self.device)
+            scores = score_patches(
+                self.stage2, patches, device=self.device, views=self.stage2_views
+            )
         else:
             scores = np.array([c.score for c in linked], dtype=np.float32)
         timings["stage2"] = time.perf_counter() - clock

@@ -43,6 +43,9 @@ class TrainModelConfig:
     stage2: TrainConfig = TrainConfig(steps=1500, batch_size=32, learning_rate=1e-3)
     preprocess: PreprocessConfig = PreprocessConfig(target_in_plane_mm=0.625)
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
+    # stage-2 training crops are shifted from the candidate centre by up to this many voxels
+    patch_jitter: tuple[int, int, int] = (2, 2, 1)
+    stage2_views: int = 4  # test-time symmetries averaged by stage 2 (cmbdet.stage2.train.VIEWS)
     stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
     validation_share: float = 0.15
     min_sensitivity: float = 0.95  # the threshold keeps at least this on validation subjects
@@ -133,8 +136,11 @@ def train_model(
     stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, Stage1Config())
     del volumes
 
+    margin = np.asarray(config.patch_jitter) * 2
+    training_patch = PatchConfig(size=tuple(int(n) for n in np.add(config.patch.size, margin)))
     stage2_sets = [
-        _candidate_patches(stage1, _load(by_id[i], config), config) for i in splits["stage2"]
+        _candidate_patches(stage1, _load(by_id[i], config), training_patch)
+        for i in splits["stage2"]
     ]
     stage2_data = PatchSet.concatenate([p for p, _, _ in stage2_sets])
     if len(stage2_data.labels) == 0:
@@ -143,13 +149,15 @@ def train_model(
             "stage 1 proposed no candidates on the stage-2 subjects: "
             "train stage 1 longer (--stage1-steps)",
         )
-    stage2, stage2_weights = train_stage2(stage2_data, out_dir, config.stage2, Stage2Config())
+    stage2, stage2_weights = train_stage2(
+        stage2_data, out_dir, config.stage2, Stage2Config(), crop=config.patch.size
+    )
 
     validation, stage1_validation = [], []
     for subject_id in splits["validation"]:
         subject = _load(by_id[subject_id], config)
-        patches, candidates, stage1_scores = _candidate_patches(stage1, subject, config)
-        scores = score_patches(stage2, patches.patches)
+        patches, candidates, stage1_scores = _candidate_patches(stage1, subject, config.patch)
+        scores = score_patches(stage2, patches.patches, views=config.stage2_views)
         validation.append((candidates, scores, subject.lesions))
         stage1_validation.append((candidates, stage1_scores, subject.lesions))
     stage1_threshold, stage1_metrics = choose_threshold(
@@ -179,6 +187,7 @@ def train_model(
             "weights": stage2_weights,
             "training": config.stage2.to_json(),
             "patch": config.patch.to_json(),
+            "test_views": config.stage2_views,
         },
         "threshold": threshold,
         "stage1_threshold": stage1_threshold,
@@ -207,25 +216,28 @@ def _load(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
     return _Subject(files, pre, slice_images(pre), swi.affine, lesions, labels)
 
 
-def _candidate_patches(stage1: CandidateNet, subject: _Subject, config: TrainModelConfig):
-    """Stage-1 candidates of a subject as labelled patches, and their world centres."""
+def _candidate_patches(stage1: CandidateNet, subject: _Subject, patch: PatchConfig):
+    """Stage-1 candidates of a subject as labelled patches of size ``patch``, their world
+    centres and stage-1 scores."""
     pre = subject.pre
     linked = detect_candidates(stage1, subject.images, pre.spacing_mm[0], pre.brain)
     centres = np.array([c.centre for c in linked]).reshape(-1, 3)
     world = voxel_to_world(pre.grid.model_to_native(centres), subject.affine)
     hits = match_detections(world, *cmb_centres(subject.lesions)).detection_is_hit
-    patches = extract_patches(pre.swi, pre.phase_norm, centres, config.patch)
+    patches = extract_patches(pre.swi, pre.phase_norm, centres, patch)
     stage1_scores = np.array([c.score for c in linked])
     return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world, stage1_scores
 
 
-_THRESHOLDS = np.round(np.arange(0.99, 0.0, -0.01), 2)  # the operating points tried, high first
+# the operating points tried, high first; finer near 1, where a confident classifier's
+# scores crowd
+_THRESHOLDS = np.concatenate([[0.999, 0.998, 0.995], np.round(np.arange(0.99, 0.0, -0.01), 2)])
 
 
 def choose_threshold_for_fp_budget(validation, max_fp_per_subject: float) -> tuple[float, dict]:
     """The threshold with the highest pooled validation sensitivity whose false positives per
-    subject stay within ``max_fp_per_subject`` (the highest such threshold on ties; 0.99 when
-    none does).
+    subject stay within ``max_fp_per_subject`` (the highest such threshold on ties; the highest
+    threshold tried when none does).
 
     Args:
         validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
@@ -233,7 +245,7 @@ def choose_threshold_for_fp_budget(validation, max_fp_per_subject: float) -> tup
     Returns:
         The threshold and its sensitivity, precision, F1 and false positives per subject.
     """
-    best_threshold, best = 0.99, None
+    best_threshold, best = float(_THRESHOLDS[0]), None
     for threshold in _THRESHOLDS:
         metrics = _validation_outcome(validation, float(threshold))
         within = metrics["fp_per_subject"] <= max_fp_per_subject + 1e-9

@@ -36,11 +36,31 @@ class PatchSet:
         )
 
 
-def augment_patches(patches: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random in-plane flips and quarter turns, and slice-order flips, per patch, plus
-    intensity jitter and noise (N, C, sx, sy, sz; square in-plane)."""
-    out = np.empty_like(patches, dtype=np.float32)
-    for n, patch in enumerate(patches.astype(np.float32)):
+def augment_patches(
+    patches: np.ndarray, rng: np.random.Generator, size: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """Per patch: a random crop of ``size`` (a shift of the candidate centre, as stage 1 places
+    it a voxel or two off), random in-plane flips and quarter turns, slice-order flips,
+    intensity jitter and noise.
+
+    Args:
+        patches: (N, C, sx, sy, sz), square in-plane, at least ``size``.
+        size: the crop (the network's patch size); None keeps the whole patch.
+
+    Returns:
+        (N, C, *size) float32.
+    """
+    size = tuple(size or patches.shape[2:])
+    out = np.empty((len(patches), patches.shape[1], *size), dtype=np.float32)
+    room = np.asarray(patches.shape[2:]) - size
+    for n, patch in enumerate(patches):
+        start = [int(rng.integers(r + 1)) for r in room]
+        patch = patch[
+            :,
+            start[0] : start[0] + size[0],
+            start[1] : start[1] + size[1],
+            start[2] : start[2] + size[2],
+        ].astype(np.float32)
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
         if rng.random() < 0.5:
@@ -57,9 +77,14 @@ class BalancedPatchSampler:
     """Replayable batches with a fixed share of positives."""
 
     def __init__(
-        self, data: PatchSet, batch_size: int = 64, positive_fraction: float = 0.3, seed: int = 0
+        self,
+        data: PatchSet,
+        batch_size: int = 64,
+        positive_fraction: float = 0.3,
+        seed: int = 0,
+        crop: tuple[int, int, int] | None = None,
     ):
-        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.data, self.batch_size, self.seed, self.crop = data, batch_size, seed, crop
         self.positive = np.flatnonzero(data.labels > 0)
         self.negative = np.flatnonzero(data.labels == 0)
         if len(self.positive) + len(self.negative) == 0:
@@ -77,7 +102,7 @@ class BalancedPatchSampler:
                 else [],
             ]
         ).astype(int)
-        patches = augment_patches(self.data.patches[chosen], rng)
+        patches = augment_patches(self.data.patches[chosen], rng, self.crop)
         return torch.from_numpy(patches), torch.from_numpy(
             self.data.labels[chosen].astype(np.float32)
         )
@@ -89,11 +114,16 @@ def train_stage2(
     train_config: TrainConfig = TrainConfig(steps=1500, batch_size=64, learning_rate=1e-3),
     model_config: Stage2Config = Stage2Config(),
     device: torch.device | str | None = None,
+    crop: tuple[int, int, int] | None = None,
 ) -> tuple[PatchClassifier, dict]:
-    """Train the patch classifier; save ``stage2.safetensors``; return it and its entry."""
+    """Train the patch classifier; save ``stage2.safetensors``; return it and its entry.
+
+    ``crop``: the network's patch size, where ``data`` holds larger patches to crop at random
+    offsets (centre jitter); None trains on the patches as they are.
+    """
     torch.manual_seed(train_config.seed)
     net = PatchClassifier(model_config)
-    sampler = BalancedPatchSampler(data, train_config.batch_size, seed=train_config.seed)
+    sampler = BalancedPatchSampler(data, train_config.batch_size, seed=train_config.seed, crop=crop)
     log.info("stage 2: %d patches, %d CMBs", len(data.labels), int(data.labels.sum()))
 
     def report(step: int, losses: dict[str, float]) -> None:
@@ -116,19 +146,49 @@ def train_stage2(
     return net.cpu().eval(), save_weights(Path(out_dir), "stage2", net)
 
 
+# Test-time views, in the order used: (in-plane quarter turns, flip x, flip slices). Each is a
+# symmetry the training augmentation already covers; the first n are averaged.
+VIEWS = (
+    (0, False, False),
+    (2, True, True),
+    (1, False, True),
+    (3, True, False),
+    (0, True, False),
+    (2, False, True),
+    (1, True, True),
+    (3, False, False),
+)
+
+
+def _view(patches: torch.Tensor, view: tuple[int, bool, bool]) -> torch.Tensor:
+    """One symmetry of (N, C, X, Y, Z) patches (square in-plane)."""
+    turns, flip_x, flip_slices = view
+    if flip_x:
+        patches = patches.flip(2)
+    if flip_slices:
+        patches = patches.flip(4)
+    return torch.rot90(patches, turns, dims=(2, 3)) if turns else patches
+
+
 @torch.inference_mode()
 def score_patches(
     net: PatchClassifier,
     patches: np.ndarray,
     batch_size: int = 128,
     device: torch.device | str = "cpu",
+    views: int = 1,
 ) -> np.ndarray:
-    """CMB probability (N,) of each patch (N, C, X, Y, Z); ``net`` must be on ``device``."""
+    """CMB probability (N,) of each patch (N, C, X, Y, Z); ``net`` must be on ``device``.
+
+    ``views`` > 1 averages the logits over the first ``views`` symmetries of :data:`VIEWS`
+    (test-time augmentation; the model's threshold must have been chosen with the same count).
+    """
+    if not 1 <= views <= len(VIEWS):
+        raise ValueError(f"views must be 1..{len(VIEWS)}, got {views}")
     net.eval()
-    scores = [
-        torch.sigmoid(
-            net(torch.from_numpy(patches[i : i + batch_size].astype(np.float32)).to(device))
-        ).cpu()
-        for i in range(0, len(patches), batch_size)
-    ]
+    scores = []
+    for i in range(0, len(patches), batch_size):
+        batch = torch.from_numpy(patches[i : i + batch_size].astype(np.float32)).to(device)
+        logits = torch.stack([net(_view(batch, view)) for view in VIEWS[:views]]).mean(0)
+        scores.append(torch.sigmoid(logits).cpu())
     return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
