@@ -21,7 +21,7 @@ import cmbdet
 from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
-from cmbdet.modelio import load_weights, read_model_json
+from cmbdet.modelio import fold_batch_norm, load_weights, read_model_json
 from cmbdet.pipeline.checks import check_memory, check_swi_geometry
 from cmbdet.preprocess.pipeline import PreprocessConfig, preprocess, slice_images
 from cmbdet.stage1.inference import detect_candidates
@@ -100,8 +100,9 @@ class Detector:
     ):
         self.device = torch.device(device)
         self.folder = Path(folder)
-        self.stage1 = stage1.eval().to(self.device)
-        self.stage2 = stage2.eval().to(self.device) if stage2 is not None else None
+        # inference copies with batch norm folded into the convolutions
+        self.stage1 = fold_batch_norm(stage1).to(self.device)
+        self.stage2 = fold_batch_norm(stage2).to(self.device) if stage2 is not None else None
         self.preprocess_config, self.patch_config = preprocess_config, patch_config
         self.threshold, self.info = threshold, info
         # test-time symmetries averaged by stage 2; the threshold was chosen with this count

@@ -127,21 +127,30 @@ def train_model(
         splits_path.write_text(json.dumps(splits, indent=2) + "\n")
     by_id = subjects
 
-    stage1_subjects = [_load(by_id[i], config) for i in splits["stage1"]]
-    volumes = [
-        training_volume(s.images, s.pre.brain, s.labels, s.lesions, s.pre.spacing_mm[0])
-        for s in stage1_subjects
-    ]
-    del stage1_subjects
+    volumes = []
+    for n, subject_id in enumerate(splits["stage1"], 1):
+        subject = _load(by_id[subject_id], config)
+        volumes.append(
+            training_volume(
+                subject.images,
+                subject.pre.brain,
+                subject.labels,
+                subject.lesions,
+                subject.pre.spacing_mm[0],
+            )
+        )
+        _log_loaded(n, len(splits["stage1"]), "stage-1 training")
     stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, Stage1Config())
     del volumes
 
     margin = np.asarray(config.patch_jitter) * 2
     training_patch = PatchConfig(size=tuple(int(n) for n in np.add(config.patch.size, margin)))
-    stage2_sets = [
-        _candidate_patches(stage1, _load(by_id[i], config), training_patch)
-        for i in splits["stage2"]
-    ]
+    stage2_sets = []
+    for n, subject_id in enumerate(splits["stage2"], 1):
+        stage2_sets.append(
+            _candidate_patches(stage1, _load(by_id[subject_id], config), training_patch)
+        )
+        _log_loaded(n, len(splits["stage2"]), "stage-2 training")
     stage2_data = PatchSet.concatenate([p for p, _, _ in stage2_sets])
     if len(stage2_data.labels) == 0:
         raise InputError(
@@ -202,6 +211,12 @@ def train_model(
     }
     write_model_json(out_dir, info)
     return out_dir
+
+
+def _log_loaded(done: int, total: int, what: str) -> None:
+    """A progress line every 10 subjects and at the end of a part."""
+    if done % 10 == 0 or done == total:
+        log.info("loaded %d/%d %s subjects", done, total, what)
 
 
 def _load(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
