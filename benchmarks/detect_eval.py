@@ -77,6 +77,7 @@ def evaluate(detector: Detector, folder: Path) -> dict:
             {
                 "candidates": candidates,
                 "stage1_scores": stage1_scores,
+                "final_scores": scores,
                 "stage1": stage1,
                 "final": final,
                 "cmbs": len(visible),
@@ -93,13 +94,17 @@ def evaluate(detector: Detector, folder: Path) -> dict:
     return summarise(rows)
 
 
-def stage1_curve(rows, cmbs: int) -> list[tuple[float, float, float]]:
-    """(stage-1 score threshold, sensitivity, FP/subject) from high to low thresholds."""
+STAGE1_THRESHOLDS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2)
+FINAL_THRESHOLDS = (0.5, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
+
+
+def score_curve(rows, cmbs: int, key: str, thresholds) -> list[tuple[float, float, float]]:
+    """(threshold on ``rows[i][key]``, sensitivity, FP/subject) for each threshold."""
     points = []
-    for threshold in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05):
+    for threshold in thresholds:
         hits = fps = 0
         for r in rows:
-            keep = r["stage1_scores"] >= threshold
+            keep = r[key] >= threshold
             m = match_detections(r["candidates"][keep], r["visible"], r["ignored"])
             hits, fps = hits + m.true_positives, fps + m.false_positives
         points.append((threshold, hits / max(cmbs, 1), fps / len(rows)))
@@ -126,7 +131,8 @@ def summarise(rows) -> dict:
         if hits / max(cmbs, 1) >= sensitivity1:
             frst_fp, frst_sens = fps / n, hits / max(cmbs, 1)
             break
-    curve = stage1_curve(rows, cmbs)
+    curve = score_curve(rows, cmbs, "stage1_scores", STAGE1_THRESHOLDS)
+    final_curve = score_curve(rows, cmbs, "final_scores", FINAL_THRESHOLDS)
     missed_sizes = np.concatenate([r["sizes"][~r["final"].truth_is_found] for r in rows])
     all_sizes = np.concatenate([r["sizes"] for r in rows])
     timing = {k: float(np.median([r["timings"][k] for r in rows])) for k in rows[0]["timings"]}
@@ -137,6 +143,7 @@ def summarise(rows) -> dict:
         "cmbs": cmbs,
         "stage1_sensitivity": sensitivity1,
         "stage1_curve": curve,
+        "final_curve": final_curve,
         "stage1_fp": s1_fp / n,
         "frst_sensitivity": frst_sens,
         "frst_fp": frst_fp,
@@ -154,6 +161,21 @@ def summarise(rows) -> dict:
     }
 
 
+def print_curve_table(results: dict, key: str) -> None:
+    """One row per test set, one column per threshold of ``results[name][key]``."""
+    thresholds = [t for t, _, _ in next(iter(results.values()))[key]]
+    print("| test set | " + " | ".join(f"{t:g}" for t in thresholds) + " |")
+    print("|---" * (1 + len(thresholds)) + "|")
+    for name, r in results.items():
+        print(
+            f"| {name} | "
+            + " | ".join(
+                f"{s:.1%} / {f:.1f}" if f >= 10 else f"{s:.1%} / {f:.2f}" for _, s, f in r[key]
+            )
+            + " |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -161,7 +183,10 @@ def main() -> None:
     args = parser.parse_args()
     detector = Detector.load(args.model)
     results = {folder.name: evaluate(detector, folder) for folder in args.test}
-    print(f"model: {args.model} (threshold {detector.threshold:.2f})\n")
+    print(
+        f"model: {args.model} (stage-1 threshold {detector.info.get('stage1_threshold', 0):g}, "
+        f"stage-2 threshold {detector.threshold:g}, {detector.stage2_views} test-time views)\n"
+    )
     print(
         "| test set | subjects | CMBs | stage 1 sensitivity | stage 1 FP/subject | FRST FP/subject "
         "at matched sensitivity | sensitivity | precision | F1 | FP/subject |"
@@ -193,19 +218,12 @@ def main() -> None:
             f"{t['stage2']:.2f} | {t['total']:.2f} | {r['frst_seconds']:.2f} | "
             f"{r['frst_seconds'] / t['stage1']:.1f} |"
         )
-    print("\nstage 1 alone, by stage-1 score threshold (sensitivity / FP per subject):\n")
-    print(
-        "| test set | "
-        + " | ".join(f"{t:g}" for t, _, _ in next(iter(results.values()))["stage1_curve"])
-        + " |"
-    )
-    print("|---" * (1 + len(next(iter(results.values()))["stage1_curve"])) + "|")
-    for name, r in results.items():
-        print(
-            f"| {name} | "
-            + " | ".join(f"{s:.1%} / {f:.1f}" for _, s, f in r["stage1_curve"])
-            + " |"
-        )
+    for key, what in (
+        ("stage1_curve", "stage 1 alone, by stage-1 score"),
+        ("final_curve", "stage 1 + 2, by stage-2 probability"),
+    ):
+        print(f"\n{what} threshold (sensitivity / FP per subject):\n")
+        print_curve_table(results, key)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\npeak memory of the process: {peak_gib:.1f} GiB")
 

@@ -3,6 +3,8 @@ slice images. Small in-memory ``tiny`` subjects, generated once per module."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -291,6 +293,21 @@ def test_slice_images_channels(prepared):
         window = pre.swi[:, :, max(0, k - 1) : k + 2]
         np.testing.assert_allclose(images[k, 0], window.mean(axis=2), atol=1e-5)
     np.testing.assert_allclose(images[:, 1], 1 + pre.phase_norm.transpose(2, 0, 1))
+
+
+def test_context_slices_are_the_swi_of_offset_slices_clamped_at_the_ends(prepared):
+    _, pre = prepared
+    config = replace(pre.config, context_slices=[-2, 0, 2])  # a JSON list becomes a tuple
+    assert config.context_slices == (-2, 0, 2) and config.channels == 5
+    assert PreprocessConfig(**config.to_json()) == config
+    images = slice_images(replace(pre, config=config))
+    depth = pre.swi.shape[2]
+    assert images.shape == (depth, 5, *pre.swi.shape[:2])
+    np.testing.assert_array_equal(images[:, :2], slice_images(pre))
+    for k in (0, 1, 5, depth - 2, depth - 1):
+        np.testing.assert_array_equal(images[k, 2], pre.swi[:, :, max(k - 2, 0)])
+        np.testing.assert_array_equal(images[k, 3], pre.swi[:, :, k])
+        np.testing.assert_array_equal(images[k, 4], pre.swi[:, :, min(k + 2, depth - 1)])
 
 
 def test_cmbs_are_dark_in_both_channels(prepared):

@@ -41,7 +41,9 @@ class TrainModelConfig:
 
     stage1: TrainConfig = TrainConfig(steps=2500, batch_size=32, learning_rate=2e-3)
     stage2: TrainConfig = TrainConfig(steps=1500, batch_size=32, learning_rate=1e-3)
-    preprocess: PreprocessConfig = PreprocessConfig(target_in_plane_mm=0.625)
+    preprocess: PreprocessConfig = PreprocessConfig(
+        target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
+    )
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)
@@ -140,7 +142,8 @@ def train_model(
             )
         )
         _log_loaded(n, len(splits["stage1"]), "stage-1 training")
-    stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, Stage1Config())
+    stage1_config = Stage1Config(in_channels=config.preprocess.channels)
+    stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, stage1_config)
     del volumes
 
     margin = np.asarray(config.patch_jitter) * 2
@@ -187,7 +190,7 @@ def train_model(
         "cmbdet_version": cmbdet.__version__,
         "preprocessing": config.preprocess.to_json(),
         "stage1": {
-            "config": Stage1Config().to_json(),
+            "config": stage1_config.to_json(),
             "weights": stage1_weights,
             "training": config.stage1.to_json(),
         },

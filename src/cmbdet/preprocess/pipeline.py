@@ -43,9 +43,21 @@ class PreprocessConfig:
     slab_average: int = 1  # SWI channel: mean of each slice and this many neighbours each side
     phase_scale_rad: float = math.pi  # phase of +-this many radians -> +-1 (then clipped)
     hp_window_per_256mm: float = HP_WINDOW_PER_256MM  # homodyne window (raw phase), samples
+    # further slice-image channels: the SWI of the slices at these offsets (0 = the slice
+    # itself, unaveraged), so stage 1 sees whether a dark dot goes on through the slab (a
+    # vein) or ends (a CMB); () gives the paper's two channels
+    context_slices: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "context_slices", tuple(int(d) for d in self.context_slices))
+
+    @property
+    def channels(self) -> int:
+        """Channels of the slice images: averaged SWI, complemented phase, context slices."""
+        return 2 + len(self.context_slices)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "context_slices": list(self.context_slices)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,18 +219,25 @@ def preprocess_arrays(
 
 
 def slice_images(pre: Preprocessed) -> np.ndarray:
-    """The paper's two-channel slice images on the model grid.
+    """The paper's two-channel slice images on the model grid, plus any context slices.
 
     Channel 0: normalised SWI averaged over each slice and ``config.slab_average`` neighbours
     on each side (the available ones at the ends of the slab). Channel 1: the complemented
     phase ``1 + phase_norm`` (tissue ~ 1, CMBs dark; see :mod:`cmbdet.preprocess.intensity`).
+    Channels 2...: the SWI of the slice ``d`` slices away for each ``d`` in
+    ``config.context_slices`` (the end slice repeated beyond the slab).
 
     Returns:
-        (Z, 2, X', Y') float32.
+        (Z, C, X', Y') float32, C = ``config.channels``.
     """
     averaged = slab_average(pre.swi, pre.config.slab_average)  # (X', Y', Z)
-    channels = np.stack([averaged, complemented_phase(pre.phase_norm)])  # (2, X', Y', Z)
-    return np.ascontiguousarray(channels.transpose(3, 0, 1, 2), dtype=np.float32)  # (Z, 2, X', Y')
+    depth = pre.swi.shape[2]
+    context = [
+        pre.swi[:, :, np.clip(np.arange(depth) + offset, 0, depth - 1)]
+        for offset in pre.config.context_slices
+    ]
+    channels = np.stack([averaged, complemented_phase(pre.phase_norm), *context])  # (C, X', Y', Z)
+    return np.ascontiguousarray(channels.transpose(3, 0, 1, 2), dtype=np.float32)  # (Z, C, X', Y')
 
 
 def slab_average(volume: np.ndarray, neighbours: int) -> np.ndarray:
