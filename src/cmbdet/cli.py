@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(commands, common)
     _add_detect(commands, common)
     _add_train(commands, common)
+    _add_calibrate(commands, common)
     _add_demo(commands, common)
     _add_evaluate(commands, common)
     _add_crossval(commands, common)
@@ -325,6 +326,60 @@ def _run_train(args: argparse.Namespace) -> int:
     from cmbdet.pipeline.run import train_command
 
     return train_command(args)
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "calibrate",
+        parents=[common],
+        help="choose a model's thresholds again on subjects with ground truth",
+        description="Choose a trained model's stage-1 and stage-2 thresholds on validation "
+        "subjects with ground truth (e.g. scans of the population the model will serve) and "
+        "write a new model folder with the same weights.",
+    )
+    parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
+    parser.add_argument("--out", type=Path, required=True, help="new model folder to write")
+    parser.add_argument(
+        "--min-sensitivity",
+        type=_positive_float,
+        default=0.95,
+        help="the highest stage-2 threshold keeping this sensitivity (default: 0.95)",
+    )
+    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
+    parser.add_argument(
+        "--min-stage1-sensitivity",
+        type=_positive_float,
+        default=0.98,
+        help="the highest stage-1 threshold keeping this sensitivity (default: 0.98)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.set_defaults(handler=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    import logging
+
+    from cmbdet.pipeline.calibrate import OperatingRule, calibrate_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    rule = OperatingRule(args.min_stage1_sensitivity, args.min_sensitivity, args.max_fp)
+    out, point = calibrate_model(
+        args.model, args.data, args.out, rule, overwrite=args.overwrite, device=args.device
+    )
+    metrics = point.metrics
+    print(
+        f"stage-1 threshold {point.stage1_threshold:g}, stage-2 threshold {point.threshold:g}: "
+        f"sensitivity {metrics['sensitivity']:.1%}, {metrics['fp_per_subject']:.2f} false "
+        f"positives per subject on {int(metrics['subjects'])} subjects ({int(metrics['cmbs'])} "
+        f"CMBs)"
+    )
+    print(f"model written to {out}")
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------- demo

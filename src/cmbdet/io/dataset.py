@@ -7,6 +7,7 @@ and ``x_mm, y_mm, z_mm`` are scanner RAS+ through the file's affine.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -334,6 +335,18 @@ def load_ground_truth(subject: SubjectFiles) -> list[Lesion] | None:
     if subject.labels is not None:
         return lesions_from_mask(subject.labels)
     return None
+
+
+def ground_truth_fingerprint(subjects: dict[str, SubjectFiles]) -> str:
+    """SHA-256 over the subjects' keys and ground-truth files: which data trained (or
+    calibrated) a model."""
+    digest = hashlib.sha256()
+    for key, subject in sorted(subjects.items()):
+        digest.update(key.encode())
+        truth = subject.lesions_csv or subject.labels
+        if truth:
+            digest.update(Path(truth).read_bytes())
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- dataset.json

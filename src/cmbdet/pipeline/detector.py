@@ -151,11 +151,16 @@ class Detector:
         mask_path: str | Path | None = None,
         *,
         threshold: float | None = None,
+        stage1_threshold: float | None = None,
         phase_units: str = "auto",
         handedness: str = "auto",
         phase_kind: str = "auto",
     ) -> DetectionResult:
-        """Detect CMBs in one subject's files (bad input raises ``InputError``)."""
+        """Detect CMBs in one subject's files (bad input raises ``InputError``).
+
+        ``threshold`` and ``stage1_threshold`` replace the model's operating point (stage-2
+        probability, stage-1 score); None keeps it.
+        """
         started = time.perf_counter()
         swi = load_volume(swi_path, "SWI")
         phase = load_volume(phase_path, "phase")
@@ -169,6 +174,7 @@ class Detector:
             magnitude,
             mask,
             threshold=threshold,
+            stage1_threshold=stage1_threshold,
             phase_units=phase_units,
             handedness=handedness,
             phase_kind=phase_kind,
@@ -190,11 +196,13 @@ class Detector:
         mask: np.ndarray | None = None,
         *,
         threshold: float | None = None,
+        stage1_threshold: float | None = None,
         phase_units: str = "auto",
         handedness: str = "auto",
         phase_kind: str = "auto",
     ) -> DetectionResult:
-        """Detect CMBs in loaded volumes (canonical mask, if given)."""
+        """Detect CMBs in loaded volumes (canonical mask, if given); thresholds as
+        :meth:`detect`."""
         check_swi_geometry(swi)
         check_memory(swi, self.preprocess_config.target_in_plane_mm)
         timings = {}
@@ -214,7 +222,8 @@ class Detector:
         linked = detect_candidates(
             self.stage1, images, pre.spacing_mm[0], pre.brain, device=self.device
         )
-        stage1_threshold = float(self.info.get("stage1_threshold", 0.0))
+        if stage1_threshold is None:
+            stage1_threshold = float(self.info.get("stage1_threshold", 0.0))
         linked = [c for c in linked if c.score >= stage1_threshold]  # the stage-1 operating point
         timings["stage1"], clock = time.perf_counter() - clock, time.perf_counter()
         model_centres = np.array([c.centre for c in linked]).reshape(-1, 3)
@@ -260,6 +269,8 @@ class Detector:
                 },
             },
             "threshold": chosen,
+            "stage1_threshold": stage1_threshold,
+            "stage2_views": self.stage2_views,
             "device": str(self.device),
             "preprocessing": pre.record(),
             "timings_s": timings,

@@ -7,7 +7,6 @@ threshold is chosen on a third, validation part. Each stage resumes from its che
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -18,11 +17,16 @@ import numpy as np
 import cmbdet
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import cmb_centres, match_detections
-from cmbdet.evaluation.metrics import SubjectScores, count
 from cmbdet.geometry import voxel_to_world
-from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
+from cmbdet.io.dataset import (
+    SubjectFiles,
+    find_subjects,
+    ground_truth_fingerprint,
+    load_ground_truth,
+)
 from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.modelio import write_model_json
+from cmbdet.pipeline.calibrate import OperatingRule, choose_operating_point
 from cmbdet.preprocess.pipeline import PreprocessConfig, Preprocessed, preprocess, slice_images
 from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.model import CandidateNet, Stage1Config
@@ -50,11 +54,7 @@ class TrainModelConfig:
     stage2_views: int = 4  # test-time symmetries averaged by stage 2 (cmbdet.stage2.train.VIEWS)
     stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
     validation_share: float = 0.15
-    min_sensitivity: float = 0.95  # the threshold keeps at least this on validation subjects
-    # or, when set, the threshold with the highest validation sensitivity at no more than this
-    # many false positives per subject (suits a stage 2 too weak for min_sensitivity)
-    max_fp_per_subject: float | None = None
-    min_stage1_sensitivity: float = 0.98  # stage-1 operating point, on validation subjects
+    rule: OperatingRule = OperatingRule()  # how validation subjects set the thresholds
     seed: int = 0
 
     def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
@@ -72,7 +72,7 @@ class TrainModelConfig:
     ) -> TrainModelConfig:
         """The defaults with the command-line options of ``train`` and ``crossval``."""
         config = cls().with_steps(stage1_steps, stage2_steps, seed)
-        return replace(config, max_fp_per_subject=max_fp)
+        return replace(config, rule=replace(config.rule, max_fp_per_subject=max_fp))
 
 
 @dataclass
@@ -165,25 +165,14 @@ def train_model(
         stage2_data, out_dir, config.stage2, Stage2Config(), crop=config.patch.size
     )
 
-    validation, stage1_validation = [], []
+    validation = []  # per subject: world centres, stage-1 scores, stage-2 scores, lesions
     for subject_id in splits["validation"]:
         subject = _load(by_id[subject_id], config)
         patches, candidates, stage1_scores = _candidate_patches(stage1, subject, config.patch)
         scores = score_patches(stage2, patches.patches, views=config.stage2_views)
-        validation.append((candidates, scores, subject.lesions))
-        stage1_validation.append((candidates, stage1_scores, subject.lesions))
-    stage1_threshold, stage1_metrics = choose_threshold(
-        stage1_validation, config.min_stage1_sensitivity
-    )
-    validation = [
-        (c, np.where(s1 >= stage1_threshold, s, 0.0), lesions)
-        for (c, s, lesions), (_, s1, _) in zip(validation, stage1_validation, strict=True)
-    ]
-    if config.max_fp_per_subject is None:
-        threshold, metrics = choose_threshold(validation, config.min_sensitivity)
-    else:
-        threshold, metrics = choose_threshold_for_fp_budget(validation, config.max_fp_per_subject)
-    log.info("threshold %.3f: validation %s", threshold, metrics)
+        validation.append((candidates, stage1_scores, scores, subject.lesions))
+    point = choose_operating_point(validation, config.rule)
+    log.info("operating point on validation subjects: %s", point)
 
     info = {
         "name": out_dir.name,
@@ -201,13 +190,11 @@ def train_model(
             "patch": config.patch.to_json(),
             "test_views": config.stage2_views,
         },
-        "threshold": threshold,
-        "stage1_threshold": stage1_threshold,
-        "validation_metrics": metrics,
-        "validation_metrics_stage1": stage1_metrics,
+        **point.to_json(),
+        "operating_rule": config.rule.to_json(),
         "training_data": {
             "folders": [str(folder) for folder in data_dirs],
-            "fingerprint": fingerprint(subjects),
+            "fingerprint": ground_truth_fingerprint(subjects),
             "subjects": len(subjects),
             "splits": splits,
         },
@@ -245,71 +232,3 @@ def _candidate_patches(stage1: CandidateNet, subject: _Subject, patch: PatchConf
     patches = extract_patches(pre.swi, pre.phase_norm, centres, patch)
     stage1_scores = np.array([c.score for c in linked])
     return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world, stage1_scores
-
-
-# the operating points tried, high first; finer near 1, where a confident classifier's
-# scores crowd
-_THRESHOLDS = np.concatenate([[0.999, 0.998, 0.995], np.round(np.arange(0.99, 0.0, -0.01), 2)])
-
-
-def choose_threshold_for_fp_budget(validation, max_fp_per_subject: float) -> tuple[float, dict]:
-    """The threshold with the highest pooled validation sensitivity whose false positives per
-    subject stay within ``max_fp_per_subject`` (the highest such threshold on ties; the highest
-    threshold tried when none does).
-
-    Args:
-        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
-
-    Returns:
-        The threshold and its sensitivity, precision, F1 and false positives per subject.
-    """
-    best_threshold, best = float(_THRESHOLDS[0]), None
-    for threshold in _THRESHOLDS:
-        metrics = _validation_outcome(validation, float(threshold))
-        within = metrics["fp_per_subject"] <= max_fp_per_subject + 1e-9
-        if within and (best is None or metrics["sensitivity"] > best["sensitivity"] + 1e-9):
-            best_threshold, best = float(threshold), metrics
-    return best_threshold, best or _validation_outcome(validation, best_threshold)
-
-
-def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
-    """The highest score threshold whose pooled validation sensitivity reaches
-    ``min_sensitivity``, or, when no threshold does, all that the lowest threshold reaches.
-
-    Args:
-        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
-
-    Returns:
-        The threshold and its sensitivity, precision, F1 and false positives per subject.
-    """
-    # aim at min_sensitivity, or at all that is reachable when that is less
-    lowest = float(_THRESHOLDS[-1])
-    target = min(min_sensitivity, _validation_outcome(validation, lowest)["sensitivity"])
-    for threshold in _THRESHOLDS:
-        metrics = _validation_outcome(validation, float(threshold))
-        if metrics["sensitivity"] >= target - 1e-9:
-            return float(threshold), metrics
-    return lowest, metrics
-
-
-def _validation_outcome(validation, threshold: float) -> dict:
-    """Pooled counts at ``threshold``; no CMBs or no detections give 0 rather than NaN, as
-    model.json wants numbers."""
-    subjects = [
-        SubjectScores("", world, scores, *cmb_centres(lesions))
-        for world, scores, lesions in validation
-    ]
-    counts = count(subjects, threshold)
-    metrics = {k: float(np.nan_to_num(v)) for k, v in counts.to_json().items()}
-    return {**metrics, "cmbs": counts.true_positives + counts.false_negatives}
-
-
-def fingerprint(subjects: dict[str, SubjectFiles]) -> str:
-    """SHA-256 over the subjects' keys and ground-truth files: which data trained a model."""
-    digest = hashlib.sha256()
-    for key, subject in sorted(subjects.items()):
-        digest.update(key.encode())
-        truth = subject.lesions_csv or subject.labels
-        if truth:
-            digest.update(Path(truth).read_bytes())
-    return digest.hexdigest()

@@ -1,0 +1,219 @@
+"""Operating points: the stage-1 and stage-2 thresholds chosen on validation subjects.
+
+``cmbdet train`` chooses them on its validation split; ``cmbdet calibrate`` chooses them
+again for a trained model on other subjects with ground truth (a site's own validation scans,
+or subjects whose CMB burden matches the population the model will serve) and writes a new
+model folder with the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmbdet.errors import InputError
+from cmbdet.evaluation.matching import cmb_centres
+from cmbdet.evaluation.metrics import SubjectScores, count
+from cmbdet.io.dataset import find_subjects, ground_truth_fingerprint, load_ground_truth
+from cmbdet.modelio import write_model_json
+
+log = logging.getLogger(__name__)
+
+# the thresholds tried, high first; finer near 1, where a confident classifier's scores crowd
+_THRESHOLDS = np.concatenate([[0.999, 0.998, 0.995], np.round(np.arange(0.99, 0.0, -0.01), 2)])
+
+
+@dataclass(frozen=True)
+class OperatingRule:
+    """How validation subjects set the thresholds (recorded in ``model.json``)."""
+
+    min_stage1_sensitivity: float = 0.98  # stage 1 keeps at least this
+    min_sensitivity: float = 0.95  # stage 1 + 2 keeps at least this...
+    # ...or, when set, the highest sensitivity at no more than this many false positives
+    # per subject (suits a stage 2 too weak for min_sensitivity)
+    max_fp_per_subject: float | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Chosen thresholds and what they reach on the validation subjects."""
+
+    stage1_threshold: float
+    threshold: float  # stage-2 probability
+    stage1_metrics: dict
+    metrics: dict
+
+    def to_json(self) -> dict:
+        """The ``model.json`` entries."""
+        return {
+            "threshold": self.threshold,
+            "stage1_threshold": self.stage1_threshold,
+            "validation_metrics": self.metrics,
+            "validation_metrics_stage1": self.stage1_metrics,
+        }
+
+
+def choose_operating_point(scored, rule: OperatingRule = OperatingRule()) -> OperatingPoint:
+    """Stage-1 threshold first (on stage-1 scores alone), then the stage-2 threshold among
+    the candidates that pass it.
+
+    Args:
+        scored: per subject (candidate world centres (N, 3) mm, stage-1 scores (N,),
+            stage-2 probabilities (N,), lesions).
+    """
+    stage1_threshold, stage1_metrics = choose_threshold(
+        [(world, s1, lesions) for world, s1, _, lesions in scored], rule.min_stage1_sensitivity
+    )
+    kept = [
+        (world, np.where(s1 >= stage1_threshold, s2, 0.0), les) for world, s1, s2, les in scored
+    ]
+    if rule.max_fp_per_subject is None:
+        threshold, metrics = choose_threshold(kept, rule.min_sensitivity)
+    else:
+        threshold, metrics = choose_threshold_for_fp_budget(kept, rule.max_fp_per_subject)
+    return OperatingPoint(stage1_threshold, threshold, stage1_metrics, metrics)
+
+
+def choose_threshold_for_fp_budget(validation, max_fp_per_subject: float) -> tuple[float, dict]:
+    """The threshold with the highest pooled validation sensitivity whose false positives per
+    subject stay within ``max_fp_per_subject`` (the highest such threshold on ties; the highest
+    threshold tried when none does).
+
+    Args:
+        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
+
+    Returns:
+        The threshold and its sensitivity, precision, F1 and false positives per subject.
+    """
+    best_threshold, best = float(_THRESHOLDS[0]), None
+    for threshold in _THRESHOLDS:
+        metrics = _validation_outcome(validation, float(threshold))
+        within = metrics["fp_per_subject"] <= max_fp_per_subject + 1e-9
+        if within and (best is None or metrics["sensitivity"] > best["sensitivity"] + 1e-9):
+            best_threshold, best = float(threshold), metrics
+    return best_threshold, best or _validation_outcome(validation, best_threshold)
+
+
+def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
+    """The highest score threshold whose pooled validation sensitivity reaches
+    ``min_sensitivity``, or, when no threshold does, all that the lowest threshold reaches.
+
+    Args:
+        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
+
+    Returns:
+        The threshold and its sensitivity, precision, F1 and false positives per subject.
+    """
+    # aim at min_sensitivity, or at all that is reachable when that is less
+    lowest = float(_THRESHOLDS[-1])
+    target = min(min_sensitivity, _validation_outcome(validation, lowest)["sensitivity"])
+    for threshold in _THRESHOLDS:
+        metrics = _validation_outcome(validation, float(threshold))
+        if metrics["sensitivity"] >= target - 1e-9:
+            return float(threshold), metrics
+    return lowest, metrics
+
+
+def _validation_outcome(validation, threshold: float) -> dict:
+    """Pooled counts at ``threshold``; no CMBs or no detections give 0 rather than NaN, as
+    model.json wants numbers."""
+    subjects = [
+        SubjectScores("", world, scores, *cmb_centres(lesions))
+        for world, scores, lesions in validation
+    ]
+    counts = count(subjects, threshold)
+    metrics = {k: float(np.nan_to_num(v)) for k, v in counts.to_json().items()}
+    return {**metrics, "cmbs": counts.true_positives + counts.false_negatives}
+
+
+def calibrate_model(
+    model_dir: str | Path | None,
+    data_dirs: list[Path],
+    out_dir: Path,
+    rule: OperatingRule = OperatingRule(),
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+) -> tuple[Path, OperatingPoint]:
+    """Choose a model's thresholds again on the subjects with ground truth in ``data_dirs``
+    and write the model, weights unchanged, to ``out_dir``.
+
+    Args:
+        model_dir: the model folder (None: the shipped model).
+        data_dirs: dataset folders (DESIGN.md layout) with ``lesions.csv`` or labels.
+        out_dir: the new model folder; an existing non-empty one only with ``overwrite``.
+
+    Raises:
+        InputError: no subjects with ground truth, an existing ``out_dir``, or bad files.
+    """
+    from cmbdet.pipeline.detector import Detector  # torch and the networks: only when used
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError(out_dir, "exists and is not empty; choose another --out or --overwrite")
+    detector = Detector.load(model_dir, device)
+    if out_dir.exists() and out_dir.resolve() == detector.folder.resolve():
+        raise InputError(out_dir, "is the model being calibrated; write to another folder")
+    subjects = {
+        f"{Path(folder).name}/{s.subject_id}": s
+        for folder in data_dirs
+        for s in find_subjects(folder)
+        if s.lesions_csv or s.labels
+    }
+    if not subjects:
+        raise InputError(data_dirs[0], "no subjects with ground truth (lesions.csv or labels)")
+    scored = []
+    for n, files in enumerate(subjects.values(), 1):
+        result = detector.detect(
+            files.swi, files.phase, mask_path=files.brainmask, stage1_threshold=0.0
+        )
+        candidates = result.candidates
+        scored.append(
+            (
+                np.array([[c.x_mm, c.y_mm, c.z_mm] for c in candidates]).reshape(-1, 3),
+                np.array([c.stage1_score for c in candidates]),
+                np.array([c.score for c in candidates]),
+                load_ground_truth(files) or [],
+            )
+        )
+        if n % 10 == 0 or n == len(subjects):
+            log.info("scored %d/%d calibration subjects", n, len(subjects))
+    point = choose_operating_point(scored, rule)
+    info = {
+        **detector.info,
+        **point.to_json(),
+        "calibration": {
+            "from_model": str(detector.folder),
+            "folders": [str(folder) for folder in data_dirs],
+            "fingerprint": ground_truth_fingerprint(subjects),
+            "subjects": len(subjects),
+            "rule": rule.to_json(),
+        },
+    }
+    _write_model_folder(detector.folder, info, out_dir)
+    return out_dir, point
+
+
+def _write_model_folder(source: Path, info: dict, out_dir: Path) -> None:
+    """The weights of ``source`` and ``info`` as model.json, staged beside ``out_dir`` and
+    moved into place (an existing folder is replaced only when complete)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for stage in ("stage1", "stage2"):
+        if stage in info:
+            shutil.copy2(source / info[stage]["weights"]["file"], staging)
+    write_model_json(staging, {**info, "name": out_dir.name})
+    json.loads((staging / "model.json").read_text())  # written whole
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
