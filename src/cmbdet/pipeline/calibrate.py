@@ -73,7 +73,8 @@ def choose_operating_point(scored, rule: OperatingRule = OperatingRule()) -> Ope
         [(world, s1, lesions) for world, s1, _, lesions in scored], rule.min_stage1_sensitivity
     )
     kept = [
-        (world, np.where(s1 >= stage1_threshold, s2, 0.0), les) for world, s1, s2, les in scored
+        (world, np.where(s1 >= stage1_threshold, s2, 0.0), lesions)
+        for world, s1, s2, lesions in scored
     ]
     if rule.max_fp_per_subject is None:
         threshold, metrics = choose_threshold(kept, rule.min_sensitivity)
