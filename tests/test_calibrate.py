@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cmbdet.cli import main
+from cmbdet.cli import build_parser, main
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import Lesion
 from cmbdet.modelio import read_model_json
@@ -156,3 +156,9 @@ def test_calibrate_command(make_random_model, calibration_data, tmp_path, capsys
     assert main(command) == 2
     err = capsys.readouterr().err
     assert "exists" in err and str(out) in err and err.count("\n") == 1
+
+
+def test_calibrate_command_defaults_are_the_rule_defaults():
+    args = build_parser().parse_args(["calibrate", "--data", "d", "--out", "o"])
+    rule = OperatingRule(args.min_stage1_sensitivity, args.min_sensitivity, args.max_fp)
+    assert rule == OperatingRule()

@@ -343,43 +343,27 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
     parser.add_argument("--out", type=Path, required=True, help="new model folder to write")
-    parser.add_argument(
-        "--min-sensitivity",
-        type=_positive_float,
-        default=0.95,
-        help="the highest stage-2 threshold keeping this sensitivity (default: 0.95)",
-    )
+    # the defaults of cmbdet.pipeline.calibrate.OperatingRule (not imported here: it loads torch)
+    for option, stage, default in (
+        ("--min-sensitivity", "stage-2", 0.95),
+        ("--min-stage1-sensitivity", "stage-1", 0.98),
+    ):
+        parser.add_argument(
+            option,
+            type=_positive_float,
+            default=default,
+            help=f"the highest {stage} threshold keeping this sensitivity (default: {default})",
+        )
     parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
-    parser.add_argument(
-        "--min-stage1-sensitivity",
-        type=_positive_float,
-        default=0.98,
-        help="the highest stage-1 threshold keeping this sensitivity (default: 0.98)",
-    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.set_defaults(handler=_run_calibrate)
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    import logging
+    from cmbdet.pipeline.run import calibrate_command
 
-    from cmbdet.pipeline.calibrate import OperatingRule, calibrate_model
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    rule = OperatingRule(args.min_stage1_sensitivity, args.min_sensitivity, args.max_fp)
-    out, point = calibrate_model(
-        args.model, args.data, args.out, rule, overwrite=args.overwrite, device=args.device
-    )
-    metrics = point.metrics
-    print(
-        f"stage-1 threshold {point.stage1_threshold:g}, stage-2 threshold {point.threshold:g}: "
-        f"sensitivity {metrics['sensitivity']:.1%}, {metrics['fp_per_subject']:.2f} false "
-        f"positives per subject on {int(metrics['subjects'])} subjects ({int(metrics['cmbs'])} "
-        f"CMBs)"
-    )
-    print(f"model written to {out}")
-    return EXIT_OK
+    return calibrate_command(args)
 
 
 # ----------------------------------------------------------------------------- demo

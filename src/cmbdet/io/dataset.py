@@ -337,6 +337,17 @@ def load_ground_truth(subject: SubjectFiles) -> list[Lesion] | None:
     return None
 
 
+def subjects_with_ground_truth(dataset_dirs) -> dict[str, SubjectFiles]:
+    """The subjects with ``lesions.csv`` or labels in these dataset folders, keyed
+    ``<folder name>/<subject id>`` (the keys of saved splits and of the fingerprint)."""
+    return {
+        f"{Path(folder).name}/{subject.subject_id}": subject
+        for folder in dataset_dirs
+        for subject in find_subjects(folder)
+        if subject.lesions_csv or subject.labels
+    }
+
+
 def ground_truth_fingerprint(subjects: dict[str, SubjectFiles]) -> str:
     """SHA-256 over the subjects' keys and ground-truth files: which data trained (or
     calibrated) a model."""

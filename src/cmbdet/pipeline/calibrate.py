@@ -8,7 +8,6 @@ model folder with the same weights.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,7 +18,11 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import cmb_centres
 from cmbdet.evaluation.metrics import SubjectScores, count
-from cmbdet.io.dataset import find_subjects, ground_truth_fingerprint, load_ground_truth
+from cmbdet.io.dataset import (
+    ground_truth_fingerprint,
+    load_ground_truth,
+    subjects_with_ground_truth,
+)
 from cmbdet.modelio import write_model_json
 
 log = logging.getLogger(__name__)
@@ -163,12 +166,7 @@ def calibrate_model(
     detector = Detector.load(model_dir, device)
     if out_dir.exists() and out_dir.resolve() == detector.folder.resolve():
         raise InputError(out_dir, "is the model being calibrated; write to another folder")
-    subjects = {
-        f"{Path(folder).name}/{s.subject_id}": s
-        for folder in data_dirs
-        for s in find_subjects(folder)
-        if s.lesions_csv or s.labels
-    }
+    subjects = subjects_with_ground_truth(data_dirs)
     if not subjects:
         raise InputError(data_dirs[0], "no subjects with ground truth (lesions.csv or labels)")
     scored = []
@@ -214,7 +212,6 @@ def _write_model_folder(source: Path, info: dict, out_dir: Path) -> None:
         if stage in info:
             shutil.copy2(source / info[stage]["weights"]["file"], staging)
     write_model_json(staging, {**info, "name": out_dir.name})
-    json.loads((staging / "model.json").read_text())  # written whole
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)

@@ -88,6 +88,26 @@ def train_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def calibrate_command(args: argparse.Namespace) -> int:
+    """Choose a model's thresholds again on validation subjects; write the new model."""
+    from cmbdet.pipeline.calibrate import OperatingRule, calibrate_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    rule = OperatingRule(args.min_stage1_sensitivity, args.min_sensitivity, args.max_fp)
+    out, point = calibrate_model(
+        args.model, args.data, args.out, rule, overwrite=args.overwrite, device=args.device
+    )
+    metrics = point.metrics
+    print(
+        f"stage-1 threshold {point.stage1_threshold:g}, stage-2 threshold {point.threshold:g}: "
+        f"sensitivity {metrics['sensitivity']:.1%}, {metrics['fp_per_subject']:.2f} false "
+        f"positives per subject on {int(metrics['subjects'])} subjects ({int(metrics['cmbs'])} "
+        f"CMBs)"
+    )
+    print(f"model written to {out}")
+    return EXIT_OK
+
+
 def demo_command(args: argparse.Namespace) -> int:
     """Generate a subject, detect, and compare with the generated truth."""
     from cmbdet.synth.dataset import generate_dataset

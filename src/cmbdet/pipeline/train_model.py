@@ -20,9 +20,9 @@ from cmbdet.evaluation.matching import cmb_centres, match_detections
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.dataset import (
     SubjectFiles,
-    find_subjects,
     ground_truth_fingerprint,
     load_ground_truth,
+    subjects_with_ground_truth,
 )
 from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.modelio import write_model_json
@@ -116,10 +116,9 @@ def train_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     subjects = {
-        f"{Path(folder).name}/{s.subject_id}": s
-        for folder in data_dirs
-        for s in find_subjects(folder)
-        if (s.lesions_csv or s.labels) and (only_subjects is None or s.subject_id in only_subjects)
+        key: files
+        for key, files in subjects_with_ground_truth(data_dirs).items()
+        if only_subjects is None or files.subject_id in only_subjects
     }
     splits_path = out_dir / "splits.json"
     if splits_path.exists():  # resuming: keep the split
@@ -150,11 +149,10 @@ def train_model(
     training_patch = PatchConfig(size=tuple(int(n) for n in np.add(config.patch.size, margin)))
     stage2_sets = []
     for n, subject_id in enumerate(splits["stage2"], 1):
-        stage2_sets.append(
-            _candidate_patches(stage1, _load(by_id[subject_id], config), training_patch)
-        )
+        patches, _, _ = _candidate_patches(stage1, _load(by_id[subject_id], config), training_patch)
+        stage2_sets.append(patches)
         _log_loaded(n, len(splits["stage2"]), "stage-2 training")
-    stage2_data = PatchSet.concatenate([p for p, _, _ in stage2_sets])
+    stage2_data = PatchSet.concatenate(stage2_sets)
     if len(stage2_data.labels) == 0:
         raise InputError(
             None,
