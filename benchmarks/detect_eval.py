@@ -180,12 +180,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--test", type=Path, nargs="+", required=True)
+    parser.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
     args = parser.parse_args()
-    detector = Detector.load(args.model)
+    detector = Detector.load(args.model, "cpu", args.precision)
     results = {folder.name: evaluate(detector, folder) for folder in args.test}
     print(
         f"model: {args.model} (stage-1 threshold {detector.info.get('stage1_threshold', 0):g}, "
-        f"stage-2 threshold {detector.threshold:g}, {detector.stage2_views} test-time views)\n"
+        f"stage-2 threshold {detector.threshold:g}, {detector.stage2_views} test-time views, "
+        f"{detector.dtype})\n"
     )
     print(
         "| test set | subjects | CMBs | stage 1 sensitivity | stage 1 FP/subject | FRST FP/subject "

@@ -58,13 +58,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5, help="subjects per test set")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    detector = Detector.load(args.model)
+    detector = Detector.load(args.model, "cpu", args.precision)
     model_load = time.perf_counter() - started
-    print(f"torch threads {torch.get_num_threads()}; model load {model_load:.2f} s")
+    print(
+        f"torch threads {torch.get_num_threads()}; {detector.dtype}; model load {model_load:.2f} s"
+    )
     columns = [*STAGES, "write", "total", "floor"]
     print("| test set | " + " | ".join(columns) + " | total / floor |")
     print("|---" * (len(columns) + 2) + "|")

@@ -1,4 +1,5 @@
-"""Where the networks run: ``--device auto|cpu|cuda``; the CUDA comparison needs a GPU."""
+"""Where the networks run (``--device auto|cpu|cuda``) and in which number format
+(``--precision auto|float32|bfloat16``); the CUDA comparison needs a GPU."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from cmbdet import cli
 from cmbdet.cli import main
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import find_subjects
+from cmbdet.modelio import (
+    PRECISIONS,
+    network_input,
+    prepare_for_inference,
+    resolve_precision,
+)
 from cmbdet.pipeline.detector import Detector
+from cmbdet.stage1.model import CandidateNet, Stage1Config
+from cmbdet.stage2.model import PatchClassifier, Stage2Config
 from cmbdet.synth.dataset import generate_dataset
 from cmbdet.training import resolve_device
 
@@ -51,8 +61,63 @@ def test_detect_with_cuda_on_a_machine_without_it_exits_2(
     assert main([*argv, *model, "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "device cuda" in err and err.count("\n") == 1 and not out.exists()
-    assert main([*argv, *model, "--device", "cpu"]) == 0
-    assert json.loads((out / "run.json").read_text())["device"] == "cpu"
+    assert main([*argv, *model, "--device", "cpu", "--precision", "float32"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["device"] == "cpu" and record["precision"] == "float32"
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_that_has_it(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    assert resolve_precision("auto", cpu) == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", cpu) == torch.bfloat16
+    assert resolve_precision("auto", gpu) == torch.float32  # thresholds were chosen in float32
+    assert resolve_precision("float32", cpu) == torch.float32
+    assert resolve_precision("bfloat16", gpu) == torch.bfloat16
+    with pytest.raises(InputError, match="unknown precision 'half'"):
+        resolve_precision("half", cpu)
+    assert cli.PRECISIONS == PRECISIONS  # the CLI spells them out so as not to load torch
+
+
+def test_bfloat16_networks_give_the_float32_outputs_to_within_rounding():
+    torch.manual_seed(0)
+    stage1 = CandidateNet(Stage1Config(in_channels=5, widths=(8, 16, 16, 16), neck_width=16))
+    stage2 = PatchClassifier(Stage2Config(widths=(4, 4, 8, 8, 8), dense=(4, 4)))
+    slices, patches = torch.randn(2, 5, 64, 48), torch.randn(3, 2, 20, 20, 7)
+    cpu = torch.device("cpu")
+    for net, batch in ((stage1, slices), (stage2, patches)):
+        exact = prepare_for_inference(net, cpu, torch.float32)
+        rounded = prepare_for_inference(net, cpu, torch.bfloat16)
+        inputs = network_input(batch, rounded)
+        layout = {4: torch.channels_last, 5: torch.channels_last_3d}[batch.dim()]
+        assert inputs.dtype == torch.bfloat16 and inputs.is_contiguous(memory_format=layout)
+        with torch.inference_mode():
+            want, got = exact(network_input(batch, exact)), rounded(inputs)
+        if isinstance(want, dict):
+            want, got = want["heatmap"], got["heatmap"]
+        difference = (torch.sigmoid(want) - torch.sigmoid(got.float())).abs().max()
+        assert 0 < difference < 0.02  # rounded, not converted back to float32 somewhere
+        assert next(net.parameters()).dtype == torch.float32  # the original is left alone
+
+
+def test_bfloat16_detects_what_float32_detects(subject):
+    results = {
+        precision: Detector.load(None, "cpu", precision).detect(subject.swi, subject.phase)
+        for precision in ("float32", "bfloat16")
+    }
+    assert results["bfloat16"].record["precision"] == "bfloat16"
+    exact, rounded = (
+        [(np.array([c.x_mm, c.y_mm, c.z_mm]), c.stage1_score, c.score) for c in r.candidates]
+        for r in (results["float32"], results["bfloat16"])
+    )
+    threshold = results["float32"].record["stage1_threshold"]
+    clear = [c for c in exact if c[1] > threshold + 0.05]  # not at the stage-1 cut
+    assert clear
+    for centre, _, score in clear:
+        partner = min(rounded, key=lambda c: np.linalg.norm(centre - c[0]))
+        assert np.linalg.norm(centre - partner[0]) < 1.0 and abs(partner[2] - score) < 0.05
 
 
 @pytest.mark.gpu

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from cmbdet.stage1.decode import SliceDetections, decode
+from cmbdet.stage1.inference import BRAIN_MARGIN, detect_slices
 from cmbdet.stage1.link import link_slices
 from cmbdet.stage1.model import CandidateNet, Stage1Config, pad_to_multiple
 from cmbdet.stage1.targets import make_targets
@@ -119,6 +122,42 @@ def test_decode_of_nothing_is_empty():
 
 def _slice(boxes, scores):
     return SliceDetections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32))
+
+
+class _CornerNet(torch.nn.Module):
+    """Stands in for the stage-1 network: one confident 4-px box at the first pixel of every
+    image it is given, and a log of the batch shapes."""
+
+    config = Stage1Config()
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+        self.shapes = []
+
+    def forward(self, images):
+        self.shapes.append(tuple(images.shape))
+        batch, _, height, width = images.shape
+        heatmap = torch.full((batch, 1, height // 4, width // 4), -10.0)
+        heatmap[:, :, 0, 0] = 10.0
+        zeros = torch.zeros((batch, 2, height // 4, width // 4))
+        return {"heatmap": heatmap, "offset": zeros, "size": zeros + math.log(4)}
+
+
+def test_each_batch_of_slices_is_cropped_to_its_own_brain_and_boxes_map_back():
+    images = np.ones((12, 2, 100, 90), np.float32)
+    brain = np.zeros((100, 90, 12), bool)
+    brain[30:50, 40:60, 0:8] = True  # one batch of 8 slices with a small brain
+    brain[20:80, 10:70, 8:10] = True  # the next two larger; slices 10 and 11 without brain
+    net = _CornerNet()
+    found = detect_slices(net, images, brain, batch_size=8)
+    margin = BRAIN_MARGIN
+    assert net.shapes == [(8, 2, 48, 48), (2, 2, 80, 80)]  # crops 36 and 76 px, padded to 16s
+    assert [len(d.scores) for d in found] == [1] * 10 + [0, 0]
+    for z, corner in ((0, (30, 40)), (7, (30, 40)), (8, (20, 10)), (9, (20, 10))):
+        np.testing.assert_allclose(found[z].centres[0], np.subtract(corner, margin))
+    found = detect_slices(_CornerNet(), images, None)  # no mask: whole slices, all of them
+    assert all(np.allclose(d.centres, [[0, 0]]) for d in found)
 
 
 def test_linking_joins_a_blob_over_three_slices_and_keeps_others_apart():

@@ -21,6 +21,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 PRESETS = ("hr", "lr", "tiny")
+PRECISIONS = ("auto", "float32", "bfloat16")  # cmbdet.modelio.PRECISIONS (that loads torch)
 MAX_FP_HELP = (
     "choose the operating threshold as the highest validation sensitivity at no more than "
     "this many false positives per subject (default: the highest threshold keeping 95%% "
@@ -160,6 +161,24 @@ def _pair_index(pairs: list[set[str]], letter: str) -> int:
 # ----------------------------------------------------------------------------- synth
 
 
+def _add_network_options(parser: argparse.ArgumentParser) -> None:
+    """--device and --precision: where the networks run, in which number format."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the networks run: auto (a CUDA GPU when PyTorch sees one, else the CPU), "
+        "cpu, cuda or cuda:N (default: auto)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="number format of the networks: auto (bfloat16 on a CPU that has it in hardware, "
+        "~2x faster, same detections; else float32), float32 (results that do not depend on "
+        "the CPU) or bfloat16 (default: auto)",
+    )
+
+
 def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "synth",
@@ -257,12 +276,7 @@ def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.add_argument("--threshold", type=float, help="stage-2 operating threshold")
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="where the networks run: auto (a CUDA GPU when PyTorch sees one, else the CPU), "
-        "cpu, cuda or cuda:N (default: auto)",
-    )
+    _add_network_options(parser)
     parser.add_argument("--phase-units", choices=("auto", "radians", "integer"), default="auto")
     parser.add_argument("--phase-handedness", choices=("auto", "right", "left"), default="auto")
     parser.add_argument("--phase-kind", choices=("auto", "filtered", "raw"), default="auto")
@@ -356,7 +370,7 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
         )
     parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_network_options(parser)
     parser.set_defaults(handler=_run_calibrate)
 
 
@@ -379,7 +393,7 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     parser.add_argument("--out", type=Path, default=Path("cmbdet-demo"), help="output folder")
     parser.add_argument("--preset", choices=PRESETS, default="lr")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_network_options(parser)
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.set_defaults(handler=_run_demo)

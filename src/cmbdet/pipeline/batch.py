@@ -70,6 +70,7 @@ class DetectSettings:
     handedness: str = "auto"
     phase_kind: str = "auto"
     device: str = "auto"  # where the networks run in each worker: auto, cpu, cuda, cuda:N
+    precision: str = "auto"  # their number format: auto, float32, bfloat16
 
     def detect_options(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`Detector.detect`."""
@@ -164,7 +165,7 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
 
     started = time.perf_counter()
     try:
-        detector = _process_detector(settings.model_dir, settings.device)
+        detector = _process_detector(settings)
         result = detector.detect(
             subject.swi,
             subject.phase,
@@ -207,18 +208,19 @@ def failed_row(
     )
 
 
-_detectors: dict[tuple[Path | None, str], Detector] = {}
+_detectors: dict[tuple[Path | None, str, str], Detector] = {}
 _detectors_lock = threading.Lock()  # a Dask worker may run several tasks on threads
 
 
-def _process_detector(model_dir: Path | None, device: str = "auto") -> Detector:
+def _process_detector(settings: DetectSettings) -> Detector:
     """The model, loaded once per process."""
+    key = settings.model_dir, settings.device, settings.precision
     with _detectors_lock:
-        if (model_dir, device) not in _detectors:
+        if key not in _detectors:
             from cmbdet.pipeline.detector import Detector
 
-            _detectors[model_dir, device] = Detector.load(model_dir, device)
-        return _detectors[model_dir, device]
+            _detectors[key] = Detector.load(*key)
+        return _detectors[key]
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -255,7 +257,7 @@ def run_batch(
     out_dir = Path(out_dir)
     check_batch_folder(out_dir, subjects)
     # loaded here first, so that a bad --model or --device is one error, not one per subject
-    detector = _process_detector(settings.model_dir, settings.device)
+    detector = _process_detector(settings)
     rows, jobs = _plan(subjects, out_dir, _made_with(detector, settings), overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out_dir)

@@ -146,6 +146,7 @@ def calibrate_model(
     *,
     overwrite: bool = False,
     device: str = "auto",
+    precision: str = "auto",
 ) -> tuple[Path, OperatingPoint]:
     """Choose a model's thresholds again on the subjects with ground truth in ``data_dirs``
     and write the model, weights unchanged, to ``out_dir``.
@@ -163,7 +164,7 @@ def calibrate_model(
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(out_dir, "exists and is not empty; choose another --out or --overwrite")
-    detector = Detector.load(model_dir, device)
+    detector = Detector.load(model_dir, device, precision)
     if out_dir.exists() and out_dir.resolve() == detector.folder.resolve():
         raise InputError(out_dir, "is the model being calibrated; write to another folder")
     subjects = subjects_with_ground_truth(data_dirs)
@@ -195,6 +196,7 @@ def calibrate_model(
             "fingerprint": ground_truth_fingerprint(subjects),
             "subjects": len(subjects),
             "rule": rule.to_json(),
+            "precision": str(detector.dtype).removeprefix("torch."),
         },
     }
     _write_model_folder(detector.folder, info, out_dir)

@@ -21,7 +21,12 @@ import cmbdet
 from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
-from cmbdet.modelio import fold_batch_norm, load_weights, read_model_json
+from cmbdet.modelio import (
+    load_weights,
+    prepare_for_inference,
+    read_model_json,
+    resolve_precision,
+)
 from cmbdet.pipeline.checks import check_memory, check_swi_geometry
 from cmbdet.preprocess.pipeline import PreprocessConfig, preprocess, slice_images
 from cmbdet.stage1.inference import detect_candidates
@@ -97,26 +102,34 @@ class Detector:
         threshold: float,
         info: dict,
         device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
     ):
-        self.device = torch.device(device)
+        self.device, self.dtype = torch.device(device), dtype
         self.folder = Path(folder)
-        # inference copies with batch norm folded into the convolutions
-        self.stage1 = fold_batch_norm(stage1).to(self.device)
-        self.stage2 = fold_batch_norm(stage2).to(self.device) if stage2 is not None else None
+        # inference copies: batch norm folded into the convolutions, in the chosen precision
+        self.stage1 = prepare_for_inference(stage1, self.device, dtype)
+        self.stage2 = None
+        if stage2 is not None:
+            self.stage2 = prepare_for_inference(stage2, self.device, dtype)
         self.preprocess_config, self.patch_config = preprocess_config, patch_config
         self.threshold, self.info = threshold, info
         # test-time symmetries averaged by stage 2; the threshold was chosen with this count
         self.stage2_views = int(info.get("stage2", {}).get("test_views", 1))
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, device: str = "auto") -> Detector:
+    def load(
+        cls, folder: str | Path | None = None, device: str = "auto", precision: str = "auto"
+    ) -> Detector:
         """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled);
         by default the model shipped inside the package.
 
         ``device``: ``auto`` runs the networks on a CUDA GPU when PyTorch sees one, else on
         the CPU; ``cpu``, ``cuda`` or ``cuda:N`` choose. Preprocessing runs on the CPU.
+        ``precision``: ``auto`` (bfloat16 on CPUs that have it in hardware, else float32),
+        ``float32`` or ``bfloat16``; see :func:`cmbdet.modelio.resolve_precision`.
         """
         device = resolve_device(device)
+        dtype = resolve_precision(precision, device)
         folder = Path(folder) if folder is not None else default_model_dir()
         info = read_model_json(folder)
         stage1 = load_weights(
@@ -141,6 +154,7 @@ class Detector:
             float(info.get("threshold", 0.5)),
             info,
             device,
+            dtype,
         )
 
     def detect(
@@ -219,9 +233,7 @@ class Detector:
         )
         images = slice_images(pre)
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
-        linked = detect_candidates(
-            self.stage1, images, pre.spacing_mm[0], pre.brain, device=self.device
-        )
+        linked = detect_candidates(self.stage1, images, pre.spacing_mm[0], pre.brain)
         if stage1_threshold is None:
             stage1_threshold = float(self.info.get("stage1_threshold", 0.0))
         linked = [c for c in linked if c.score >= stage1_threshold]  # the stage-1 operating point
@@ -229,9 +241,7 @@ class Detector:
         model_centres = np.array([c.centre for c in linked]).reshape(-1, 3)
         if self.stage2 is not None and len(linked):
             patches = extract_patches(pre.swi, pre.phase_norm, model_centres, self.patch_config)
-            scores = score_patches(
-                self.stage2, patches, device=self.device, views=self.stage2_views
-            )
+            scores = score_patches(self.stage2, patches, views=self.stage2_views)
         else:
             scores = np.array([c.score for c in linked], dtype=np.float32)
         timings["stage2"] = time.perf_counter() - clock
@@ -272,6 +282,7 @@ class Detector:
             "stage1_threshold": stage1_threshold,
             "stage2_views": self.stage2_views,
             "device": str(self.device),
+            "precision": str(self.dtype).removeprefix("torch."),
             "preprocessing": pre.record(),
             "timings_s": timings,
             "candidates": len(candidates),

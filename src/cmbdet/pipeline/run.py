@@ -57,6 +57,7 @@ def _detect_settings(args: argparse.Namespace) -> DetectSettings:
         handedness=args.phase_handedness,
         phase_kind=args.phase_kind,
         device=args.device,
+        precision=args.precision,
     )
 
 
@@ -67,7 +68,7 @@ def _detect_single(args: argparse.Namespace) -> int:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
     check_output_folder(args.out, args.overwrite)
     settings = _detect_settings(args)
-    detector = Detector.load(settings.model_dir, settings.device)
+    detector = Detector.load(settings.model_dir, settings.device, settings.precision)
     result = detector.detect(
         args.swi, args.phase, args.magnitude, args.mask, **settings.detect_options()
     )
@@ -95,7 +96,13 @@ def calibrate_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rule = OperatingRule(args.min_stage1_sensitivity, args.min_sensitivity, args.max_fp)
     out, point = calibrate_model(
-        args.model, args.data, args.out, rule, overwrite=args.overwrite, device=args.device
+        args.model,
+        args.data,
+        args.out,
+        rule,
+        overwrite=args.overwrite,
+        device=args.device,
+        precision=args.precision,
     )
     metrics = point.metrics
     print(
@@ -117,7 +124,7 @@ def demo_command(args: argparse.Namespace) -> int:
         raise InputError(
             args.out, "exists and holds files a demo did not write; choose another --out"
         )
-    detector = Detector.load(args.model, args.device)
+    detector = Detector.load(args.model, args.device, args.precision)
     with tempfile.TemporaryDirectory() as scratch:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)
         (subject,) = find_subjects(data)

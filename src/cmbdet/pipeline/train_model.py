@@ -48,6 +48,10 @@ class TrainModelConfig:
     preprocess: PreprocessConfig = PreprocessConfig(
         target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
     )
+    # the stage-1 network (in_channels follows ``preprocess``): one neck conv of 32 channels
+    # and no residual block at stride 4 cost a third of the class defaults with the same
+    # accuracy (benchmarks/RESULTS.md)
+    network: Stage1Config = Stage1Config(neck_width=32, neck_convs=1, residual_blocks=(0, 1, 1))
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)
@@ -141,7 +145,7 @@ def train_model(
             )
         )
         _log_loaded(n, len(splits["stage1"]), "stage-1 training")
-    stage1_config = Stage1Config(in_channels=config.preprocess.channels)
+    stage1_config = replace(config.network, in_channels=config.preprocess.channels)
     stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, stage1_config)
     del volumes
 

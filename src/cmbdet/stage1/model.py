@@ -27,6 +27,8 @@ class Stage1Config(JsonConfig):
     in_channels: int = 2  # averaged SWI, complemented phase
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)  # strides 2, 4, 8, 16
     neck_width: int = 48
+    neck_convs: int = 2  # 3x3 convs after the top-down merge, at stride 4
+    residual_blocks: tuple[int, int, int] = (1, 1, 1)  # after the downsampling of strides 4-16
     stride: int = 4  # output grid stride, pixels
     focal_alpha: float = 2.0  # CenterNet focal loss exponents
     focal_beta: float = 4.0
@@ -52,6 +54,12 @@ class _Residual(nn.Module):
         return x + self.body(x)
 
 
+def _downsample_stage(in_channels: int, out_channels: int, blocks: int) -> nn.Sequential:
+    """Stride-2 conv, then ``blocks`` residual blocks."""
+    residuals = [_Residual(out_channels) for _ in range(blocks)]
+    return nn.Sequential(_conv(in_channels, out_channels, stride=2), *residuals)
+
+
 class CandidateNet(nn.Module):
     """Backbone (strides 2-16), top-down neck to stride 4, dense head.
 
@@ -65,12 +73,13 @@ class CandidateNet(nn.Module):
         self.config = config
         w1, w2, w3, w4 = config.widths
         self.stem = _conv(config.in_channels, w1, stride=2)
-        self.stage2 = nn.Sequential(_conv(w1, w2, stride=2), _Residual(w2))
-        self.stage3 = nn.Sequential(_conv(w2, w3, stride=2), _Residual(w3))
-        self.stage4 = nn.Sequential(_conv(w3, w4, stride=2), _Residual(w4))
+        blocks2, blocks3, blocks4 = config.residual_blocks
+        self.stage2 = _downsample_stage(w1, w2, blocks2)
+        self.stage3 = _downsample_stage(w2, w3, blocks3)
+        self.stage4 = _downsample_stage(w3, w4, blocks4)
         n = config.neck_width
         self.lateral = nn.ModuleList([nn.Conv2d(w, n, 1) for w in (w2, w3, w4)])
-        self.smooth = nn.Sequential(_conv(n, n), _conv(n, n))
+        self.smooth = nn.Sequential(*[_conv(n, n) for _ in range(config.neck_convs)])
         self.heatmap = nn.Conv2d(n, 1, 1)
         self.offset = nn.Conv2d(n, 2, 1)
         self.size = nn.Conv2d(n, 2, 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmbdet.modelio import save_weights
+from cmbdet.modelio import network_input, save_weights
 from cmbdet.stage2.model import PatchClassifier, Stage2Config
 from cmbdet.training import TrainConfig, default_device, train
 
@@ -175,10 +175,10 @@ def score_patches(
     net: PatchClassifier,
     patches: np.ndarray,
     batch_size: int = 128,
-    device: torch.device | str = "cpu",
     views: int = 1,
 ) -> np.ndarray:
-    """CMB probability (N,) of each patch (N, C, X, Y, Z); ``net`` must be on ``device``.
+    """CMB probability (N,) of each patch (N, C, X, Y, Z), the network running where it is
+    (device, dtype: see :func:`cmbdet.modelio.prepare_for_inference`).
 
     ``views`` > 1 averages the logits over the first ``views`` symmetries of :data:`VIEWS`
     (test-time augmentation; the model's threshold must have been chosen with the same count).
@@ -188,7 +188,8 @@ def score_patches(
     net.eval()
     scores = []
     for i in range(0, len(patches), batch_size):
-        batch = torch.from_numpy(patches[i : i + batch_size].astype(np.float32)).to(device)
-        logits = torch.stack([net(_view(batch, view)) for view in VIEWS[:views]]).mean(0)
+        batch = torch.from_numpy(patches[i : i + batch_size].astype(np.float32))
+        views_logits = [net(network_input(_view(batch, view), net)) for view in VIEWS[:views]]
+        logits = torch.stack(views_logits).float().mean(0)
         scores.append(torch.sigmoid(logits).cpu())
     return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
