@@ -7,7 +7,8 @@ For each subject, preprocessed once per preprocessing configuration: the FRST ca
 detector on the preprocessed SWI (:func:`cmbdet.stage1.frst.frst_candidates`), then stage 1
 (network over the slices, decoding, linking: what ``detect`` times as ``stage1``) of every model
 in every precision, in turn, so that a busy machine slows them all alike. Medians per test set;
-the ratio FRST / stage 1 is the issue's speed target (>= 20x).
+the ratio FRST / stage 1 is the issue's speed target (>= 20x). FRST is NumPy/SciPy and runs on
+one core; stage 1 uses torch's threads (``--threads 1`` for a one-core comparison).
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10, help="subjects per test set")
     parser.add_argument("--models", type=Path, nargs="+", default=[None])
     parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     detectors = {
         f"{model.name if model else 'shipped'} {precision}": Detector.load(model, "cpu", precision)
         for model in args.models

@@ -138,10 +138,10 @@ def network_input(batch: torch.Tensor, net: torch.nn.Module) -> torch.Tensor:
     """``batch`` (B, C, ...) on the device, in the dtype and layout of a network made by
     :func:`prepare_for_inference`."""
     parameter = next(net.parameters())
-    batch = batch.to(device=parameter.device, dtype=parameter.dtype)
+    layout = torch.preserve_format
     if _channels_last(parameter.device, parameter.dtype):
-        batch = batch.contiguous(memory_format=_layout(batch.dim()))
-    return batch
+        layout = _layout(batch.dim())
+    return batch.to(device=parameter.device, dtype=parameter.dtype, memory_format=layout)
 
 
 def _channels_last(device: torch.device, dtype: torch.dtype) -> bool:

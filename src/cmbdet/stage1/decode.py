@@ -54,24 +54,27 @@ def decode(
     batch, _, height, width = probability.shape
     flat = probability.view(batch, -1)
     k = min(max_detections, flat.shape[1])
-    scores, indices = flat.topk(k, dim=1)  # (B, k)
-    results = []
-    for b in range(batch):
-        keep = scores[b] >= score_threshold
-        index = indices[b][keep]
-        ix, iy = index // width, index % width
-        offset = outputs["offset"][b, :, ix, iy].float()  # (2, n)
-        size = torch.exp(outputs["size"][b, :, ix, iy].float().clamp(-2.0, 6.0))  # (2, n)
-        cx = (ix.float() + offset[0]) * stride
-        cy = (iy.float() + offset[1]) * stride
-        boxes = torch.stack(
-            [cx - size[0] / 2, cy - size[1] / 2, cx + size[0] / 2, cy + size[1] / 2], dim=1
-        )
-        box_scores = scores[b][keep]
-        if valid_shape is not None:
-            inside = (cx < valid_shape[0]) & (cy < valid_shape[1])
-            boxes, box_scores = boxes[inside], box_scores[inside]
-        results.append(
-            SliceDetections(boxes.numpy().astype(np.float32), box_scores.numpy().astype(np.float32))
-        )
-    return results
+    scores, indices = flat.topk(k, dim=1)  # (B, k), all images at once
+    ix, iy = indices // width, indices % width
+    image = torch.arange(batch)[:, None].expand_as(indices)
+    offset = outputs["offset"].float()[image, :, ix, iy]  # (B, k, 2)
+    size = torch.exp(outputs["size"].float()[image, :, ix, iy].clamp(-2.0, 6.0))  # (B, k, 2)
+    cx = (ix + offset[..., 0]) * stride
+    cy = (iy + offset[..., 1]) * stride
+    boxes = torch.stack(
+        [
+            cx - size[..., 0] / 2,
+            cy - size[..., 1] / 2,
+            cx + size[..., 0] / 2,
+            cy + size[..., 1] / 2,
+        ],
+        dim=2,
+    )  # (B, k, 4)
+    keep = scores >= score_threshold
+    if valid_shape is not None:
+        keep &= (cx < valid_shape[0]) & (cy < valid_shape[1])
+    boxes, scores, keep = boxes.numpy(), scores.numpy(), keep.numpy()
+    return [
+        SliceDetections(boxes[b][keep[b]].astype(np.float32), scores[b][keep[b]].astype(np.float32))
+        for b in range(batch)
+    ]

@@ -47,16 +47,21 @@ def detect_slices(
     for start in range(0, len(todo), batch_size):
         chosen = todo[start : start + batch_size]
         x0, x1, y0, y1 = _crop_box(brain[:, :, chosen] if with_brain else None, images.shape[2:])
-        batch = torch.from_numpy(
-            np.ascontiguousarray(images[chosen, :, x0:x1, y0:y1], dtype=np.float32)
-        )
-        outputs = net(network_input(pad_to_multiple(batch), net))
+        outputs = net(network_input(pad_to_multiple(_crop(images, chosen, x0, x1, y0, y1)), net))
         outputs = {k: v.float().cpu() for k, v in outputs.items()}
         found = decode(outputs, net.config.stride, score_threshold, valid_shape=(x1 - x0, y1 - y0))
         shift = np.array([x0, y0, x0, y0], np.float32)
         for z, detections in zip(chosen, found, strict=True):
             results[z] = SliceDetections(detections.boxes + shift, detections.scores)
     return results
+
+
+def _crop(images: np.ndarray, chosen: np.ndarray, x0: int, x1: int, y0: int, y1: int):
+    """images[chosen, :, x0:x1, y0:y1] as a tensor: a view (no copy) when ``chosen`` is a run
+    of consecutive slices, as it nearly always is."""
+    if np.all(np.diff(chosen) == 1):
+        return torch.from_numpy(images[chosen[0] : chosen[-1] + 1, :, x0:x1, y0:y1])
+    return torch.from_numpy(images[chosen, :, x0:x1, y0:y1])
 
 
 def _crop_box(brain: np.ndarray | None, shape: tuple[int, int]) -> tuple[int, int, int, int]:

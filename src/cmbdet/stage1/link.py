@@ -51,43 +51,42 @@ def link_slices(
     Returns:
         Candidates sorted by score, highest first (empty list when nothing was detected).
     """
-    rows = [
-        (z, box, score)
-        for z, d in enumerate(detections)
-        for box, score in zip(d.boxes, d.scores, strict=True)
-    ]
-    if not rows:
+    counts = [len(d.scores) for d in detections]
+    if sum(counts) == 0:
         return []
-    slices = np.array([r[0] for r in rows])
-    boxes = np.array([r[1] for r in rows], dtype=np.float64).reshape(-1, 4)
-    scores = np.array([r[2] for r in rows], dtype=np.float64)
+    slices = np.repeat(np.arange(len(detections)), counts)  # (N,) slice of each box
+    boxes = np.concatenate([d.boxes for d in detections]).astype(np.float64)  # (N, 4)
+    scores = np.concatenate([d.scores for d in detections]).astype(np.float64)  # (N,)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    limit_px = max_distance_mm / pixel_mm
+    first = np.concatenate([[0], np.cumsum(counts)])  # boxes of slice z: first[z]:first[z+1]
 
-    pairs_a, pairs_b = [], []
+    pairs = [np.zeros((0, 2), np.int64)]
     for gap in range(1, max_slice_gap + 1):
-        for a in np.flatnonzero(np.isin(slices + gap, slices)):
-            b = np.flatnonzero(slices == slices[a] + gap)
-            close = np.linalg.norm(centres[b] - centres[a], axis=1) <= limit_px
-            pairs_a += [a] * int(close.sum())
-            pairs_b += list(b[close])
-    n = len(rows)
-    graph = coo_matrix((np.ones(len(pairs_a)), (pairs_a, pairs_b)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
+        for z in range(len(detections) - gap):
+            a = np.arange(first[z], first[z + 1])
+            b = np.arange(first[z + gap], first[z + gap + 1])
+            if a.size and b.size:
+                distance = np.linalg.norm(centres[a, None] - centres[None, b], axis=2)
+                close_a, close_b = np.nonzero(distance <= max_distance_mm / pixel_mm)
+                pairs.append(np.stack([a[close_a], b[close_b]], axis=1))
+    pairs = np.concatenate(pairs)
+    n = len(scores)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    count, component = connected_components(graph, directed=False)
+    return _candidates(component, count, slices, boxes, scores, centres)
 
-    candidates = []
-    for label in np.unique(component):
-        members = np.flatnonzero(component == label)
-        weights = scores[members] / scores[members].sum()
-        centre_xy = weights @ centres[members]
-        centre_z = float(weights @ slices[members])
-        extent = boxes[members, 2:] - boxes[members, :2]
-        candidates.append(
-            LinkedCandidate(
-                centre=np.array([centre_xy[0], centre_xy[1], centre_z]),
-                size_px=extent.max(axis=0),
-                slices=int(np.unique(slices[members]).size),
-                score=float(scores[members].max()),
-            )
-        )
-    return sorted(candidates, key=lambda c: -c.score)
+
+def _candidates(component, count, slices, boxes, scores, centres) -> list[LinkedCandidate]:
+    """One candidate per component label (0..count-1) of the boxes, highest score first."""
+    weight_sum = np.bincount(component, scores, count)
+    centre = np.stack(
+        [np.bincount(component, scores * v, count) / weight_sum for v in (*centres.T, slices)],
+        axis=1,
+    )  # (count, 3) score-weighted x, y, slice
+    size = np.zeros((count, 2))
+    np.maximum.at(size, component, boxes[:, 2:] - boxes[:, :2])
+    best = np.zeros(count)
+    np.maximum.at(best, component, scores)
+    spans = np.bincount(np.unique(np.stack([component, slices]), axis=1)[0], minlength=count)
+    order = np.argsort(-best, kind="stable")
+    return [LinkedCandidate(centre[k], size[k], int(spans[k]), float(best[k])) for k in order]
