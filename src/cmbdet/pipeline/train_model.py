@@ -48,10 +48,10 @@ class TrainModelConfig:
     preprocess: PreprocessConfig = PreprocessConfig(
         target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
     )
-    # the stage-1 network (in_channels follows ``preprocess``): one neck conv of 32 channels
-    # and no residual block at stride 4 cost a third of the class defaults with the same
-    # accuracy (benchmarks/RESULTS.md)
-    network: Stage1Config = Stage1Config(neck_width=32, neck_convs=1, residual_blocks=(0, 1, 1))
+    # the stage-1 network (in_channels follows ``preprocess``); a lighter one (one 32-channel
+    # neck conv, no residual block at stride 4) ran 1.6x faster but missed more small CMBs on
+    # the HR test subjects (benchmarks/RESULTS.md)
+    network: Stage1Config = Stage1Config()
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)
