@@ -123,8 +123,8 @@ def test_bfloat16_detects_what_float32_detects(subject):
 @pytest.mark.gpu
 def test_cuda_gives_the_cpu_candidates(subject, make_random_model):
     model = make_random_model("gpu-model", 0.0)
-    on_cpu = Detector.load(model, "cpu").detect(subject.swi, subject.phase)
-    on_gpu = Detector.load(model, "cuda").detect(subject.swi, subject.phase)
+    on_cpu = Detector.load(model, "cpu", "float32").detect(subject.swi, subject.phase)
+    on_gpu = Detector.load(model, "cuda", "float32").detect(subject.swi, subject.phase)
     assert on_gpu.record["device"].startswith("cuda")
     assert len(on_gpu.candidates) == len(on_cpu.candidates) > 0
     centres = [np.array([[c.x_mm, c.y_mm, c.z_mm] for c in r.candidates]) for r in (on_cpu, on_gpu)]
