@@ -176,6 +176,18 @@ def test_a_rerun_with_another_model_is_refused(dataset, quick_run, tmp_path, cap
     assert len(error) == 1 and "sub-0000" in error[0] and "--overwrite" in error[0]
 
 
+def test_a_rerun_in_another_precision_is_refused(dataset, quick_model, quick_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(quick_run, out)
+    used = json.loads((out / "sub-0000" / "run.json").read_text())["precision"]
+    other = {"float32": "bfloat16", "bfloat16": "float32"}[used]
+    assert _detect(dataset, out, quick_model, "--precision", other) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "sub-0000" in error[0] and "--precision" in error[0]
+    assert _detect(dataset, out, quick_model, "--precision", used) == 0
+    assert [r["status"] for r in _log(out)] == ["skipped"] * 3
+
+
 def test_a_folder_with_other_files_is_refused(dataset, quick_model, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 
@@ -115,6 +116,7 @@ def test_calibrate_writes_a_model_with_the_same_weights_and_new_thresholds(
     )
     assert info["validation_metrics"]["fp_per_subject"] <= 1.0
     assert info["calibration"]["subjects"] == 2 and info["calibration"]["rule"] == rule.to_json()
+    assert info["calibration"]["precision"] == "float32"
     assert info["name"] == "calibrated" and original["name"] == "to-calibrate"
     detector = Detector.load(out, device="cpu")
     assert detector.threshold == point.threshold
@@ -162,3 +164,6 @@ def test_calibrate_command_defaults_are_the_rule_defaults():
     args = build_parser().parse_args(["calibrate", "--data", "d", "--out", "o"])
     rule = OperatingRule(args.min_stage1_sensitivity, args.min_sensitivity, args.max_fp)
     assert rule == OperatingRule()
+    # thresholds are chosen in float32 unless asked otherwise, from the CLI and the library
+    default_precision = inspect.signature(calibrate_model).parameters["precision"].default
+    assert args.precision == default_precision == "float32"

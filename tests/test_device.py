@@ -113,11 +113,12 @@ def test_bfloat16_detects_what_float32_detects(subject):
         for r in (results["float32"], results["bfloat16"])
     )
     threshold = results["float32"].record["stage1_threshold"]
-    clear = [c for c in exact if c[1] > threshold + 0.05]  # not at the stage-1 cut
-    assert clear
-    for centre, _, score in clear:
-        partner = min(rounded, key=lambda c: np.linalg.norm(centre - c[0]))
-        assert np.linalg.norm(centre - partner[0]) < 1.0 and abs(partner[2] - score) < 0.05
+    for these, those in ((exact, rounded), (rounded, exact)):  # each finds the other's
+        clear = [c for c in these if c[1] > threshold + 0.05]  # not at the stage-1 cut
+        assert clear
+        for centre, _, score in clear:
+            partner = min(those, key=lambda c: np.linalg.norm(centre - c[0]))
+            assert np.linalg.norm(centre - partner[0]) < 1.0 and abs(partner[2] - score) < 0.05
 
 
 @pytest.mark.gpu

@@ -161,7 +161,7 @@ def _pair_index(pairs: list[set[str]], letter: str) -> int:
 # ----------------------------------------------------------------------------- synth
 
 
-def _add_network_options(parser: argparse.ArgumentParser) -> None:
+def _add_network_options(parser: argparse.ArgumentParser, precision: str = "auto") -> None:
     """--device and --precision: where the networks run, in which number format."""
     parser.add_argument(
         "--device",
@@ -172,10 +172,10 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="auto",
+        default=precision,
         help="number format of the networks: auto (bfloat16 on a CPU that has it in hardware, "
         "~2x faster, same detections; else float32), float32 (results that do not depend on "
-        "the CPU) or bfloat16 (default: auto)",
+        f"the CPU) or bfloat16 (default: {precision})",
     )
 
 
@@ -370,7 +370,7 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
         )
     parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    _add_network_options(parser)
+    _add_network_options(parser, precision="float32")  # as the shipped thresholds
     parser.set_defaults(handler=_run_calibrate)
 
 

@@ -105,10 +105,10 @@ def cpu_has_native_bfloat16() -> bool:
 def resolve_precision(requested: str, device: torch.device) -> torch.dtype:
     """The number format the networks run in.
 
-    ``auto`` is bfloat16 on a CPU that has it in hardware, where the convolutions run ~2.5x
-    faster with the same detections (benchmarks/RESULTS.md), and float32 elsewhere (on a GPU
-    too: float32 is what the thresholds were chosen with). ``float32`` gives results that do
-    not depend on the CPU.
+    ``auto`` is bfloat16 on a CPU that has it in hardware, where the networks run about twice
+    as fast with the same detections (benchmarks/RESULTS.md), and float32 elsewhere (on a GPU
+    too: ``calibrate`` chooses thresholds in float32 unless told otherwise). ``float32`` gives
+    results that do not depend on the CPU.
 
     Raises:
         InputError: an unknown name.

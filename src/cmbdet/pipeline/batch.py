@@ -309,8 +309,9 @@ def _plan(
         if _made_with_record(record) != made_with:
             raise InputError(
                 folder,
-                "was detected with another model or threshold; rerun with the same --model "
-                "and --threshold, or redo every subject with --overwrite",
+                "was detected with another model, threshold or precision; rerun with the "
+                "same --model, --threshold and --precision, or redo every subject with "
+                "--overwrite",
             )
         skipped[subject.subject_id] = skipped_row(folder, record, earlier.get(subject.subject_id))
     return skipped, jobs
@@ -531,19 +532,22 @@ def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> 
 
 
 def _made_with(detector: Detector, settings: DetectSettings) -> tuple:
-    """(weights checksums, threshold) that this batch's outputs record in run.json."""
+    """(weights checksums, threshold, precision) that this batch's outputs record in run.json
+    (a cohort is detected in one precision: bfloat16 and float32 scores differ slightly)."""
     checksums = {
         stage: detector.info[stage]["weights"]["sha256"]
         for stage in ("stage1", "stage2")
         if stage in detector.info
     }
     threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
-    return checksums, threshold
+    return checksums, threshold, str(detector.dtype).removeprefix("torch.")
 
 
 def _made_with_record(record: dict) -> tuple:
     model = record.get("model")
-    return (model.get("sha256") if isinstance(model, dict) else None), record.get("threshold")
+    checksums = model.get("sha256") if isinstance(model, dict) else None
+    # outputs of cmbdet before --precision were float32
+    return checksums, record.get("threshold"), record.get("precision", "float32")
 
 
 def _count(value: object) -> int | None:

@@ -146,7 +146,7 @@ def calibrate_model(
     *,
     overwrite: bool = False,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str = "float32",
 ) -> tuple[Path, OperatingPoint]:
     """Choose a model's thresholds again on the subjects with ground truth in ``data_dirs``
     and write the model, weights unchanged, to ``out_dir``.

@@ -165,7 +165,7 @@ def _fold_model(
         log.info("fold %d: training on %d subjects", number, len(subjects) - len(held_out))
         training = set(subjects) - set(held_out)
         train_model([data_dir], model_dir, config, only_subjects=training)
-    return Detector.load(model_dir)
+    return Detector.load(model_dir, precision="float32")  # the thresholds' precision
 
 
 def _detect_fold(

@@ -48,9 +48,9 @@ class TrainModelConfig:
     preprocess: PreprocessConfig = PreprocessConfig(
         target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
     )
-    # the stage-1 network (in_channels follows ``preprocess``); a lighter one (one 32-channel
-    # neck conv, no residual block at stride 4) ran 1.6x faster but missed more small CMBs on
-    # the HR test subjects (benchmarks/RESULTS.md)
+    # the stage-1 network (its in_channels is replaced by ``preprocess.channels``); a lighter
+    # one (one 32-channel neck conv, no residual block at stride 4) ran 1.6x faster but missed
+    # more small CMBs on the HR test subjects (benchmarks/RESULTS.md)
     network: Stage1Config = Stage1Config()
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels

@@ -30,7 +30,7 @@ def detect_slices(
     """Boxes on every slice, the network running where it is (device, dtype: see
     :func:`cmbdet.modelio.prepare_for_inference`).
 
-    Slices without brain are skipped, and each batch of neighbouring slices is cropped to the
+    Slices without brain are skipped, and each batch of slices is cropped to the
     in-plane bounding box of its brain plus a margin (the brain fills a third less of the
     slices at the top and bottom of the head), grown to a multiple of :data:`CROP_MULTIPLE`.
 
