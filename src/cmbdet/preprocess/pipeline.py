@@ -230,14 +230,16 @@ def slice_images(pre: Preprocessed) -> np.ndarray:
     Returns:
         (Z, C, X', Y') float32, C = ``config.channels``.
     """
-    averaged = slab_average(pre.swi, pre.config.slab_average)  # (X', Y', Z)
-    depth = pre.swi.shape[2]
-    context = [
-        pre.swi[:, :, np.clip(np.arange(depth) + offset, 0, depth - 1)]
-        for offset in pre.config.context_slices
-    ]
-    channels = np.stack([averaged, complemented_phase(pre.phase_norm), *context])  # (C, X', Y', Z)
-    return np.ascontiguousarray(channels.transpose(3, 0, 1, 2), dtype=np.float32)  # (Z, C, X', Y')
+    nx, ny, depth = pre.swi.shape
+    images = np.empty((depth, pre.config.channels, nx, ny), dtype=np.float32)
+    # each volume is transposed to slices first once: the strided copy is the costly part
+    images[:, 0] = slab_average(pre.swi, pre.config.slab_average).transpose(2, 0, 1)
+    images[:, 1] = complemented_phase(pre.phase_norm).transpose(2, 0, 1)
+    if pre.config.context_slices:
+        swi_slices = np.ascontiguousarray(pre.swi.transpose(2, 0, 1), dtype=np.float32)
+        for channel, offset in enumerate(pre.config.context_slices, start=2):
+            images[:, channel] = swi_slices[np.clip(np.arange(depth) + offset, 0, depth - 1)]
+    return images
 
 
 def slab_average(volume: np.ndarray, neighbours: int) -> np.ndarray:
