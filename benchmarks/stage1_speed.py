@@ -14,7 +14,6 @@ one core; stage 1 uses torch's threads (``--threads 1`` for a one-core compariso
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def time_subject(detectors: dict[str, Detector], swi: Path, phase: Path) -> dict
     prepared = {}  # by preprocessing configuration
     row = {}
     for name, detector in detectors.items():
-        key = json.dumps(detector.preprocess_config.to_json(), sort_keys=True)
+        key = detector.preprocess_config  # frozen, hashable
         if key not in prepared:
             pre = preprocess(swi, phase, config=detector.preprocess_config)
             prepared[key] = pre, slice_images(pre)

@@ -158,9 +158,6 @@ def _pair_index(pairs: list[set[str]], letter: str) -> int:
     return next((n for n, pair in enumerate(pairs) if letter in pair), -1)
 
 
-# ----------------------------------------------------------------------------- synth
-
-
 def _add_network_options(parser: argparse.ArgumentParser, precision: str = "auto") -> None:
     """--device and --precision: where the networks run, in which number format."""
     parser.add_argument(
@@ -177,6 +174,9 @@ def _add_network_options(parser: argparse.ArgumentParser, precision: str = "auto
         "~2x faster, same detections; else float32), float32 (results that do not depend on "
         f"the CPU) or bfloat16 (default: {precision})",
     )
+
+
+# ----------------------------------------------------------------------------- synth
 
 
 def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

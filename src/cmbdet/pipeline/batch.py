@@ -540,7 +540,7 @@ def _made_with(detector: Detector, settings: DetectSettings) -> tuple:
         if stage in detector.info
     }
     threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
-    return checksums, threshold, str(detector.dtype).removeprefix("torch.")
+    return checksums, threshold, detector.precision
 
 
 def _made_with_record(record: dict) -> tuple:

@@ -196,7 +196,7 @@ def calibrate_model(
             "fingerprint": ground_truth_fingerprint(subjects),
             "subjects": len(subjects),
             "rule": rule.to_json(),
-            "precision": str(detector.dtype).removeprefix("torch."),
+            "precision": detector.precision,
         },
     }
     _write_model_folder(detector.folder, info, out_dir)

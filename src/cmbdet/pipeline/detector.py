@@ -116,6 +116,12 @@ class Detector:
         # test-time symmetries averaged by stage 2; the threshold was chosen with this count
         self.stage2_views = int(info.get("stage2", {}).get("test_views", 1))
 
+    @property
+    def precision(self) -> str:
+        """The networks' number format by name (``float32``, ``bfloat16``), as run.json
+        records it."""
+        return str(self.dtype).removeprefix("torch.")
+
     @classmethod
     def load(
         cls, folder: str | Path | None = None, device: str = "auto", precision: str = "auto"
@@ -282,7 +288,7 @@ class Detector:
             "stage1_threshold": stage1_threshold,
             "stage2_views": self.stage2_views,
             "device": str(self.device),
-            "precision": str(self.dtype).removeprefix("torch."),
+            "precision": self.precision,
             "preprocessing": pre.record(),
             "timings_s": timings,
             "candidates": len(candidates),

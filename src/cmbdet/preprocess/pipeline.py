@@ -17,10 +17,11 @@ belong to the acquisition):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from cmbdet.config import JsonConfig
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import Volume, check_same_grid
 from cmbdet.preprocess.intensity import complemented_phase, normalise_phase, normalise_swi
@@ -36,7 +37,7 @@ from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(JsonConfig):
     """How volumes are prepared for the networks (recorded in ``model.json``)."""
 
     target_in_plane_mm: float = 0.5  # model-grid pixel: HR is kept, LR (0.8 mm) is upsampled
@@ -55,9 +56,6 @@ class PreprocessConfig:
     def channels(self) -> int:
         """Channels of the slice images: averaged SWI, complemented phase, context slices."""
         return 2 + len(self.context_slices)
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "context_slices": list(self.context_slices)}
 
 
 @dataclass(frozen=True, eq=False)

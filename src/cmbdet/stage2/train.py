@@ -188,7 +188,8 @@ def score_patches(
     net.eval()
     scores = []
     for i in range(0, len(patches), batch_size):
-        batch = torch.from_numpy(patches[i : i + batch_size].astype(np.float32))
+        # to the network's device and dtype once; each view only needs its layout restored
+        batch = network_input(torch.from_numpy(patches[i : i + batch_size]), net)
         views_logits = [net(network_input(_view(batch, view), net)) for view in VIEWS[:views]]
         logits = torch.stack(views_logits).float().mean(0)
         scores.append(torch.sigmoid(logits).cpu())
