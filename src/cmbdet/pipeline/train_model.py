@@ -48,9 +48,10 @@ class TrainModelConfig:
     preprocess: PreprocessConfig = PreprocessConfig(
         target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
     )
-    # the stage-1 network (its in_channels is replaced by ``preprocess.channels``); a lighter
-    # one (one 32-channel neck conv, no residual block at stride 4) ran 1.6x faster but missed
-    # more small CMBs on the HR test subjects (benchmarks/RESULTS.md)
+    # the stage-1 network (its in_channels is replaced by ``preprocess.channels``); lighter
+    # ones (one 32-channel neck conv, no residual block at stride 4; also with ReLU, or a
+    # patchify stem) ran 1.6-2x faster but proposed more false positives and missed more CMBs
+    # (benchmarks/RESULTS.md)
     network: Stage1Config = Stage1Config()
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
