@@ -50,7 +50,8 @@ class TrainModelConfig:
     )
     # the stage-1 network (its in_channels is replaced by ``preprocess.channels``); lighter
     # ones (one 32-channel neck conv, no residual block at stride 4; also with ReLU, or a
-    # patchify stem) ran 1.6-2x faster but proposed more false positives and missed more CMBs
+    # patchify stem) ran 1.6-2x faster, but in three of four runs proposed more false positives
+    # at lower sensitivity, and the one good run missed more small HR test CMBs
     # (benchmarks/RESULTS.md)
     network: Stage1Config = Stage1Config()
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))

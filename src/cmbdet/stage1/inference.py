@@ -58,7 +58,7 @@ def detect_slices(
         x0, x1 = _crop_range(brain_rows[:, chosen].any(axis=1))
         y0, y1 = _crop_range(brain_columns[:, chosen].any(axis=1))
         batch = network_input(_crop(images, chosen, x0, x1, y0, y1), net)  # one copy
-        outputs = net(pad_to_multiple(batch))  # pads only slices smaller than the crop
+        outputs = net(pad_to_multiple(batch))  # pads only a whole axis not a multiple of 16
         outputs = {k: v.float().cpu() for k, v in outputs.items()}
         found = decode(outputs, net.config.stride, score_threshold, valid_shape=(x1 - x0, y1 - y0))
         shift = np.array([x0, y0, x0, y0], np.float32)
