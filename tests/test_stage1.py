@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cmbdet.stage1.decode import SliceDetections, decode
-from cmbdet.stage1.inference import BRAIN_MARGIN, detect_slices
+from cmbdet.stage1.inference import BRAIN_MARGIN, detect_slices, slice_groups
 from cmbdet.stage1.link import link_slices
-from cmbdet.stage1.model import CandidateNet, Stage1Config, pad_to_multiple
+from cmbdet.stage1.model import CandidateNet, Stage1Config, pad_to_multiple, per_slice
 from cmbdet.stage1.targets import make_targets
 
 
@@ -41,14 +41,32 @@ def test_eval_forward_shapes(net):
     assert outputs["size"].shape == (3, 2, 16, 24)
 
 
+def test_a_pass_over_slice_groups_gives_maps_per_slice():
+    torch.manual_seed(0)
+    net = CandidateNet(Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=3))
+    outputs = net.eval()(torch.zeros(2, 6, 64, 96))  # 2 passes over 3 slices of 2 channels
+    assert outputs["heatmap"].shape == (2, 3, 16, 24)
+    assert outputs["offset"].shape == outputs["size"].shape == (2, 6, 16, 24)
+    slices = per_slice(outputs, 3)
+    assert slices["heatmap"].shape == (6, 1, 16, 24) and slices["offset"].shape == (6, 2, 16, 24)
+    # slice 2 of pass 1 is image 5; its offset maps are the pass's channels 4 and 5
+    torch.testing.assert_close(slices["heatmap"][5, 0], outputs["heatmap"][1, 2])
+    torch.testing.assert_close(slices["offset"][5], outputs["offset"][1, 4:6])
+
+
 def test_pad_to_multiple():
     padded = pad_to_multiple(torch.ones(1, 2, 50, 33))
     assert padded.shape == (1, 2, 64, 48)
     assert padded[0, 0, 49, 32] == 1 and padded[0, 0, 50:, :].abs().sum() == 0
 
 
-def test_training_returns_losses_and_every_parameter_gets_a_gradient(net):
-    images, boxes = _blob_images(2)
+@pytest.mark.parametrize("slices_per_pass", [1, 2])
+def test_training_returns_losses_and_every_parameter_gets_a_gradient(slices_per_pass):
+    torch.manual_seed(0)
+    config = Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=slices_per_pass)
+    net = CandidateNet(config)
+    images, boxes = _blob_images(2 * slices_per_pass)  # B K slices -> B passes of K
+    images = images.reshape(2, 2 * slices_per_pass, *images.shape[-2:])
     losses = net.train()(images, make_targets(boxes, images.shape[-2:], net.config.stride))
     assert set(losses) == {"loss", "focal", "offset", "size"}
     losses["loss"].backward()
@@ -167,6 +185,45 @@ def test_each_batch_of_slices_is_cropped_to_its_own_brain_and_boxes_map_back():
     assert all(np.allclose(d.centres, [[0, 0]]) for d in found)
 
 
+class _SliceNumberNet(torch.nn.Module):
+    """Stands in for a stage-1 network reading two slices per pass: for each slice of a pass,
+    one confident box in the output cell whose x index is the slice image's value (images of
+    slice z are filled with z)."""
+
+    config = Stage1Config(slices_per_pass=2)
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        batch, channels, height, width = images.shape
+        heatmap = torch.full((batch, 2, height // 4, width // 4), -10.0)
+        for b in range(batch):
+            for j in range(2):
+                heatmap[b, j, int(images[b, j * channels // 2, 0, 0]), 0] = 10.0
+        zeros = torch.zeros((batch, 4, height // 4, width // 4))
+        return {"heatmap": heatmap, "offset": zeros, "size": zeros + math.log(4)}
+
+
+def test_passes_over_slice_groups_map_boxes_back_to_their_slices():
+    images = np.broadcast_to(
+        np.arange(5, dtype=np.float32)[:, None, None, None], (5, 2, 64, 32)
+    ).copy()
+    for batch_size in (1, 8):  # a forward call per pass, or all passes at once
+        found = detect_slices(_SliceNumberNet(), images, None, batch_size=batch_size)
+        assert [d.centres[0, 0] for d in found] == [4.0 * z for z in range(5)]
+
+
+def test_slice_groups_cover_the_brain_slices_in_runs():
+    todo = np.arange(2, 10)
+    np.testing.assert_array_equal(slice_groups(todo, 12, 1)[:, 0], todo)
+    np.testing.assert_array_equal(slice_groups(todo, 12, 3), [[2, 3, 4], [5, 6, 7], [8, 9, 10]])
+    # the last run ends at the last slice; a stack shorter than a run repeats its last slice
+    np.testing.assert_array_equal(slice_groups(np.arange(5), 5, 3), [[0, 1, 2], [2, 3, 4]])
+    np.testing.assert_array_equal(slice_groups(np.arange(2), 2, 3), [[0, 1, 1]])
+
+
 def test_linking_joins_a_blob_over_three_slices_and_keeps_others_apart():
     detections = [
         _slice([[10, 10, 14, 14]], [0.5]),
@@ -260,6 +317,16 @@ def test_sampler_is_replayable_and_centres_positive_crops_on_cmbs():
     torch.testing.assert_close(first, again)
     assert first.shape == (8, 2, 48, 48)
     assert targets.centre_mask.sum() == 8  # every positive crop keeps its CMB
+
+    sampler = SliceSampler(
+        [volume], crop=48, batch_size=8, positive_fraction=1.0, seed=3, slices_per_pass=3
+    )
+    groups, targets = sampler(5)
+    assert groups.shape == (8, 6, 48, 48) and targets.heatmap.shape == (24, 1, 12, 12)
+    # the CMB's slice sits anywhere in the run; its target is the one of the dark slice
+    dark = groups[:, 0::2].amin(dim=(2, 3)) < 0.5  # (crop, slice of the run)
+    assert dark.sum(dim=1).tolist() == [1] * 8 and len(set(dark.float().argmax(1).tolist())) > 1
+    torch.testing.assert_close(targets.centre_mask.sum(dim=(1, 2, 3)), dark.flatten().float())
 
 
 def test_stage1_model_folder_round_trip(tmp_path):

@@ -136,7 +136,8 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class SliceSampler:
-    """Replayable training batches of square crops from many volumes."""
+    """Replayable training batches of square crops from many volumes, each of
+    ``slices_per_pass`` adjacent slices (a positive slice at a random place among them)."""
 
     def __init__(
         self,
@@ -146,9 +147,11 @@ class SliceSampler:
         positive_fraction: float = 0.5,
         seed: int = 0,
         stride: int = 4,
+        slices_per_pass: int = 1,
     ):
         self.volumes = volumes
         self.crop, self.batch_size, self.stride = crop, batch_size, stride
+        self.slices_per_pass = slices_per_pass
         self.positive_fraction, self.seed = positive_fraction, seed
         self.positives = [
             (v, z)
@@ -161,24 +164,30 @@ class SliceSampler:
         ]
 
     def __call__(self, step: int) -> tuple[torch.Tensor, HeatmapTargets]:
+        """Batch ``step``: (B, K C, S, S) crops of K adjacent slices each, and the targets of
+        their B K slices (slice j of crop b is target b K + j)."""
         rng = np.random.default_rng([self.seed, step])
         images, boxes = [], []
         for _ in range(self.batch_size):
-            image, crop_boxes = self._crop(rng)
+            image, slice_boxes = self._crop(rng)
             params = draw_augment(rng, image.shape[0])
-            image, crop_boxes = augment(image, crop_boxes, params, rng)
+            counts = np.cumsum([len(b) for b in slice_boxes])[:-1]
+            image, moved = augment(image, np.concatenate(slice_boxes), params, rng)
             images.append(image)
-            boxes.append(crop_boxes)
-        batch = torch.from_numpy(np.stack(images))  # (B, C, S, S)
+            boxes.extend(np.split(moved, counts))
+        batch = torch.from_numpy(np.stack(images))  # (B, K C, S, S)
         return batch, make_targets(boxes, batch.shape[-2:], self.stride)
 
-    def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A (K C, S, S) crop of K adjacent slices, and the K slices' (N, 4) boxes in it."""
         positive = self.positives and rng.random() < self.positive_fraction
         v, z = (self.positives if positive else self.brain)[
             rng.integers(len(self.positives if positive else self.brain))
         ]
         volume = self.volumes[v]
-        _, _, nx, ny = volume.images.shape
+        depth, channels, nx, ny = volume.images.shape
+        k = self.slices_per_pass
+        first = z if k == 1 else int(np.clip(z - rng.integers(k), 0, max(0, depth - k)))
         boxes = volume.boxes[z]
         if positive:
             target = boxes[rng.integers(len(boxes))]
@@ -187,10 +196,16 @@ class SliceSampler:
             centre = rng.uniform([0, 0], [nx, ny])
         x0 = int(np.clip(round(centre[0] - self.crop / 2), 0, max(0, nx - self.crop)))
         y0 = int(np.clip(round(centre[1] - self.crop / 2), 0, max(0, ny - self.crop)))
-        image = np.ones((volume.images.shape[1], self.crop, self.crop), np.float32)
-        window = volume.images[z, :, x0 : x0 + self.crop, y0 : y0 + self.crop]
-        image[:, : window.shape[1], : window.shape[2]] = window
-        shifted = boxes - np.array([x0, y0, x0, y0], np.float32)
-        centres = (shifted[:, :2] + shifted[:, 2:]) / 2
-        keep = np.all((centres >= 0) & (centres < self.crop), axis=1)
-        return image, shifted[keep]
+        image = np.ones((k, channels, self.crop, self.crop), np.float32)  # beyond: brain level
+        window = volume.images[first : first + k, :, x0 : x0 + self.crop, y0 : y0 + self.crop]
+        image[: len(window), :, : window.shape[2], : window.shape[3]] = window
+        slice_boxes = []
+        for slice_z in range(first, first + k):
+            shifted = (
+                volume.boxes[slice_z] - np.array([x0, y0, x0, y0], np.float32)
+                if slice_z < depth
+                else np.zeros((0, 4), np.float32)
+            )
+            centres = (shifted[:, :2] + shifted[:, 2:]) / 2
+            slice_boxes.append(shifted[np.all((centres >= 0) & (centres < self.crop), axis=1)])
+        return image.reshape(k * channels, self.crop, self.crop), slice_boxes

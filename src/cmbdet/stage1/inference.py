@@ -8,7 +8,7 @@ import torch
 from cmbdet.modelio import network_input
 from cmbdet.stage1.decode import SliceDetections, decode
 from cmbdet.stage1.link import LinkedCandidate, link_slices
-from cmbdet.stage1.model import CandidateNet, pad_to_multiple
+from cmbdet.stage1.model import CandidateNet, pad_to_multiple, per_slice
 
 BRAIN_MARGIN = 8
 """Pixels of context kept around the brain's in-plane bounding box."""
@@ -33,38 +33,58 @@ def detect_slices(
     Slices without brain are skipped, and each batch of slices is cropped to the
     in-plane bounding box of its brain plus a margin (the brain fills a third less of the
     slices at the top and bottom of the head), grown to a multiple of :data:`CROP_MULTIPLE`.
+    A network that reads K > 1 slices per pass gets groups of K adjacent slices from the first
+    to the last slice with brain (see :func:`slice_groups`).
 
     Args:
         net: the stage-1 network.
         images: (Z, C, X, Y) slice images on the model grid.
         brain: (X, Y, Z) brain mask on the model grid, or None for the whole slice.
         score_threshold: lowest box score kept.
-        batch_size: slices per forward pass.
+        batch_size: passes (groups of slices) per forward call.
 
     Returns:
         One :class:`SliceDetections` per slice, boxes in model-grid pixels of the full slice.
     """
     net.eval()
-    depth, _, nx, ny = images.shape
+    depth, channels, nx, ny = images.shape
     if brain is not None and brain.any():
         brain_rows, brain_columns = brain.any(axis=1), brain.any(axis=0)  # (X, Z), (Y, Z)
         todo = np.flatnonzero(brain_rows.any(axis=0))
     else:  # the whole of every slice
         brain_rows, brain_columns = np.ones((nx, depth), bool), np.ones((ny, depth), bool)
         todo = np.arange(depth)
+    slices_per_pass = net.config.slices_per_pass
+    groups = slice_groups(todo, depth, slices_per_pass)
     results = [SliceDetections.empty() for _ in range(depth)]
-    for start in range(0, len(todo), batch_size):
-        chosen = todo[start : start + batch_size]
+    for start in range(0, len(groups), batch_size):
+        chosen = groups[start : start + batch_size].ravel()  # slices, group by group
         x0, x1 = _crop_range(brain_rows[:, chosen].any(axis=1))
         y0, y1 = _crop_range(brain_columns[:, chosen].any(axis=1))
-        batch = network_input(_crop(images, chosen, x0, x1, y0, y1), net)  # one copy
+        crop = _crop(images, chosen, x0, x1, y0, y1)  # (n K, C, x, y)
+        batch = network_input(crop.reshape(-1, slices_per_pass * channels, *crop.shape[2:]), net)
         outputs = net(pad_to_multiple(batch))  # pads only a whole axis not a multiple of 16
-        outputs = {k: v.float().cpu() for k, v in outputs.items()}
+        outputs = per_slice({k: v.float().cpu() for k, v in outputs.items()}, slices_per_pass)
         found = decode(outputs, net.config.stride, score_threshold, valid_shape=(x1 - x0, y1 - y0))
         shift = np.array([x0, y0, x0, y0], np.float32)
         for z, detections in zip(chosen, found, strict=True):
             results[z] = SliceDetections(detections.boxes + shift, detections.scores)
     return results
+
+
+def slice_groups(todo: np.ndarray, depth: int, slices_per_pass: int) -> np.ndarray:
+    """The slices of each pass: (P, K) indices into a stack of ``depth`` slices.
+
+    One slice per pass: the ``todo`` slices. K > 1: runs of K adjacent slices from the first
+    to the last of ``todo``, the last run moved back to end at the last slice of the stack
+    (it then repeats slices of the run before; the later pass's boxes are kept). A stack of
+    fewer than K slices repeats its last slice.
+    """
+    if slices_per_pass == 1:
+        return np.asarray(todo, np.int64)[:, None]
+    starts = np.arange(todo[0], todo[-1] + 1, slices_per_pass)
+    starts = np.minimum(starts, max(depth - slices_per_pass, 0))
+    return np.minimum(starts[:, None] + np.arange(slices_per_pass), depth - 1)
 
 
 def _crop(images: np.ndarray, chosen: np.ndarray, x0: int, x1: int, y0: int, y1: int):

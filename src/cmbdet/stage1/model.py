@@ -6,6 +6,9 @@ stride 4 from a feature pyramid (strides 4, 8, 16) merged top-down. Each output 
 an objectness logit (a CenterNet-style Gaussian heatmap target), the sub-cell centre offset and
 the box size. In training mode ``forward`` returns the loss dict; in eval mode the raw head
 maps, which :func:`cmbdet.stage1.decode.decode` turns into boxes.
+
+The network may read ``slices_per_pass`` adjacent slice images at once (stacked as channels)
+and predict the maps of each of them: one pass per group of slices instead of one per slice.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from cmbdet.stage1.targets import HeatmapTargets
 class Stage1Config(JsonConfig):
     """Architecture of the stage-1 network (stored in model.json)."""
 
-    in_channels: int = 2  # averaged SWI, complemented phase
+    in_channels: int = 2  # of one slice image: averaged SWI, complemented phase, context
+    slices_per_pass: int = 1  # adjacent slice images read, and predicted, in one pass
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)  # strides 2, 4, 8, 16
     neck_width: int = 48
     neck_convs: int = 2  # 3x3 convs after the top-down merge, at stride 4
@@ -63,16 +67,21 @@ def _downsample_stage(in_channels: int, out_channels: int, blocks: int) -> nn.Se
 class CandidateNet(nn.Module):
     """Backbone (strides 2-16), top-down neck to stride 4, dense head.
 
-    Input: (B, C, H, W) slices; H and W multiples of 16 (pad with :func:`pad_to_multiple`).
-    Eval output: dict of ``heatmap`` (B, 1, H/4, W/4) logits, ``offset`` (B, 2, H/4, W/4) in
-    cells (x, y order of array axes 0, 1), ``size`` (B, 2, H/4, W/4) log box size in pixels.
+    Input: (B, K C, H, W), K = ``slices_per_pass`` adjacent slice images of C channels each,
+    slice-major; H and W multiples of 16 (pad with :func:`pad_to_multiple`).
+    Eval output: dict of ``heatmap`` (B, K, H/4, W/4) logits, ``offset`` (B, 2 K, H/4, W/4) in
+    cells (x, y order of array axes 0, 1), ``size`` (B, 2 K, H/4, W/4) log box size in pixels;
+    channels slice-major (:func:`per_slice` gives one image per slice).
+    In training mode the targets are those of the B K slices, in the order of
+    :func:`per_slice`.
     """
 
     def __init__(self, config: Stage1Config = Stage1Config()):
         super().__init__()
         self.config = config
         w1, w2, w3, w4 = config.widths
-        self.stem = _conv(config.in_channels, w1, stride=2)
+        k = config.slices_per_pass
+        self.stem = _conv(config.in_channels * k, w1, stride=2)
         blocks2, blocks3, blocks4 = config.residual_blocks
         self.stage2 = _downsample_stage(w1, w2, blocks2)
         self.stage3 = _downsample_stage(w2, w3, blocks3)
@@ -80,9 +89,9 @@ class CandidateNet(nn.Module):
         n = config.neck_width
         self.lateral = nn.ModuleList([nn.Conv2d(w, n, 1) for w in (w2, w3, w4)])
         self.smooth = nn.Sequential(*[_conv(n, n) for _ in range(config.neck_convs)])
-        self.heatmap = nn.Conv2d(n, 1, 1)
-        self.offset = nn.Conv2d(n, 2, 1)
-        self.size = nn.Conv2d(n, 2, 1)
+        self.heatmap = nn.Conv2d(n, k, 1)
+        self.offset = nn.Conv2d(n, 2 * k, 1)
+        self.size = nn.Conv2d(n, 2 * k, 1)
         # objectness starts at ~1% so the focal loss is not swamped by background at step 0
         nn.init.constant_(self.heatmap.bias, -4.6)
 
@@ -104,7 +113,7 @@ class CandidateNet(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("training mode needs targets")
-            return self.loss(outputs, targets)
+            return self.loss(per_slice(outputs, self.config.slices_per_pass), targets)
         return outputs
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: HeatmapTargets) -> dict:
@@ -118,6 +127,20 @@ class CandidateNet(nn.Module):
         size = (torch.abs(outputs["size"] - targets.log_size) * positives).sum() / count
         total = focal + config.offset_weight * offset + config.size_weight * size
         return {"loss": total, "focal": focal, "offset": offset, "size": size}
+
+
+def per_slice(outputs: dict[str, torch.Tensor], slices_per_pass: int) -> dict[str, torch.Tensor]:
+    """Head maps of B passes over K slices each -> the maps of B K single slices.
+
+    ``heatmap`` (B, K, h, w) -> (B K, 1, h, w); ``offset`` and ``size`` (B, 2 K, h, w) ->
+    (B K, 2, h, w); slice j of pass b becomes image b K + j. Views, no copies.
+    """
+    if slices_per_pass == 1:
+        return outputs
+    return {
+        name: maps.reshape(-1, maps.shape[1] // slices_per_pass, *maps.shape[2:])
+        for name, maps in outputs.items()
+    }
 
 
 def _focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, beta: float):

@@ -63,6 +63,7 @@ def train_stage1(
         batch_size=train_config.batch_size,
         seed=train_config.seed,
         stride=model_config.stride,
+        slices_per_pass=model_config.slices_per_pass,
     )
     log.info("stage 1: %d volumes, %d slices with CMBs", len(volumes), len(sampler.positives))
 
