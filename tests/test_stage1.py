@@ -89,9 +89,14 @@ def test_empty_slices_train_without_error(net):
     assert torch.isfinite(losses["loss"]) and losses["offset"] == 0 and losses["size"] == 0
 
 
-def test_loss_decreases_and_the_blob_is_found(net):
-    images, boxes = _blob_images(8)
+@pytest.mark.parametrize("slices_per_pass", [1, 2])
+def test_loss_decreases_and_the_blob_is_found(slices_per_pass):
+    torch.manual_seed(0)
+    config = Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=slices_per_pass)
+    net = CandidateNet(config)
+    images, boxes = _blob_images(8)  # 8 slices, read 1 or 2 per pass
     targets = make_targets(boxes, images.shape[-2:], net.config.stride)
+    images = images.reshape(8 // slices_per_pass, -1, *images.shape[-2:])
     optimiser = torch.optim.AdamW(net.parameters(), lr=3e-3)
     net.train()
     first = None
@@ -102,7 +107,7 @@ def test_loss_decreases_and_the_blob_is_found(net):
         optimiser.step()
         first = loss.item() if first is None else first
     assert loss.item() < 0.3 * first
-    detections = decode(net.eval()(images), stride=4, score_threshold=0.2)
+    detections = decode(per_slice(net.eval()(images), slices_per_pass), 4, score_threshold=0.2)
     for found, truth in zip(detections, boxes, strict=True):
         assert len(found.scores) >= 1
         best = found.centres[0]
