@@ -133,7 +133,7 @@ def per_slice(outputs: dict[str, torch.Tensor], slices_per_pass: int) -> dict[st
     """Head maps of B passes over K slices each -> the maps of B K single slices.
 
     ``heatmap`` (B, K, h, w) -> (B K, 1, h, w); ``offset`` and ``size`` (B, 2 K, h, w) ->
-    (B K, 2, h, w); slice j of pass b becomes image b K + j. Views, no copies.
+    (B K, 2, h, w); slice j of pass b becomes image b K + j (views where the layout allows).
     """
     if slices_per_pass == 1:
         return outputs
