@@ -15,10 +15,15 @@ from cmbdet.stage1.model import CandidateNet, Stage1Config, pad_to_multiple, per
 from cmbdet.stage1.targets import make_targets
 
 
+def _small_net(slices_per_pass: int = 1) -> CandidateNet:
+    torch.manual_seed(0)
+    config = Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=slices_per_pass)
+    return CandidateNet(config)
+
+
 @pytest.fixture()
 def net() -> CandidateNet:
-    torch.manual_seed(0)
-    return CandidateNet(Stage1Config(widths=(8, 16, 16, 16), neck_width=16))
+    return _small_net()
 
 
 def _blob_images(n: int, size: int = 64, seed: int = 0):
@@ -42,8 +47,7 @@ def test_eval_forward_shapes(net):
 
 
 def test_a_pass_over_slice_groups_gives_maps_per_slice():
-    torch.manual_seed(0)
-    net = CandidateNet(Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=3))
+    net = _small_net(slices_per_pass=3)
     outputs = net.eval()(torch.zeros(2, 6, 64, 96))  # 2 passes over 3 slices of 2 channels
     assert outputs["heatmap"].shape == (2, 3, 16, 24)
     assert outputs["offset"].shape == outputs["size"].shape == (2, 6, 16, 24)
@@ -62,9 +66,7 @@ def test_pad_to_multiple():
 
 @pytest.mark.parametrize("slices_per_pass", [1, 2])
 def test_training_returns_losses_and_every_parameter_gets_a_gradient(slices_per_pass):
-    torch.manual_seed(0)
-    config = Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=slices_per_pass)
-    net = CandidateNet(config)
+    net = _small_net(slices_per_pass)
     images, boxes = _blob_images(2 * slices_per_pass)  # B K slices -> B passes of K
     images = images.reshape(2, 2 * slices_per_pass, *images.shape[-2:])
     losses = net.train()(images, make_targets(boxes, images.shape[-2:], net.config.stride))
@@ -91,9 +93,7 @@ def test_empty_slices_train_without_error(net):
 
 @pytest.mark.parametrize("slices_per_pass", [1, 2])
 def test_loss_decreases_and_the_blob_is_found(slices_per_pass):
-    torch.manual_seed(0)
-    config = Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=slices_per_pass)
-    net = CandidateNet(config)
+    net = _small_net(slices_per_pass)
     images, boxes = _blob_images(8)  # 8 slices, read 1 or 2 per pass
     targets = make_targets(boxes, images.shape[-2:], net.config.stride)
     images = images.reshape(8 // slices_per_pass, -1, *images.shape[-2:])

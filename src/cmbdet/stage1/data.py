@@ -187,6 +187,7 @@ class SliceSampler:
         volume = self.volumes[v]
         depth, channels, nx, ny = volume.images.shape
         k = self.slices_per_pass
+        # one slice: no draw, so that runs of the single-slice network replay as before
         first = z if k == 1 else int(np.clip(z - rng.integers(k), 0, max(0, depth - k)))
         boxes = volume.boxes[z]
         if positive:
