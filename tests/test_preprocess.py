@@ -310,6 +310,32 @@ def test_context_slices_are_the_swi_of_offset_slices_clamped_at_the_ends(prepare
         np.testing.assert_array_equal(images[k, 4], pre.swi[:, :, min(k + 2, depth - 1)])
 
 
+@pytest.mark.parametrize("slices", [1, 2, 3, 4])
+def test_distinct_channels_of_a_run_of_slices_drop_only_repeats(prepared, slices):
+    _, pre = prepared
+    config = replace(pre.config, context_slices=(-2, 0, 2))
+    stack = slice_images(replace(pre, config=config))[5 : 5 + slices].reshape(
+        -1, *pre.swi.shape[:2]
+    )
+    kept = config.distinct_channels(slices)
+    assert len(kept) == {1: 5, 2: 8, 3: 10, 4: 12}[slices] and kept == tuple(sorted(kept))
+    distinct = stack[list(kept)]
+    for i in range(len(kept)):  # no kept channel repeats another
+        assert all(not np.array_equal(distinct[i], distinct[j]) for j in range(i))
+    for dropped in sorted(set(range(len(stack))) - set(kept)):
+        repeated = any(np.array_equal(stack[dropped], channel) for channel in distinct)
+        j = dropped // config.channels  # slice of the run: its averaged SWI is the mean of
+        averaged = pre.swi[:, :, 5 + j - 1 : 5 + j + 2]  # three SWI slices, all of them read
+        averaged_and_read = (
+            dropped % config.channels == 0
+            and np.allclose(stack[dropped], averaged.mean(axis=2), atol=1e-5)
+            and all(
+                any(np.array_equal(a, c) for c in distinct) for a in averaged.transpose(2, 0, 1)
+            )
+        )
+        assert repeated or averaged_and_read, dropped
+
+
 def test_cmbs_are_dark_in_both_channels(prepared):
     subject, pre = prepared
     images = slice_images(pre)

@@ -11,13 +11,24 @@ import torch
 from cmbdet.stage1.decode import SliceDetections, decode
 from cmbdet.stage1.inference import BRAIN_MARGIN, detect_slices, slice_groups
 from cmbdet.stage1.link import link_slices
-from cmbdet.stage1.model import CandidateNet, Stage1Config, pad_to_multiple, per_slice
+from cmbdet.stage1.model import (
+    CandidateNet,
+    Stage1Config,
+    pad_to_multiple,
+    pass_input,
+    per_slice,
+)
 from cmbdet.stage1.targets import make_targets
 
 
-def _small_net(slices_per_pass: int = 1) -> CandidateNet:
+def _small_net(slices_per_pass: int = 1, pass_channels: tuple[int, ...] = ()) -> CandidateNet:
     torch.manual_seed(0)
-    config = Stage1Config(widths=(8, 16, 16, 16), neck_width=16, slices_per_pass=slices_per_pass)
+    config = Stage1Config(
+        widths=(8, 16, 16, 16),
+        neck_width=16,
+        slices_per_pass=slices_per_pass,
+        pass_channels=pass_channels,
+    )
     return CandidateNet(config)
 
 
@@ -56,6 +67,13 @@ def test_a_pass_over_slice_groups_gives_maps_per_slice():
     # slice 2 of pass 1 is image 5; its offset maps are the pass's channels 4 and 5
     torch.testing.assert_close(slices["heatmap"][5, 0], outputs["heatmap"][1, 2])
     torch.testing.assert_close(slices["offset"][5], outputs["offset"][1, 4:6])
+    # a network reading three of the six channels of the stacked slice images
+    net = _small_net(slices_per_pass=3, pass_channels=(1, 2, 5))
+    stacks = torch.rand(2, 6, 64, 96)
+    torch.testing.assert_close(pass_input(stacks, (1, 2, 5)), stacks[:, [1, 2, 5]])
+    assert net.eval()(pass_input(stacks, (1, 2, 5)))["heatmap"].shape == (2, 3, 16, 24)
+    with pytest.raises(RuntimeError):  # the stem takes three channels, not six
+        net(stacks)
 
 
 def test_pad_to_multiple():
@@ -220,6 +238,9 @@ def test_passes_over_slice_groups_map_boxes_back_to_their_slices():
     for batch_size in (1, 8):  # a forward call per pass, or all passes at once
         found = detect_slices(_SliceNumberNet(), images, None, batch_size=batch_size)
         assert [d.centres[0, 0] for d in found] == [4.0 * z for z in range(5)]
+    # a network reading some channels of each pass gets those (a six-channel stem would fail)
+    net = _small_net(slices_per_pass=2, pass_channels=(1, 2, 3))
+    assert len(detect_slices(net, images, None, score_threshold=0.0)) == 5
 
 
 def test_slice_groups_cover_the_brain_slices_in_runs():
@@ -334,6 +355,19 @@ def test_sampler_is_replayable_and_centres_positive_crops_on_cmbs():
     dark = groups[:, 0::2].amin(dim=(2, 3)) < 0.5  # (crop, slice of the run)
     assert dark.sum(dim=1).tolist() == [1] * 8 and len(set(dark.float().argmax(1).tolist())) > 1
     torch.testing.assert_close(targets.centre_mask.sum(dim=(1, 2, 3)), dark.flatten().float())
+    # the same draws for a network that reads the first channel of each slice only
+    sampler = SliceSampler(
+        [volume],
+        crop=48,
+        batch_size=8,
+        positive_fraction=1.0,
+        seed=3,
+        slices_per_pass=3,
+        pass_channels=(0, 2, 4),
+    )
+    chosen, same_targets = sampler(5)
+    torch.testing.assert_close(chosen, groups[:, 0::2])
+    torch.testing.assert_close(same_targets.heatmap, targets.heatmap)
 
 
 def test_stage1_model_folder_round_trip(tmp_path):

@@ -48,7 +48,7 @@ class TrainModelConfig:
     preprocess: PreprocessConfig = PreprocessConfig(
         target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
     )
-    # the stage-1 network (its in_channels is replaced by ``preprocess.channels``); lighter
+    # the stage-1 network (its in_channels and pass_channels are set from ``preprocess``); lighter
     # ones (one 32-channel neck conv, no residual block at stride 4; also with ReLU, or a
     # patchify stem) ran 1.6-2x faster, but in three of four runs proposed more false positives
     # at lower sensitivity, and the one good run missed more small HR test CMBs
@@ -147,7 +147,11 @@ def train_model(
             )
         )
         _log_loaded(n, len(splits["stage1"]), "stage-1 training")
-    stage1_config = replace(config.network, in_channels=config.preprocess.channels)
+    stage1_config = replace(
+        config.network,
+        in_channels=config.preprocess.channels,
+        pass_channels=_pass_channels(config.preprocess, config.network.slices_per_pass),
+    )
     stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, stage1_config)
     del volumes
 
@@ -205,6 +209,13 @@ def train_model(
     }
     write_model_json(out_dir, info)
     return out_dir
+
+
+def _pass_channels(preprocess: PreprocessConfig, slices_per_pass: int) -> tuple[int, ...]:
+    """What a stage-1 network reading ``slices_per_pass`` slice images per pass reads of their
+    stacked channels: the distinct ones, or () where all are."""
+    distinct = preprocess.distinct_channels(slices_per_pass)
+    return () if len(distinct) == slices_per_pass * preprocess.channels else distinct
 
 
 def _log_loaded(done: int, total: int, what: str) -> None:

@@ -57,6 +57,30 @@ class PreprocessConfig(JsonConfig):
         """Channels of the slice images: averaged SWI, complemented phase, context slices."""
         return 2 + len(self.context_slices)
 
+    def distinct_channels(self, slices: int) -> tuple[int, ...]:
+        """The channels of ``slices`` adjacent slice images, stacked slice-major, that are not
+        repeats: every slice's phase, each SWI slice once (slice j's context offset d reads
+        the SWI of slice j + d, which a later slice of the run may read again), and a slice's
+        averaged SWI only where the run does not read all the slices it averages (it is
+        otherwise a fixed sum of read channels, which a network's first convolution forms
+        itself; at the ends of the slab, where the mean takes fewer slices, nearly so).
+
+        One slice with the default context: all channels; three slices: 10 of 15.
+        """
+        read = {j + d for j in range(slices) for d in self.context_slices}
+        averaged = range(-self.slab_average, self.slab_average + 1)
+        kept, seen = [], set()
+        for j in range(slices):
+            first = j * self.channels
+            if not all(j + d in read for d in averaged):
+                kept.append(first)  # averaged SWI
+            kept.append(first + 1)  # complemented phase
+            for channel, offset in enumerate(self.context_slices, start=first + 2):
+                if j + offset not in seen:
+                    seen.add(j + offset)
+                    kept.append(channel)
+        return tuple(kept)
+
 
 @dataclass(frozen=True, eq=False)
 class Preprocessed:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cmbdet.stage1.model import pass_input
 from cmbdet.stage1.targets import HeatmapTargets, make_targets
 
 MIN_BOX_MM = 2.0
@@ -148,10 +149,11 @@ class SliceSampler:
         seed: int = 0,
         stride: int = 4,
         slices_per_pass: int = 1,
+        pass_channels: tuple[int, ...] = (),
     ):
         self.volumes = volumes
         self.crop, self.batch_size, self.stride = crop, batch_size, stride
-        self.slices_per_pass = slices_per_pass
+        self.slices_per_pass, self.pass_channels = slices_per_pass, pass_channels
         self.positive_fraction, self.seed = positive_fraction, seed
         self.positives = [
             (v, z)
@@ -164,8 +166,9 @@ class SliceSampler:
         ]
 
     def __call__(self, step: int) -> tuple[torch.Tensor, HeatmapTargets]:
-        """Batch ``step``: (B, K C, S, S) crops of K adjacent slices each, and the targets of
-        their B K slices (slice j of crop b is target b K + j)."""
+        """Batch ``step``: (B, K C, S, S) crops of K adjacent slices each (or the
+        ``pass_channels`` of them), and the targets of their B K slices (slice j of crop b is
+        target b K + j)."""
         rng = np.random.default_rng([self.seed, step])
         images, boxes = [], []
         for _ in range(self.batch_size):
@@ -175,7 +178,7 @@ class SliceSampler:
             image, moved = augment(image, np.concatenate(slice_boxes), params, rng)
             images.append(image)
             boxes.extend(np.split(moved, counts))
-        batch = torch.from_numpy(np.stack(images))  # (B, K C, S, S)
+        batch = torch.from_numpy(pass_input(np.stack(images), self.pass_channels))
         return batch, make_targets(boxes, batch.shape[-2:], self.stride)
 
     def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:

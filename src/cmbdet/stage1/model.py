@@ -29,6 +29,9 @@ class Stage1Config(JsonConfig):
 
     in_channels: int = 2  # of one slice image: averaged SWI, complemented phase, context
     slices_per_pass: int = 1  # adjacent slice images read, and predicted, in one pass
+    # the channels of the K stacked slice images the network reads (indices into K C; see
+    # PreprocessConfig.distinct_channels); () reads them all
+    pass_channels: tuple[int, ...] = ()
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)  # strides 2, 4, 8, 16
     neck_width: int = 48
     neck_convs: int = 2  # 3x3 convs after the top-down merge, at stride 4
@@ -68,7 +71,8 @@ class CandidateNet(nn.Module):
     """Backbone (strides 2-16), top-down neck to stride 4, dense head.
 
     Input: (B, K C, H, W), K = ``slices_per_pass`` adjacent slice images of C channels each,
-    slice-major; H and W multiples of 16 (pad with :func:`pad_to_multiple`).
+    slice-major, or the ``pass_channels`` of them (:func:`pass_input`); H and W multiples of
+    16 (pad with :func:`pad_to_multiple`).
     Eval output: dict of ``heatmap`` (B, K, H/4, W/4) logits, ``offset`` (B, 2 K, H/4, W/4) in
     cells (x, y order of array axes 0, 1), ``size`` (B, 2 K, H/4, W/4) log box size in pixels;
     channels slice-major (:func:`per_slice` gives one image per slice).
@@ -81,7 +85,7 @@ class CandidateNet(nn.Module):
         self.config = config
         w1, w2, w3, w4 = config.widths
         k = config.slices_per_pass
-        self.stem = _conv(config.in_channels * k, w1, stride=2)
+        self.stem = _conv(len(config.pass_channels) or config.in_channels * k, w1, stride=2)
         blocks2, blocks3, blocks4 = config.residual_blocks
         self.stage2 = _downsample_stage(w1, w2, blocks2)
         self.stage3 = _downsample_stage(w2, w3, blocks3)
@@ -127,6 +131,12 @@ class CandidateNet(nn.Module):
         size = (torch.abs(outputs["size"] - targets.log_size) * positives).sum() / count
         total = focal + config.offset_weight * offset + config.size_weight * size
         return {"loss": total, "focal": focal, "offset": offset, "size": size}
+
+
+def pass_input(stacks, pass_channels: tuple[int, ...]):
+    """(B, K C, H, W) stacked slice images (NumPy or torch) -> the channels a network with
+    these ``pass_channels`` reads (a copy), or the stacks themselves where it reads them all."""
+    return stacks[:, list(pass_channels)] if pass_channels else stacks
 
 
 def per_slice(outputs: dict[str, torch.Tensor], slices_per_pass: int) -> dict[str, torch.Tensor]:

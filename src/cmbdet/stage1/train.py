@@ -64,6 +64,7 @@ def train_stage1(
         seed=train_config.seed,
         stride=model_config.stride,
         slices_per_pass=model_config.slices_per_pass,
+        pass_channels=model_config.pass_channels,
     )
     log.info("stage 1: %d volumes, %d slices with CMBs", len(volumes), len(sampler.positives))
 
