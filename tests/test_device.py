@@ -102,6 +102,18 @@ def test_bfloat16_networks_give_the_float32_outputs_to_within_rounding():
         assert next(net.parameters()).dtype == torch.float32  # the original is left alone
 
 
+def test_network_input_brings_chosen_channels_in_the_networks_format():
+    net = CandidateNet(Stage1Config(in_channels=5, widths=(8, 16, 16, 16), neck_width=16))
+    stacks = torch.randn(2, 10, 32, 48)[:, :, 3:29, 5:45]  # strided, as the real crops are
+    chosen = (1, 2, 3, 4, 6, 9)
+    for dtype, layout in ((torch.float32, torch.contiguous_format), (torch.bfloat16, None)):
+        ready = prepare_for_inference(net, torch.device("cpu"), dtype)
+        inputs = network_input(stacks, ready, channels=chosen)
+        torch.testing.assert_close(inputs, stacks[:, list(chosen)].to(dtype), rtol=0, atol=0)
+        assert inputs.is_contiguous(memory_format=layout or torch.channels_last)
+        assert network_input(stacks, ready).shape == stacks.shape  # no channels: all of them
+
+
 def test_bfloat16_detects_what_float32_detects(subject):
     results = {
         precision: Detector.load(None, "cpu", precision).detect(subject.swi, subject.phase)

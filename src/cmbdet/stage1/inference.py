@@ -8,7 +8,7 @@ import torch
 from cmbdet.modelio import network_input
 from cmbdet.stage1.decode import SliceDetections, decode
 from cmbdet.stage1.link import LinkedCandidate, link_slices
-from cmbdet.stage1.model import CandidateNet, pad_to_multiple, pass_input, per_slice
+from cmbdet.stage1.model import CandidateNet, pad_to_multiple, per_slice
 
 BRAIN_MARGIN = 8
 """Pixels of context kept around the brain's in-plane bounding box."""
@@ -67,7 +67,7 @@ def detect_slices(
         y0, y1 = _crop_range(brain_columns[:, chosen].any(axis=1))
         crop = _crop(images, chosen, x0, x1, y0, y1)  # (n K, C, x, y)
         stacks = crop.reshape(-1, slices_per_pass * channels, *crop.shape[2:])
-        batch = network_input(pass_input(stacks, net.config.pass_channels), net)
+        batch = network_input(stacks, net, channels=net.config.pass_channels)
         outputs = net(pad_to_multiple(batch))  # pads only a whole axis not a multiple of 16
         outputs = per_slice({k: v.float().cpu() for k, v in outputs.items()}, slices_per_pass)
         found = decode(outputs, net.config.stride, score_threshold, valid_shape=(x1 - x0, y1 - y0))
