@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cmbdet.stage1.decode import SliceDetections, decode
 from cmbdet.stage1.inference import BRAIN_MARGIN, detect_slices, slice_groups
@@ -151,6 +152,14 @@ def test_decode_reads_a_hand_made_peak():
     (found,) = decode({"heatmap": heatmap, "offset": offset, "size": size}, stride=4)
     assert found.scores.shape == (1,)
     np.testing.assert_allclose(found.boxes[0], [6.0, 19.0, 14.0, 23.0], atol=1e-5)
+
+
+def test_the_3x3_max_filter_is_max_pooling():
+    from cmbdet.stage1.decode import _max_filter3
+
+    maps = torch.randint(0, 4, (3, 1, 9, 7)).float()  # many ties
+    maps[0, 0, 0, 0] = float("-inf")
+    torch.testing.assert_close(_max_filter3(maps), F.max_pool2d(maps, 3, stride=1, padding=1))
 
 
 def test_decode_of_nothing_is_empty():

@@ -49,7 +49,7 @@ def decode(
         valid_shape: (H, W) of the unpadded image; peaks in the padding are dropped.
     """
     probability = torch.sigmoid(outputs["heatmap"].float())  # (B, 1, h, w)
-    peaks = probability == F.max_pool2d(probability, 3, stride=1, padding=1)
+    peaks = probability == _max_filter3(probability)
     probability = probability * peaks
     batch, _, height, width = probability.shape
     flat = probability.view(batch, -1)
@@ -78,3 +78,14 @@ def decode(
         SliceDetections(boxes[b][keep[b]].astype(np.float32), scores[b][keep[b]].astype(np.float32))
         for b in range(batch)
     ]
+
+
+def _max_filter3(maps: torch.Tensor) -> torch.Tensor:
+    """The maximum over each 3 x 3 neighbourhood of (..., h, w) maps (nothing beyond the
+    edges): ``F.max_pool2d(maps, 3, stride=1, padding=1)`` as two 1D passes of elementwise
+    maxima, which measured several times faster on the CPU than PyTorch's pooling."""
+    padded = F.pad(maps, (1, 1, 1, 1), value=float("-inf"))
+    rows = torch.maximum(
+        torch.maximum(padded[..., :-2, :], padded[..., 1:-1, :]), padded[..., 2:, :]
+    )
+    return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
