@@ -35,9 +35,6 @@ def detect_slices(
     slices at the top and bottom of the head), grown to a multiple of :data:`CROP_MULTIPLE`.
     A network that reads K > 1 slices per pass gets groups of K adjacent slices from the first
     to the last slice with brain (see :func:`slice_groups`).
-    The passes are split into as few forward calls of at most ``batch_size`` as will do, of
-    near-equal size (18 passes run as 6 + 6 + 6, not 8 + 8 + 2: each call's input shape is
-    new to the convolution library, which prepares its kernels anew, ~2-10 ms a shape).
 
     Args:
         net: the stage-1 network.
@@ -60,9 +57,8 @@ def detect_slices(
     slices_per_pass = net.config.slices_per_pass
     groups = slice_groups(todo, depth, slices_per_pass)
     results = [SliceDetections.empty() for _ in range(depth)]
-    calls = -(-len(groups) // batch_size)
-    for passes in np.array_split(groups, calls):  # batches of near-equal size
-        chosen = passes.ravel()  # slices, group by group
+    for start in range(0, len(groups), batch_size):
+        chosen = groups[start : start + batch_size].ravel()  # slices, group by group
         x0, x1 = _crop_range(brain_rows[:, chosen].any(axis=1))
         y0, y1 = _crop_range(brain_columns[:, chosen].any(axis=1))
         crop = _crop(images, chosen, x0, x1, y0, y1)  # (n K, C, x, y)
