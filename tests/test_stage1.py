@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cmbdet.stage1.decode import SliceDetections, decode
+from cmbdet.stage1.decode import SliceDetections, _max_filter3, decode
 from cmbdet.stage1.inference import BRAIN_MARGIN, detect_slices, slice_groups
 from cmbdet.stage1.link import link_slices
 from cmbdet.stage1.model import (
@@ -155,8 +155,6 @@ def test_decode_reads_a_hand_made_peak():
 
 
 def test_the_3x3_max_filter_is_max_pooling():
-    from cmbdet.stage1.decode import _max_filter3
-
     maps = torch.randint(0, 4, (3, 1, 9, 7)).float()  # many ties
     maps[0, 0, 0, 0] = float("-inf")
     torch.testing.assert_close(_max_filter3(maps), F.max_pool2d(maps, 3, stride=1, padding=1))
@@ -245,9 +243,30 @@ def test_passes_over_slice_groups_map_boxes_back_to_their_slices():
     for batch_size in (1, 8):  # a forward call per pass, or all passes at once
         found = detect_slices(_SliceNumberNet(), images, None, batch_size=batch_size)
         assert [d.centres[0, 0] for d in found] == [4.0 * z for z in range(5)]
-    # a network reading some channels of each pass gets those (a six-channel stem would fail)
-    net = _small_net(slices_per_pass=2, pass_channels=(1, 2, 3))
-    assert len(detect_slices(net, images, None, score_threshold=0.0)) == 5
+    # a network reading some channels of each pass gets those channels of those slices
+    images[:, 1] += 0.5  # channel c of slice z holds z + c / 2
+    net = _RecordingNet(Stage1Config(slices_per_pass=2, pass_channels=(1, 2, 3)))
+    assert len(detect_slices(net, images, None)) == 5
+    (batch,) = net.inputs  # passes over slices 0-1, 2-3, 3-4 (the last moved back)
+    starts = torch.tensor([0.0, 2.0, 3.0])[:, None]
+    want = torch.cat([starts + 0.5, starts + 1.0, starts + 1.5], dim=1)  # (pass, channel)
+    torch.testing.assert_close(batch[:, :, 0, 0], want)
+
+
+class _RecordingNet(torch.nn.Module):
+    """Stands in for a stage-1 network: keeps its inputs, finds nothing."""
+
+    def __init__(self, config: Stage1Config):
+        super().__init__()
+        self.config, self.inputs = config, []
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        self.inputs.append(images)
+        batch, _, height, width = images.shape
+        k = self.config.slices_per_pass
+        maps = torch.zeros((batch, 2 * k, height // 4, width // 4))
+        return {"heatmap": maps[:, :k] - 10.0, "offset": maps, "size": maps}
 
 
 def test_slice_groups_cover_the_brain_slices_in_runs():
@@ -286,6 +305,13 @@ def test_linking_respects_the_distance_limit():
     detections = [_slice([[0, 0, 4, 4]], [0.5]), _slice([[8, 0, 12, 4]], [0.5])]
     assert len(link_slices(detections, pixel_mm=0.5, max_distance_mm=3.0)) == 2
     assert len(link_slices(detections, pixel_mm=0.5, max_distance_mm=5.0)) == 1
+
+
+def test_pass_channels_must_be_increasing_indices_into_the_stack():
+    assert Stage1Config(slices_per_pass=2, pass_channels=[1, 3]).pass_channels == (1, 3)
+    for wrong in ((3, 1), (1, 1), (4,), (-1,)):  # 2 slices of 2 channels: indices 0-3
+        with pytest.raises(ValueError, match="pass_channels"):
+            Stage1Config(slices_per_pass=2, pass_channels=wrong)
 
 
 def test_config_round_trips_and_rejects_unknown_keys():
@@ -383,7 +409,9 @@ def test_stage1_model_folder_round_trip(tmp_path):
     from cmbdet.stage1.train import load_stage1_model, save_stage1_model
     from cmbdet.training import TrainConfig
 
-    config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
+    config = Stage1Config(
+        widths=(4, 8, 8, 8), neck_width=8, slices_per_pass=2, pass_channels=(1, 2)
+    )
     net = CandidateNet(config)
     weights = save_weights(tmp_path, "stage1", net)
     save_stage1_model(
@@ -392,6 +420,7 @@ def test_stage1_model_folder_round_trip(tmp_path):
     loaded, preprocess_config, info = load_stage1_model(tmp_path)
     assert preprocess_config.target_in_plane_mm == 0.7
     assert info["stage1"]["training"]["steps"] == 3
+    assert loaded.config == config  # the channels it reads included
     net.eval()
     images = torch.randn(1, 2, 32, 32)
     torch.testing.assert_close(net(images)["heatmap"], loaded(images)["heatmap"])

@@ -212,8 +212,11 @@ def train_model(
 
 
 def _pass_channels(preprocess: PreprocessConfig, slices_per_pass: int) -> tuple[int, ...]:
-    """What a stage-1 network reading ``slices_per_pass`` slice images per pass reads of their
-    stacked channels: the distinct ones, or () where all are."""
+    """What a stage-1 network trained by ``train`` reads of its stacked slice images: for
+    several slices per pass, the distinct channels; for one, all of them (``()``; a network
+    trained before the option read all channels for any number of slices, and loads so)."""
+    if slices_per_pass == 1:
+        return ()
     distinct = preprocess.distinct_channels(slices_per_pass)
     return () if len(distinct) == slices_per_pass * preprocess.channels else distinct
 

@@ -65,10 +65,12 @@ class PreprocessConfig(JsonConfig):
         otherwise a fixed sum of read channels, which a network's first convolution forms
         itself; at the ends of the slab, where the mean takes fewer slices, nearly so).
 
-        One slice with the default context: all channels; three slices: 10 of 15.
+        With ``context_slices`` (-2, 0, 2), the training default: one slice, all 5 channels;
+        three slices, 10 of 15; four, 12 of 20.
         """
         read = {j + d for j in range(slices) for d in self.context_slices}
-        averaged = range(-self.slab_average, self.slab_average + 1)
+        neighbours = max(self.slab_average, 0)  # as slab_average() reads it
+        averaged = range(-neighbours, neighbours + 1)
         kept, seen = [], set()
         for j in range(slices):
             first = j * self.channels

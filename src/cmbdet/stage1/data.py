@@ -178,7 +178,9 @@ class SliceSampler:
             image, moved = augment(image, np.concatenate(slice_boxes), params, rng)
             images.append(image)
             boxes.extend(np.split(moved, counts))
-        batch = torch.from_numpy(pass_input(np.stack(images), self.pass_channels))
+        stacks = np.stack(images)  # (B, K C, S, S)
+        # (B, K C, S, S), or (B, len(pass_channels), S, S)
+        batch = torch.from_numpy(pass_input(stacks, self.pass_channels))
         return batch, make_targets(boxes, batch.shape[-2:], self.stride)
 
     def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:

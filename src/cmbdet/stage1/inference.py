@@ -62,7 +62,7 @@ def detect_slices(
         x0, x1 = _crop_range(brain_rows[:, chosen].any(axis=1))
         y0, y1 = _crop_range(brain_columns[:, chosen].any(axis=1))
         crop = _crop(images, chosen, x0, x1, y0, y1)  # (n K, C, x, y)
-        stacks = crop.reshape(-1, slices_per_pass * channels, *crop.shape[2:])
+        stacks = crop.reshape(-1, slices_per_pass * channels, *crop.shape[2:])  # (n, K C, x, y)
         batch = network_input(stacks, net, channels=net.config.pass_channels)
         outputs = net(pad_to_multiple(batch))  # pads only a whole axis not a multiple of 16
         outputs = per_slice({k: v.float().cpu() for k, v in outputs.items()}, slices_per_pass)

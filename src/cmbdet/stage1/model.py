@@ -14,13 +14,17 @@ and predict the maps of each of them: one pass per group of slices instead of on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cmbdet.config import JsonConfig
 from cmbdet.stage1.targets import HeatmapTargets
+
+Stacks = TypeVar("Stacks", np.ndarray, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,13 @@ class Stage1Config(JsonConfig):
     focal_beta: float = 4.0
     size_weight: float = 0.1
     offset_weight: float = 1.0
+
+    def __post_init__(self):
+        chosen = tuple(int(c) for c in self.pass_channels)
+        stacked = self.in_channels * self.slices_per_pass
+        if list(chosen) != sorted(set(chosen)) or any(not 0 <= c < stacked for c in chosen):
+            raise ValueError(f"pass_channels {chosen}: not increasing indices below {stacked}")
+        object.__setattr__(self, "pass_channels", chosen)
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -133,7 +144,7 @@ class CandidateNet(nn.Module):
         return {"loss": total, "focal": focal, "offset": offset, "size": size}
 
 
-def pass_input(stacks, pass_channels: tuple[int, ...]):
+def pass_input(stacks: Stacks, pass_channels: tuple[int, ...]) -> Stacks:
     """(B, K C, H, W) stacked slice images (NumPy or torch) -> the channels a network with
     these ``pass_channels`` reads (a copy), or the stacks themselves where it reads them all."""
     return stacks[:, list(pass_channels)] if pass_channels else stacks
