@@ -179,9 +179,7 @@ class SliceSampler:
             images.append(image)
             boxes.extend(np.split(moved, counts))
         stacks = np.stack(images)  # (B, K C, S, S)
-        batch = torch.from_numpy(
-            pass_input(stacks, self.pass_channels)
-        )  # (B, len(pass_channels) or K C, S, S)
+        batch = torch.from_numpy(pass_input(stacks, self.pass_channels))  # (B, P, S, S), P <= K C
         return batch, make_targets(boxes, batch.shape[-2:], self.stride)
 
     def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
