@@ -403,6 +403,53 @@ def test_sampler_is_replayable_and_centres_positive_crops_on_cmbs():
     torch.testing.assert_close(same_targets.heatmap, targets.heatmap)
 
 
+def test_boxes_from_labels_name_the_cmb_of_each_box():
+    from cmbdet.stage1.data import MIN_BOX_MM, boxes_from_labels
+
+    labels = np.zeros((20, 16, 6), np.int16)
+    labels[4:8, 4:8, 1:4] = 3  # a CMB on three slices
+    labels[12, 10, 3] = 5  # a small one: one voxel
+    labels[2, 2, 5] = 9  # a mimic: not asked for
+    boxes, ids = boxes_from_labels(labels, [3, 5], labels.shape, (40, 32, 6), pixel_mm=0.5)
+    assert [len(b) for b in boxes] == [0, 1, 1, 2, 0, 0]
+    assert [i.tolist() for i in ids] == [[], [3], [3], [3, 5], [], []]
+    np.testing.assert_allclose(boxes[3][0], [8, 8, 16, 16])  # native 4..8 x2 on the model grid
+    side = MIN_BOX_MM / 0.5  # its 2 x 2 model pixels grow to the 2 mm minimum (4 pixels)
+    grown = np.array([25, 21, 25, 21]) + np.array([-1, -1, 1, 1]) * side / 2
+    np.testing.assert_allclose(boxes[3][1], grown)
+
+
+def test_positive_crops_per_cmb_draw_small_cmbs_as_often_as_large_ones():
+    from cmbdet.stage1.data import SliceSampler, TrainingVolume
+
+    rng = np.random.default_rng(2)
+    images = (1 + 0.05 * rng.standard_normal((6, 2, 96, 80))).astype(np.float16)
+    boxes = [np.zeros((0, 4), np.float32) for _ in range(6)]
+    ids = [np.zeros(0, np.int64) for _ in range(6)]
+    for z in range(1, 5):  # a large CMB on four slices, dark in channel 0
+        boxes[z], ids[z] = np.array([[10, 10, 18, 18]], np.float32), np.array([1])
+        images[z, 0, 10:18, 10:18] = 0.1
+    boxes[5], ids[5] = np.array([[80, 64, 84, 68]], np.float32), np.array([2])  # small, channel 1
+    images[5, 1, 80:84, 64:68] = 0.1
+    volume = TrainingVolume(images, boxes, np.ones(6, bool), tuple(ids))
+    assert volume.cmb_boxes() == [[(1, 0), (2, 0), (3, 0), (4, 0)], [(5, 0)]]
+    shares = {}
+    for unit in ("slice", "cmb"):
+        sampler = SliceSampler(
+            [volume], crop=48, batch_size=100, positive_fraction=1.0, seed=5, positives_per=unit
+        )
+        crops, targets = sampler(0)
+        small = crops[:, 1].amin(dim=(1, 2)) < 0.5
+        assert torch.all(small != (crops[:, 0].amin(dim=(1, 2)) < 0.5))  # one CMB per crop
+        assert targets.centre_mask.sum() == 100
+        shares[unit] = small.float().mean().item()
+    assert 0.1 < shares["slice"] < 0.3 and 0.4 < shares["cmb"] < 0.6, shares
+    # boxes of unknown CMBs count one each
+    assert len(TrainingVolume(images, boxes, np.ones(6, bool)).cmb_boxes()) == 5
+    with pytest.raises(ValueError, match="positives_per"):
+        SliceSampler([volume], positives_per="lesion")
+
+
 def test_stage1_model_folder_round_trip(tmp_path):
     from cmbdet.modelio import save_weights
     from cmbdet.preprocess.pipeline import PreprocessConfig

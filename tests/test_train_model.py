@@ -17,3 +17,9 @@ def test_split_is_seeded_disjoint_and_complete():
     assert len(splits["stage1"]) == 10 and len(splits["validation"]) == 3
     with pytest.raises(InputError):
         split_subjects(ids[:2], TrainModelConfig())
+
+
+def test_stage1_positive_unit_is_checked_when_set():
+    assert TrainModelConfig(stage1_positives_per="cmb").stage1_positives_per == "cmb"
+    with pytest.raises(ValueError, match="stage1_positives_per"):
+        TrainModelConfig(stage1_positives_per="lesion")

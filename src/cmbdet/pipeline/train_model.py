@@ -28,6 +28,7 @@ from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.modelio import write_model_json
 from cmbdet.pipeline.calibrate import OperatingRule, choose_operating_point
 from cmbdet.preprocess.pipeline import PreprocessConfig, Preprocessed, preprocess, slice_images
+from cmbdet.stage1.data import POSITIVE_UNITS
 from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.model import CandidateNet, Stage1Config
 from cmbdet.stage1.train import train_stage1, training_volume
@@ -54,6 +55,9 @@ class TrainModelConfig:
     # at lower sensitivity, and the one good run missed more small HR test CMBs
     # (benchmarks/RESULTS.md)
     network: Stage1Config = Stage1Config()
+    # stage-1 positive crops drawn per slice with a CMB, or per CMB ("cmb": small CMBs, on one
+    # or two slices, as often as large ones)
+    stage1_positives_per: str = "slice"
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)
@@ -62,6 +66,12 @@ class TrainModelConfig:
     validation_share: float = 0.15
     rule: OperatingRule = OperatingRule()  # how validation subjects set the thresholds
     seed: int = 0
+
+    def __post_init__(self):
+        if self.stage1_positives_per not in POSITIVE_UNITS:
+            raise ValueError(
+                f"stage1_positives_per {self.stage1_positives_per!r}: not one of {POSITIVE_UNITS}"
+            )
 
     def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
         """These settings with other step counts and seed."""
@@ -152,7 +162,9 @@ def train_model(
         in_channels=config.preprocess.channels,
         pass_channels=_pass_channels(config.preprocess, config.network.slices_per_pass),
     )
-    stage1, stage1_weights = train_stage1(volumes, out_dir, config.stage1, stage1_config)
+    stage1, stage1_weights = train_stage1(
+        volumes, out_dir, config.stage1, stage1_config, positives_per=config.stage1_positives_per
+    )
     del volumes
 
     margin = np.asarray(config.patch_jitter) * 2
@@ -190,6 +202,7 @@ def train_model(
             "config": stage1_config.to_json(),
             "weights": stage1_weights,
             "training": config.stage1.to_json(),
+            "positives_per": config.stage1_positives_per,
         },
         "stage2": {
             "config": Stage2Config().to_json(),

@@ -3,8 +3,10 @@
 A :class:`TrainingVolume` holds one subject on the model grid: its two-channel slice images and
 the boxes of its visible CMBs per slice. :class:`SliceSampler` draws training crops from many
 volumes: half centred near a CMB, half anywhere in the brain (slices without CMBs are the
-normal case), each augmented by parameters drawn from ``(seed, step)`` and then applied by a
-deterministic transform, so a resumed run replays the same batches.
+normal case). A positive crop is drawn per slice with a CMB, or per CMB (each CMB as often,
+whatever the number of slices it spans). Each crop is augmented by parameters drawn from
+``(seed, step)`` and then applied by a deterministic transform, so a resumed run replays the
+same batches.
 """
 
 from __future__ import annotations
@@ -30,11 +32,24 @@ class TrainingVolume:
         images: (Z, C, X, Y) float16 slice images.
         boxes: per slice, (N, 4) xyxy model-grid pixel boxes of visible CMBs.
         brain_slices: (Z,) bool, slices that contain brain.
+        box_lesions: per slice, the (N,) lesion ids of its boxes (which boxes are one CMB);
+            empty where not known (then each box counts as a CMB of its own).
     """
 
     images: np.ndarray
     boxes: list[np.ndarray]
     brain_slices: np.ndarray
+    box_lesions: tuple[np.ndarray, ...] = ()
+
+    def cmb_boxes(self) -> list[list[tuple[int, int]]]:
+        """Per CMB, its (slice, box index) pairs, CMBs in the order of their first box."""
+        by_lesion: dict[tuple, list[tuple[int, int]]] = {}
+        for z, boxes in enumerate(self.boxes):
+            ids = self.box_lesions[z] if self.box_lesions else range(len(boxes))
+            for index, lesion in enumerate(ids):
+                key = (int(lesion),) if self.box_lesions else (z, index)
+                by_lesion.setdefault(key, []).append((z, index))
+        return list(by_lesion.values())
 
 
 def boxes_from_labels(
@@ -43,7 +58,7 @@ def boxes_from_labels(
     native_shape: tuple[int, int, int],
     model_shape: tuple[int, int, int],
     pixel_mm: float,
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
     """Per-slice boxes of the given label ids, mapped from the native to the model grid.
 
     Args:
@@ -54,11 +69,13 @@ def boxes_from_labels(
         pixel_mm: model-grid pixel size, for the minimum box size.
 
     Returns:
-        Z arrays of shape (N_z, 4), xyxy model pixels (edges), possibly empty.
+        Z arrays of shape (N_z, 4), xyxy model pixels (edges), possibly empty; and Z arrays of
+        shape (N_z,), the label id of each box.
     """
     scale = np.array([model_shape[0] / native_shape[0], model_shape[1] / native_shape[1]])
     minimum = MIN_BOX_MM / pixel_mm
     per_slice = [[] for _ in range(labels.shape[2])]
+    ids = [[] for _ in range(labels.shape[2])]
     for lesion_id in cmb_ids:
         voxels = np.argwhere(labels == lesion_id)
         for z in np.unique(voxels[:, 2]):
@@ -66,7 +83,9 @@ def boxes_from_labels(
             low, high = xy.min(axis=0) * scale, (xy.max(axis=0) + 1) * scale
             centre, side = (low + high) / 2, np.maximum(high - low, minimum)
             per_slice[z].append(np.concatenate([centre - side / 2, centre + side / 2]))
-    return [np.array(b, np.float32).reshape(-1, 4) for b in per_slice]
+            ids[z].append(lesion_id)
+    boxes = [np.array(b, np.float32).reshape(-1, 4) for b in per_slice]
+    return boxes, tuple(np.array(i, np.int64) for i in ids)
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,11 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return padded
 
 
+POSITIVE_UNITS = ("slice", "cmb")
+"""What a positive crop is drawn per: a slice with a CMB (large CMBs, on more slices, are drawn
+more often), or a CMB (each as often; then one of its slices)."""
+
+
 class SliceSampler:
     """Replayable training batches of square crops from many volumes, each of
     ``slices_per_pass`` adjacent slices (a positive slice at a random place among them)."""
@@ -150,17 +174,22 @@ class SliceSampler:
         stride: int = 4,
         slices_per_pass: int = 1,
         pass_channels: tuple[int, ...] = (),
+        positives_per: str = "slice",
     ):
+        if positives_per not in POSITIVE_UNITS:
+            raise ValueError(f"positives_per {positives_per!r}: not one of {POSITIVE_UNITS}")
         self.volumes = volumes
         self.crop, self.batch_size, self.stride = crop, batch_size, stride
         self.slices_per_pass, self.pass_channels = slices_per_pass, pass_channels
         self.positive_fraction, self.seed = positive_fraction, seed
+        self.positives_per = positives_per
         self.positives = [
             (v, z)
             for v, volume in enumerate(volumes)
             for z, boxes in enumerate(volume.boxes)
             if len(boxes)
         ]
+        self.cmbs = [(v, cmb) for v, volume in enumerate(volumes) for cmb in volume.cmb_boxes()]
         self.brain = [
             (v, z) for v, volume in enumerate(volumes) for z in np.flatnonzero(volume.brain_slices)
         ]
@@ -185,9 +214,13 @@ class SliceSampler:
     def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
         """A (K C, S, S) crop of K adjacent slices, and the K slices' (N, 4) boxes in it."""
         positive = self.positives and rng.random() < self.positive_fraction
-        v, z = (self.positives if positive else self.brain)[
-            rng.integers(len(self.positives if positive else self.brain))
-        ]
+        if positive and self.positives_per == "cmb":
+            v, cmb = self.cmbs[rng.integers(len(self.cmbs))]
+            z, box = cmb[rng.integers(len(cmb))]
+        else:
+            v, z = (self.positives if positive else self.brain)[
+                rng.integers(len(self.positives if positive else self.brain))
+            ]
         volume = self.volumes[v]
         depth, channels, nx, ny = volume.images.shape
         k = self.slices_per_pass
@@ -195,7 +228,9 @@ class SliceSampler:
         first = z if k == 1 else int(np.clip(z - rng.integers(k), 0, max(0, depth - k)))
         boxes = volume.boxes[z]
         if positive:
-            target = boxes[rng.integers(len(boxes))]
+            if self.positives_per == "slice":
+                box = rng.integers(len(boxes))
+            target = boxes[box]
             centre = (target[:2] + target[2:]) / 2 + rng.uniform(-0.35, 0.35, 2) * self.crop
         else:
             centre = rng.uniform([0, 0], [nx, ny])

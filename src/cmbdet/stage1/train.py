@@ -38,8 +38,8 @@ def training_volume(
     """
     cmb_ids = [lesion.lesion_id for lesion in lesions if lesion.is_cmb and lesion.visible]
     model_shape = (images.shape[2], images.shape[3], images.shape[0])
-    boxes = boxes_from_labels(labels, cmb_ids, labels.shape, model_shape, pixel_mm)
-    return TrainingVolume(images.astype(np.float16), boxes, brain.any(axis=(0, 1)))
+    boxes, box_lesions = boxes_from_labels(labels, cmb_ids, labels.shape, model_shape, pixel_mm)
+    return TrainingVolume(images.astype(np.float16), boxes, brain.any(axis=(0, 1)), box_lesions)
 
 
 def train_stage1(
@@ -49,8 +49,12 @@ def train_stage1(
     model_config: Stage1Config = Stage1Config(),
     crop: int = 128,
     device: torch.device | str | None = None,
+    positives_per: str = "slice",
 ) -> tuple[CandidateNet, dict]:
     """Train from scratch (or resume from ``out_dir/checkpoint``), save ``stage1.safetensors``.
+
+    ``positives_per``: what positive crops are drawn per, ``"slice"`` or ``"cmb"``
+    (:class:`cmbdet.stage1.data.SliceSampler`).
 
     Returns:
         The trained network and its weights entry for model.json.
@@ -65,8 +69,15 @@ def train_stage1(
         stride=model_config.stride,
         slices_per_pass=model_config.slices_per_pass,
         pass_channels=model_config.pass_channels,
+        positives_per=positives_per,
     )
-    log.info("stage 1: %d volumes, %d slices with CMBs", len(volumes), len(sampler.positives))
+    log.info(
+        "stage 1: %d volumes, %d CMBs on %d slices, a positive crop per %s",
+        len(volumes),
+        len(sampler.cmbs),
+        len(sampler.positives),
+        positives_per,
+    )
 
     def report(step: int, losses: dict[str, float]) -> None:
         log.info(
