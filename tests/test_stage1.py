@@ -450,6 +450,37 @@ def test_positive_crops_per_cmb_draw_small_cmbs_as_often_as_large_ones():
         SliceSampler([volume], positives_per="lesion")
 
 
+def test_positive_crops_per_cmb_centre_on_the_drawn_cmb_of_a_slice():
+    from cmbdet.stage1.data import SliceSampler, TrainingVolume
+
+    rng = np.random.default_rng(3)
+    images = (1 + 0.05 * rng.standard_normal((4, 2, 96, 80))).astype(np.float16)
+    boxes = [np.zeros((0, 4), np.float32) for _ in range(4)]
+    ids = [np.zeros(0, np.int64) for _ in range(4)]
+    boxes[1], ids[1] = np.array([[8, 8, 14, 14], [80, 64, 86, 70]], np.float32), np.array([4, 6])
+    images[1, 0, 8:14, 8:14] = 0.1  # CMB 4, dark in channel 0
+    images[1, 1, 80:86, 64:70] = 0.1  # CMB 6, far away, dark in channel 1
+    volume = TrainingVolume(images, boxes, np.ones(4, bool), tuple(ids))
+    for k in (1, 3):
+        sampler = SliceSampler(
+            [volume],
+            crop=48,
+            batch_size=40,
+            positive_fraction=1.0,
+            slices_per_pass=k,
+            positives_per="cmb",
+        )
+        crops, targets = sampler(1)  # (40, 2 k, 48, 48)
+        first = crops[:, 0::2].amin(dim=(1, 2, 3)) < 0.5
+        second = crops[:, 1::2].amin(dim=(1, 2, 3)) < 0.5
+        assert torch.all(first != second) and 10 < first.sum() < 30, k
+        assert targets.centre_mask.sum() == 40
+    with pytest.raises(ValueError, match="box_lesions"):
+        TrainingVolume(images, boxes, np.ones(4, bool), tuple(ids[:3]))
+    with pytest.raises(ValueError, match="box_lesions"):
+        TrainingVolume(images, boxes, np.ones(4, bool), (ids[0], ids[1][:1], ids[2], ids[3]))
+
+
 def test_stage1_model_folder_round_trip(tmp_path):
     from cmbdet.modelio import save_weights
     from cmbdet.preprocess.pipeline import PreprocessConfig

@@ -28,7 +28,7 @@ from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.modelio import write_model_json
 from cmbdet.pipeline.calibrate import OperatingRule, choose_operating_point
 from cmbdet.preprocess.pipeline import PreprocessConfig, Preprocessed, preprocess, slice_images
-from cmbdet.stage1.data import POSITIVE_UNITS
+from cmbdet.stage1.data import POSITIVE_UNITS, PositiveUnit
 from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.model import CandidateNet, Stage1Config
 from cmbdet.stage1.train import train_stage1, training_volume
@@ -57,7 +57,7 @@ class TrainModelConfig:
     network: Stage1Config = Stage1Config()
     # stage-1 positive crops drawn per slice with a CMB, or per CMB ("cmb": small CMBs, on one
     # or two slices, as often as large ones)
-    stage1_positives_per: str = "slice"
+    stage1_positives_per: PositiveUnit = "slice"
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)

@@ -12,6 +12,7 @@ same batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class TrainingVolume:
         boxes: per slice, (N, 4) xyxy model-grid pixel boxes of visible CMBs.
         brain_slices: (Z,) bool, slices that contain brain.
         box_lesions: per slice, the (N,) lesion ids of its boxes (which boxes are one CMB);
-            empty where not known (then each box counts as a CMB of its own).
+            ``()`` when not known (then each box counts as a CMB of its own).
     """
 
     images: np.ndarray
@@ -41,14 +42,18 @@ class TrainingVolume:
     brain_slices: np.ndarray
     box_lesions: tuple[np.ndarray, ...] = ()
 
+    def __post_init__(self):
+        if self.box_lesions and [len(i) for i in self.box_lesions] != [len(b) for b in self.boxes]:
+            raise ValueError("box_lesions: one lesion id per box of every slice, or ()")
+
     def cmb_boxes(self) -> list[list[tuple[int, int]]]:
         """Per CMB, its (slice, box index) pairs, CMBs in the order of their first box."""
-        by_lesion: dict[tuple, list[tuple[int, int]]] = {}
-        for z, boxes in enumerate(self.boxes):
-            ids = self.box_lesions[z] if self.box_lesions else range(len(boxes))
-            for index, lesion in enumerate(ids):
-                key = (int(lesion),) if self.box_lesions else (z, index)
-                by_lesion.setdefault(key, []).append((z, index))
+        if not self.box_lesions:
+            return [[(z, i)] for z, boxes in enumerate(self.boxes) for i in range(len(boxes))]
+        by_lesion: dict[int, list[tuple[int, int]]] = {}
+        for z, lesions in enumerate(self.box_lesions):
+            for index, lesion in enumerate(lesions):
+                by_lesion.setdefault(int(lesion), []).append((z, index))
         return list(by_lesion.values())
 
 
@@ -155,14 +160,17 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return padded
 
 
-POSITIVE_UNITS = ("slice", "cmb")
+PositiveUnit = Literal["slice", "cmb"]
+POSITIVE_UNITS = get_args(PositiveUnit)
 """What a positive crop is drawn per: a slice with a CMB (large CMBs, on more slices, are drawn
 more often), or a CMB (each as often; then one of its slices)."""
 
 
 class SliceSampler:
     """Replayable training batches of square crops from many volumes, each of
-    ``slices_per_pass`` adjacent slices (a positive slice at a random place among them)."""
+    ``slices_per_pass`` adjacent slices (a positive slice at a random place among them);
+    positive crops drawn per slice with a CMB or per CMB (``positives_per``, see
+    :data:`POSITIVE_UNITS`)."""
 
     def __init__(
         self,
@@ -174,7 +182,7 @@ class SliceSampler:
         stride: int = 4,
         slices_per_pass: int = 1,
         pass_channels: tuple[int, ...] = (),
-        positives_per: str = "slice",
+        positives_per: PositiveUnit = "slice",
     ):
         if positives_per not in POSITIVE_UNITS:
             raise ValueError(f"positives_per {positives_per!r}: not one of {POSITIVE_UNITS}")
@@ -214,9 +222,10 @@ class SliceSampler:
     def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
         """A (K C, S, S) crop of K adjacent slices, and the K slices' (N, 4) boxes in it."""
         positive = self.positives and rng.random() < self.positive_fraction
+        box_index = None  # of the CMB the crop centres on, among its slice's boxes
         if positive and self.positives_per == "cmb":
             v, cmb = self.cmbs[rng.integers(len(self.cmbs))]
-            z, box = cmb[rng.integers(len(cmb))]
+            z, box_index = cmb[rng.integers(len(cmb))]
         else:
             v, z = (self.positives if positive else self.brain)[
                 rng.integers(len(self.positives if positive else self.brain))
@@ -228,9 +237,9 @@ class SliceSampler:
         first = z if k == 1 else int(np.clip(z - rng.integers(k), 0, max(0, depth - k)))
         boxes = volume.boxes[z]
         if positive:
-            if self.positives_per == "slice":
-                box = rng.integers(len(boxes))
-            target = boxes[box]
+            if box_index is None:  # per slice: drawn here, after the run's place, as always
+                box_index = rng.integers(len(boxes))
+            target = boxes[box_index]
             centre = (target[:2] + target[2:]) / 2 + rng.uniform(-0.35, 0.35, 2) * self.crop
         else:
             centre = rng.uniform([0, 0], [nx, ny])

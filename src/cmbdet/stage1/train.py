@@ -12,7 +12,7 @@ import cmbdet
 from cmbdet.io.dataset import Lesion
 from cmbdet.modelio import load_weights, read_model_json, save_weights, write_model_json
 from cmbdet.preprocess.pipeline import PreprocessConfig
-from cmbdet.stage1.data import SliceSampler, TrainingVolume, boxes_from_labels
+from cmbdet.stage1.data import PositiveUnit, SliceSampler, TrainingVolume, boxes_from_labels
 from cmbdet.stage1.model import CandidateNet, Stage1Config
 from cmbdet.training import TrainConfig, default_device, train
 
@@ -49,12 +49,13 @@ def train_stage1(
     model_config: Stage1Config = Stage1Config(),
     crop: int = 128,
     device: torch.device | str | None = None,
-    positives_per: str = "slice",
+    positives_per: PositiveUnit = "slice",
 ) -> tuple[CandidateNet, dict]:
     """Train from scratch (or resume from ``out_dir/checkpoint``), save ``stage1.safetensors``.
 
-    ``positives_per``: what positive crops are drawn per, ``"slice"`` or ``"cmb"``
-    (:class:`cmbdet.stage1.data.SliceSampler`).
+    Args:
+        positives_per: what positive crops are drawn per, a slice with a CMB or a CMB
+            (:class:`cmbdet.stage1.data.SliceSampler`).
 
     Returns:
         The trained network and its weights entry for model.json.
