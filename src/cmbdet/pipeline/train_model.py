@@ -56,7 +56,8 @@ class TrainModelConfig:
     # (benchmarks/RESULTS.md)
     network: Stage1Config = Stage1Config()
     # stage-1 positive crops drawn per slice with a CMB, or per CMB ("cmb": small CMBs, on one
-    # or two slices, as often as large ones)
+    # or two slices, as often as large ones; +1.5 points of stage-1 sensitivity for a
+    # three-slice network on 72 held-out HR subjects, benchmarks/RESULTS.md)
     stage1_positives_per: PositiveUnit = "slice"
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
