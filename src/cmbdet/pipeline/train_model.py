@@ -28,7 +28,7 @@ from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.modelio import write_model_json
 from cmbdet.pipeline.calibrate import OperatingRule, choose_operating_point
 from cmbdet.preprocess.pipeline import PreprocessConfig, Preprocessed, preprocess, slice_images
-from cmbdet.stage1.data import POSITIVE_UNITS, PositiveUnit
+from cmbdet.stage1.data import PositiveUnit, check_positive_unit
 from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.model import CandidateNet, Stage1Config
 from cmbdet.stage1.train import train_stage1, training_volume
@@ -68,11 +68,8 @@ class TrainModelConfig:
     rule: OperatingRule = OperatingRule()  # how validation subjects set the thresholds
     seed: int = 0
 
-    def __post_init__(self):
-        if self.stage1_positives_per not in POSITIVE_UNITS:
-            raise ValueError(
-                f"stage1_positives_per {self.stage1_positives_per!r}: not one of {POSITIVE_UNITS}"
-            )
+    def __post_init__(self):  # before minutes of loading, not when the sampler is made
+        check_positive_unit(self.stage1_positives_per, "stage1_positives_per")
 
     def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
         """These settings with other step counts and seed."""

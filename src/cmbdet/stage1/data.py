@@ -166,6 +166,12 @@ POSITIVE_UNITS = get_args(PositiveUnit)
 more often), or a CMB (each as often; then one of its slices)."""
 
 
+def check_positive_unit(value: str, name: str = "positives_per") -> None:
+    """Raise ValueError naming setting ``name`` unless ``value`` is one of POSITIVE_UNITS."""
+    if value not in POSITIVE_UNITS:
+        raise ValueError(f"{name} {value!r}: not one of {POSITIVE_UNITS}")
+
+
 class SliceSampler:
     """Replayable training batches of square crops from many volumes, each of
     ``slices_per_pass`` adjacent slices (a positive slice at a random place among them);
@@ -184,8 +190,7 @@ class SliceSampler:
         pass_channels: tuple[int, ...] = (),
         positives_per: PositiveUnit = "slice",
     ):
-        if positives_per not in POSITIVE_UNITS:
-            raise ValueError(f"positives_per {positives_per!r}: not one of {POSITIVE_UNITS}")
+        check_positive_unit(positives_per)
         self.volumes = volumes
         self.crop, self.batch_size, self.stride = crop, batch_size, stride
         self.slices_per_pass, self.pass_channels = slices_per_pass, pass_channels
