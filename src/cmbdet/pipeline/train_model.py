@@ -49,16 +49,14 @@ class TrainModelConfig:
     preprocess: PreprocessConfig = PreprocessConfig(
         target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
     )
-    # the stage-1 network (its in_channels and pass_channels are set from ``preprocess``); lighter
-    # ones (one 32-channel neck conv, no residual block at stride 4; also with ReLU, or a
-    # patchify stem) ran 1.6-2x faster, but in three of four runs proposed more false positives
-    # at lower sensitivity, and the one good run missed more small HR test CMBs
-    # (benchmarks/RESULTS.md)
-    network: Stage1Config = Stage1Config()
-    # stage-1 positive crops drawn per slice with a CMB, or per CMB ("cmb": small CMBs, on one
-    # or two slices, as often as large ones; +1.5 points of stage-1 sensitivity for a
-    # three-slice network on 72 held-out HR subjects, benchmarks/RESULTS.md)
-    stage1_positives_per: PositiveUnit = "slice"
+    # the stage-1 network (its in_channels and pass_channels are set from ``preprocess``): three
+    # adjacent slices per pass, 32 channels at strides 2 and 4, stage 1 2x faster than one slice
+    # per pass. Positive crops per CMB (small CMBs, on one or two slices, as often as large ones)
+    # gave such networks +1.5 points of stage-1 sensitivity on 72 held-out HR subjects. Lighter
+    # one-slice networks (one 32-channel neck conv, no residual block at stride 4; ReLU; a
+    # patchify stem) proposed more false positives at lower sensitivity (benchmarks/RESULTS.md)
+    network: Stage1Config = Stage1Config(slices_per_pass=3, widths=(32, 32, 64, 96))
+    stage1_positives_per: PositiveUnit = "cmb"  # or "slice": per slice with a CMB
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)
