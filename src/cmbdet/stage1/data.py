@@ -232,9 +232,8 @@ class SliceSampler:
             v, cmb = self.cmbs[rng.integers(len(self.cmbs))]
             z, box_index = cmb[rng.integers(len(cmb))]
         else:
-            v, z = (self.positives if positive else self.brain)[
-                rng.integers(len(self.positives if positive else self.brain))
-            ]
+            pool = self.positives if positive else self.brain
+            v, z = pool[rng.integers(len(pool))]
         volume = self.volumes[v]
         depth, channels, nx, ny = volume.images.shape
         k = self.slices_per_pass
