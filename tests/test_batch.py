@@ -6,6 +6,7 @@ import csv
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import threading
@@ -79,6 +80,14 @@ def _table_rows(path) -> int:
 def _numbers(table) -> np.ndarray:
     """(rows, columns) of a detections or candidates table."""
     return np.loadtxt(table, delimiter=",", skiprows=1, ndmin=2)
+
+
+PROGRESS = re.compile(r"cmbdet: \d+/\d+ sub-\S+ done in [0-9.]+ s; (about \S+ \S+ left|all done)")
+
+
+def _without_progress(stderr: str) -> list[str]:
+    """The lines of stderr other than the progress lines of a run without a terminal."""
+    return [line for line in stderr.strip().splitlines() if not PROGRESS.fullmatch(line)]
 
 
 def _summary(capsys) -> str:
@@ -216,7 +225,7 @@ def test_a_corrupt_subject_fails_and_the_others_finish(dataset, quick_model, tmp
         f"2 of 3 subjects done, 1 failed, 0 skipped (already complete); outputs in {out}; "
         f"log in {out / BATCH_LOG}"
     )
-    error = captured.err.strip().splitlines()
+    error = _without_progress(captured.err)
     assert len(error) == 1 and "sub-0001" in error[0] and "swi.nii.gz" in error[0]
     assert "Traceback" not in captured.err
     rows = {r["subject"]: r for r in _log(out)}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,7 +50,10 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
     # nibabel logs header repairs straight to stderr; cmbdet's own checks say what matters
     logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            if not args.debug:  # stderr carries cmbdet's one-line messages, not library noise
+                warnings.simplefilter("ignore")
+            return handler(args)
     except InputError as error:
         _say(f"cmbdet: error: {error}")
         return EXIT_BAD_INPUT
@@ -138,8 +143,19 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _probability(text: str) -> float:
+    """A threshold: a number in [0, 1] (NaN, infinities and the rest refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]")
     return value
 
 
@@ -213,7 +229,7 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--phase-kind", choices=("filtered", "raw"), default="filtered")
     parser.add_argument(
         "--cmb-richness",
-        type=float,
+        type=_positive_float,
         default=1.0,
         help="CMB-rich training data: typical CMB count times this (default: 1, clinical)",
     )
@@ -275,7 +291,11 @@ def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
-    parser.add_argument("--threshold", type=float, help="stage-2 operating threshold")
+    parser.add_argument(
+        "--threshold",
+        type=_probability,
+        help="stage-2 operating threshold, a probability in [0, 1] (default: the model's)",
+    )
     _add_network_options(parser)
     parser.add_argument("--phase-units", choices=("auto", "radians", "integer"), default="auto")
     parser.add_argument("--phase-handedness", choices=("auto", "right", "left"), default="auto")
@@ -418,14 +438,22 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
     )
     parser.add_argument("--pred", type=Path, required=True, help="cmbdet detect output folder")
     parser.add_argument("--truth", type=Path, required=True, help="dataset with ground truth")
-    parser.add_argument("--out", type=Path, required=True, help="where the tables go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for metrics.json, per_subject.csv and froc.png (other files are left alone)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace tables an earlier evaluate wrote there"
+    )
     parser.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from cmbdet.evaluation.evaluate import evaluate
 
-    metrics = evaluate(args.pred, args.truth, args.out)
+    metrics = evaluate(args.pred, args.truth, args.out, overwrite=args.overwrite)
     for stage in ("stage1", "stage1+2"):
         m = metrics[stage]
         print(

@@ -1,24 +1,81 @@
 """JSON round trips for the frozen config dataclasses stored in model.json: tuples become
-lists and back, and unknown keys are an error (a file may override known keys only)."""
+lists and back; unknown keys, values of the wrong type and non-finite numbers are an error (a
+file may override known keys only, with values of the kind the default has)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, fields
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Config = TypeVar("Config")
 
 
 class JsonConfig:
-    """Mixin for frozen dataclasses: ``to_json()`` and ``from_json(values)``."""
+    """Mixin for frozen dataclasses whose every field has a default: ``to_json()`` and
+    ``from_json(values)``. Range checks belong in the dataclass's ``__post_init__`` (they
+    raise ``ValueError``), so that configs made in code are checked too."""
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls: type[Config], values: dict) -> Config:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
+    def from_json(cls: type[Config], values: Any) -> Config:
+        """The config of a JSON object; missing keys keep their defaults.
+
+        Raises:
+            ValueError: not an object, an unknown key, or a value unlike its default (an
+                integer for an integer, a finite number for a float, a list of the default's
+                length for a fixed-size tuple), or out of range; the key is named.
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"must be a JSON object, not {type(values).__name__}")
+        known = {f.name: f.default for f in fields(cls)}
+        unknown = set(values) - set(known)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return cls(**{k: typed_value(k, v, known[k]) for k, v in values.items()})
+
+
+def typed_value(name: str, value: Any, default: Any) -> Any:
+    """``value`` of the kind ``default`` is (JSON lists as tuples).
+
+    Raises:
+        ValueError: naming ``name``.
+    """
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{name}: expected a list, got {value!r}")
+        if default and len(value) != len(default):
+            raise ValueError(f"{name}: expected {len(default)} values, got {len(value)}")
+        element = default[0] if default else 0
+        return tuple(typed_value(f"{name}[{i}]", v, element) for i, v in enumerate(value))
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{name}: expected text, got {value!r}")
+    return value
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise ``ValueError`` unless ``low <= value <= high`` (NaN fails)."""
+    if not low <= value <= high:
+        raise ValueError(f"{name} is {value!r}, outside {low:g}..{high:g}")
+
+
+def check_each(name: str, values: tuple, low: float, high: float) -> None:
+    """:func:`check_range` for every element of ``values``."""
+    for i, value in enumerate(values):
+        check_range(f"{name}[{i}]", value, low, high)

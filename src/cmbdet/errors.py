@@ -16,3 +16,7 @@ class InputError(Exception):
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+    def __reduce__(self):
+        # rebuilt from (path, problem) when it crosses from a worker process
+        return type(self), (self.path, self.problem)

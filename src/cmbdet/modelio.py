@@ -7,15 +7,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cmbdet.errors import InputError
+from cmbdet.io.writing import write_atomic
 
 MODEL_FORMAT = 1
 
@@ -32,11 +32,8 @@ def save_weights(folder: Path, name: str, module: torch.nn.Module) -> dict[str, 
     """Write ``<name>.safetensors`` atomically; return its ``{"file", "sha256"}`` entry."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.safetensors"
-    partial = folder / f".{name}.{os.getpid()}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(partial))
-    os.chmod(partial, 0o644)
-    os.replace(partial, path)
+    write_atomic(path, save(state))
     return {"file": path.name, "sha256": sha256_of(path)}
 
 
@@ -57,7 +54,7 @@ def load_weights(folder: Path, entry: dict, module: torch.nn.Module) -> torch.nn
 def write_model_json(folder: Path, info: dict) -> Path:
     path = folder / "model.json"
     payload = {"format": MODEL_FORMAT, **info}
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -66,9 +63,13 @@ def read_model_json(folder: Path) -> dict:
     if not path.is_file():
         raise InputError(path, "not a model folder (model.json is missing)")
     try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise InputError(path, f"unreadable model description ({error})") from None
+    if not isinstance(info, dict):
+        raise InputError(
+            path, f"model description must be a JSON object, not {type(info).__name__}"
+        )
     if info.get("format") != MODEL_FORMAT:
         raise InputError(path, f"unsupported model format {info.get('format')!r}")
     return info

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from cmbdet.errors import InputError
+from cmbdet.io.writing import write_atomic
 
 
 @dataclass(frozen=True)
@@ -152,10 +152,8 @@ def _save_checkpoint(folder: Path, model, optimiser, step: int) -> None:
                 tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{key}"] = float(value)
-    partial = folder / f".checkpoint.{os.getpid()}.safetensors"
-    save_file(tensors, str(partial))
-    os.replace(partial, folder / "checkpoint.safetensors")
-    (folder / "checkpoint.json").write_text(json.dumps({"step": step, "optimiser": scalars}))
+    write_atomic(folder / "checkpoint.safetensors", save(tensors))
+    write_atomic(folder / "checkpoint.json", json.dumps({"step": step, "optimiser": scalars}))
 
 
 def _load_checkpoint(folder: Path, model, optimiser) -> int:

@@ -9,6 +9,7 @@ stage-1 score, stage 1+2 on the detections (stage-2 score at or above the run's 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,34 +20,70 @@ from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
 from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
+from cmbdet.io.writing import check_writable, write_atomic
+
+CANDIDATE_COLUMNS = ("x_mm", "y_mm", "z_mm", "score", "stage1_score")
+TABLES = ("metrics.json", "per_subject.csv", "froc.png")
 
 
 def read_candidates(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World centres (N, 3), stage-2 scores (N,) and stage-1 scores (N,) of a candidates.csv."""
+    """World centres (N, 3), stage-2 scores (N,) and stage-1 scores (N,) of a candidates.csv.
+
+    Raises:
+        InputError: the file is missing or empty, lacks a column, or holds a value that is
+            not a finite number (the line is named).
+    """
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        centres = np.array(
-            [[float(r["x_mm"]), float(r["y_mm"]), float(r["z_mm"])] for r in rows]
-        ).reshape(-1, 3)
-        scores = np.array([float(r["score"]) for r in rows])
-        stage1 = np.array([float(r["stage1_score"]) for r in rows])
-    except (OSError, KeyError, ValueError) as error:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in CANDIDATE_COLUMNS if c not in (reader.fieldnames or [])]
+            if not reader.fieldnames:
+                raise InputError(path, "is empty: not a candidates table (no header)")
+            if missing:
+                raise InputError(path, f"candidates table lacks columns: {', '.join(missing)}")
+            values = np.array(
+                [
+                    [_finite(path, row, c, reader.line_num) for c in CANDIDATE_COLUMNS]
+                    for row in reader
+                ]
+            ).reshape(-1, len(CANDIDATE_COLUMNS))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(path, f"not a readable candidates table ({error})") from None
-    return centres, scores, stage1
+    return values[:, :3], values[:, 3], values[:, 4]
+
+
+def _finite(path: Path, row: dict, column: str, line: int) -> float:
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError):
+        raise InputError(path, f"line {line}: {column} {row[column]!r} is not a number") from None
+    if not np.isfinite(value):
+        raise InputError(path, f"line {line}: {column} is {row[column]}, not a finite number")
+    return value
 
 
 def _prediction_folders(pred_dir: Path) -> dict[str, Path]:
     if (pred_dir / "candidates.csv").is_file():
         return {"": pred_dir}
+    if not pred_dir.is_dir():
+        raise InputError(pred_dir, "predictions folder not found")
     folders = {p.name[4:]: p for p in sorted(pred_dir.glob("sub-*")) if p.is_dir()}
     if not folders:
         raise InputError(pred_dir, "no candidates.csv and no sub-*/ prediction folders")
     return folders
 
 
-def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
-    """Score predictions; write metrics.json, per_subject.csv and froc.png to ``out_dir``."""
+def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
+    """Score predictions; write metrics.json, per_subject.csv and froc.png to ``out_dir``.
+
+    ``out_dir`` is created if missing; other files in it are left alone, and tables already
+    there are replaced only with ``overwrite``.
+
+    Raises:
+        InputError: ``out_dir`` cannot take the tables (checked before any work), or the
+            predictions or the truth are missing or unreadable.
+    """
+    check_tables_folder(Path(out_dir), overwrite)
     predictions = _prediction_folders(Path(pred_dir))
     truth = {s.subject_id: s for s in find_subjects(truth_dir)}
     if "" in predictions and len(truth) == 1:
@@ -59,6 +96,24 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path) -> dict:
     scored = score_subjects({i: predictions[i] for i in truth}, truth)
     write_tables(out_dir, scored)
     return scored.metrics
+
+
+def check_tables_folder(out_dir: Path, overwrite: bool) -> None:
+    """Refuse, before any work, a ``--out`` that is a file, cannot be written, or already
+    holds tables (without ``overwrite``).
+
+    Raises:
+        InputError: naming ``out_dir`` or the table.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    for name in TABLES:
+        table = out_dir / name
+        if table.is_symlink() or table.is_dir():
+            raise InputError(table, "is a link or a folder; cmbdet writes tables as plain files")
+        if table.exists() and not overwrite:
+            raise InputError(table, "already exists (use --overwrite to replace the tables)")
+    check_writable(out_dir, "--out")
 
 
 @dataclass(frozen=True)
@@ -114,12 +169,28 @@ def score_subjects(predictions: dict[str, Path], truth: dict[str, SubjectFiles])
 
 
 def write_tables(out_dir: Path, scored: ScoredSubjects) -> None:
-    """metrics.json, per_subject.csv and froc.png (both stages) into ``out_dir``."""
+    """metrics.json (non-finite numbers as null), per_subject.csv and froc.png (both stages)
+    into ``out_dir``, each written at once (:func:`cmbdet.io.writing.write_atomic`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(scored.metrics, indent=2) + "\n")
-    _write_per_subject(out_dir / "per_subject.csv", scored.operating, 0.0)
-    _plot_froc(out_dir / "froc.png", scored.stage1_froc, scored.final_froc)
+    text = json.dumps(json_safe(scored.metrics), indent=2, allow_nan=False) + "\n"
+    write_atomic(out_dir / "metrics.json", text)
+    write_atomic(out_dir / "per_subject.csv", _per_subject_table(scored.operating, 0.0))
+    write_atomic(out_dir / "froc.png", _froc_plot(scored.stage1_froc, scored.final_froc))
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities as None (JSON has no such numbers: null), tuples as
+    lists and NumPy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: float) -> dict:
@@ -155,14 +226,26 @@ def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: flo
 
 
 def run_threshold(folder: Path) -> float:
-    """The stage-2 threshold recorded in a ``detect`` output folder's run.json (else 0.5)."""
+    """The stage-2 threshold recorded in a ``detect`` output folder's run.json.
+
+    Raises:
+        InputError: run.json is missing or unreadable, or its threshold is not a number in
+            [0, 1] (which detections a run made depends on it).
+    """
     run = folder / "run.json"
     if not run.is_file():
-        return 0.5
+        raise InputError(
+            run, "run record is missing: the run's threshold is unknown (detect writes run.json)"
+        )
     try:
-        return float(json.loads(run.read_text()).get("threshold", 0.5))
-    except (ValueError, TypeError, AttributeError) as error:
-        raise InputError(run, f"not a readable run record ({error})") from None
+        threshold = json.loads(run.read_text(encoding="utf-8"))["threshold"]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+        raise InputError(run, f"not a readable run record ({error!r})") from None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise InputError(run, f"threshold {threshold!r} is not a number")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(run, f"threshold {threshold!r} is not a probability in [0, 1]")
+    return float(threshold)
 
 
 def _froc_json(result: dict) -> dict:
@@ -172,25 +255,31 @@ def _froc_json(result: dict) -> dict:
     }
 
 
-def _write_per_subject(path: Path, subjects: list[SubjectScores], threshold: float) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["subject", "tp", "fp", "fn", "sensitivity", "precision"])
-        for s in subjects:
-            c = count([s], threshold)
-            writer.writerow(
-                [
-                    s.subject_id,
-                    c.true_positives,
-                    c.false_positives,
-                    c.false_negatives,
-                    f"{c.sensitivity:.4f}",
-                    f"{c.precision:.4f}",
-                ]
-            )
+def _per_subject_table(subjects: list[SubjectScores], threshold: float) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["subject", "tp", "fp", "fn", "sensitivity", "precision"])
+    for s in subjects:
+        c = count([s], threshold)
+        writer.writerow(
+            [
+                s.subject_id,
+                c.true_positives,
+                c.false_positives,
+                c.false_negatives,
+                _ratio(c.sensitivity),
+                _ratio(c.precision),
+            ]
+        )
+    return buffer.getvalue()
 
 
-def _plot_froc(path: Path, stage1: dict, final: dict) -> None:
+def _ratio(value: float) -> str:
+    return f"{value:.4f}" if np.isfinite(value) else ""
+
+
+def _froc_plot(stage1: dict, final: dict) -> bytes:
+    """The FROC curves of both stages as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,5 +296,7 @@ def _plot_froc(path: Path, stage1: dict, final: dict) -> None:
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path)
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
     plt.close(figure)
+    return image.getvalue()

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
-from cmbdet.evaluation.matching import match_detections
+from cmbdet.evaluation.matching import MATCH_RADIUS_MM, match_detections
 
 FROC_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -80,26 +81,79 @@ def count(subjects: list[SubjectScores], threshold: float) -> Counts:
     return Counts(tp, fp, fn, len(subjects))
 
 
-def froc(subjects: list[SubjectScores], fp_rates=FROC_FP_RATES, points: int = 200) -> dict:
+def froc(subjects: list[SubjectScores], fp_rates=FROC_FP_RATES) -> dict:
     """Sensitivity at each FPavg in ``fp_rates`` (best over thresholds with FPavg <= rate),
     their mean, and the curve (threshold, sensitivity, FPavg).
 
-    Thresholds: every distinct score when there are at most ``points`` of them, else
-    ``points`` quantiles of the scores (and the highest score).
+    Every distinct score is a threshold, so the curve is exact: at each one the counts equal
+    :func:`count` at that threshold. Each subject's candidates are sorted once and matched
+    again only when a candidate within reach of a visible CMB joins (the others are false
+    positives, or nothing on an ignored CMB, whatever else is kept).
     """
-    scores = np.unique(np.concatenate([s.scores for s in subjects] or [np.zeros(0)]))[::-1]
-    if len(scores) > points:
-        scores = np.unique(np.quantile(scores, np.linspace(0, 1, points)))[::-1]
+    all_scores = np.concatenate([s.scores for s in subjects] or [np.zeros(0)])
+    thresholds = np.unique(all_scores)[::-1]  # (T,) descending
+    true_positives = np.zeros(len(thresholds), dtype=np.int64)
+    false_positives = np.zeros(len(thresholds), dtype=np.int64)
+    for subject in subjects:
+        steps = _subject_steps(subject)
+        # candidates kept at each threshold: those scoring at least it
+        kept = np.searchsorted(-steps.scores, -thresholds, side="right")  # (T,)
+        true_positives += steps.true_positives[kept]
+        false_positives += steps.false_positives[kept]
+    cmbs = sum(len(s.truth_mm) for s in subjects)
     curve = [
-        (float(t), c.sensitivity, c.fp_per_subject)
-        for t in scores
-        for c in [count(subjects, float(t))]
+        (
+            float(t),
+            tp / cmbs if cmbs else float("nan"),
+            fp / len(subjects) if subjects else float("nan"),
+        )
+        for t, tp, fp in zip(thresholds, true_positives, false_positives, strict=True)
     ]
     at = {}
     for rate in fp_rates:
         reachable = [sens for _, sens, fps in curve if fps <= rate]
         at[rate] = max(reachable) if reachable else 0.0
     return {"sensitivity_at": at, "mean": float(np.mean(list(at.values()))), "curve": curve}
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """One subject's counts as its candidates join in order of falling score.
+
+    Attributes:
+        scores: (N,) the scores, descending.
+        true_positives, false_positives: (N + 1,) counts with the first n candidates kept.
+    """
+
+    scores: np.ndarray
+    true_positives: np.ndarray
+    false_positives: np.ndarray
+
+
+def _subject_steps(subject: SubjectScores) -> _Steps:
+    order = np.argsort(-subject.scores, kind="stable")
+    centres = subject.candidates_mm[order]  # (N, 3)
+    near = _within(centres, subject.truth_mm)  # may match a visible CMB
+    on_ignored = _within(centres, subject.ignored_mm)
+    tp = np.zeros(len(order) + 1, dtype=np.int64)
+    fp = np.zeros(len(order) + 1, dtype=np.int64)
+    far_fp = near_tp = near_fp = 0
+    for n in range(len(order)):
+        if near[n]:
+            chosen = np.flatnonzero(near[: n + 1])
+            match = match_detections(centres[chosen], subject.truth_mm, subject.ignored_mm)
+            near_tp, near_fp = match.true_positives, match.false_positives
+        else:
+            far_fp += int(not on_ignored[n])
+        tp[n + 1], fp[n + 1] = near_tp, near_fp + far_fp
+    return _Steps(subject.scores[order], tp, fp)
+
+
+def _within(centres: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N,) bool: a centre lies within the hit radius of any target."""
+    if not len(centres) or not len(targets):
+        return np.zeros(len(centres), dtype=bool)
+    return (cdist(centres, targets) <= MATCH_RADIUS_MM).any(axis=1)
 
 
 def bootstrap_interval(

@@ -21,6 +21,7 @@ from scipy import ndimage
 from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.nifti import load_volume
+from cmbdet.io.writing import write_atomic
 
 LESION_COLUMNS = (
     "lesion_id",
@@ -275,12 +276,50 @@ class SubjectFiles:
     lesions_csv: Path | None = None
 
 
-def subject_dir(dataset_dir: str | Path, subject_id: str) -> Path:
-    """``<dataset_dir>/sub-<id>``; ``subject_id`` may be given with or without ``sub-``."""
+@dataclass(frozen=True)
+class UnusableSubject:
+    """A subject that a dataset lists but that cannot run (a batch logs it as failed and runs
+    the others): its id and the problem, naming the file or folder."""
+
+    subject_id: str
+    problem: InputError
+
+
+MAX_SUBJECT_ID = 128  # characters: sub-<id> and its staging names stay within 255 bytes
+
+
+def check_subject_id(subject_id: str) -> str:
+    """``subject_id`` without ``sub-``, if it can name a folder on every system.
+
+    Raises:
+        ValueError: empty, a path (``/``, ``\\``, ``.``, ``..``), control characters
+            (newlines, NUL) or longer than :data:`MAX_SUBJECT_ID` characters.
+    """
     subject_id = subject_id.removeprefix("sub-")
     if not subject_id or "/" in subject_id or "\\" in subject_id or subject_id in (".", ".."):
         raise ValueError(f"invalid subject id {subject_id!r}")
-    return Path(dataset_dir) / f"sub-{subject_id}"
+    if any(ord(c) < 32 or ord(c) == 127 for c in subject_id):
+        raise ValueError(f"invalid subject id {subject_id!r}: it holds control characters")
+    if len(subject_id) > MAX_SUBJECT_ID:
+        raise ValueError(
+            f"invalid subject id {subject_id[:20]!r}...: {len(subject_id)} characters, at most "
+            f"{MAX_SUBJECT_ID}"
+        )
+    return subject_id
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as ``?`` (for logs of ids that are refused)."""
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
+
+
+def subject_dir(dataset_dir: str | Path, subject_id: str) -> Path:
+    """``<dataset_dir>/sub-<id>``; ``subject_id`` may be given with or without ``sub-``.
+
+    Raises:
+        ValueError: an id that cannot name a folder (:func:`check_subject_id`).
+    """
+    return Path(dataset_dir) / f"sub-{check_subject_id(subject_id)}"
 
 
 def find_subjects(dataset_dir: str | Path) -> list[SubjectFiles]:
@@ -290,17 +329,38 @@ def find_subjects(dataset_dir: str | Path) -> list[SubjectFiles]:
         InputError: the folder is missing or has no ``sub-*`` folders, or a subject lacks
             ``swi.nii.gz`` or ``phase.nii.gz`` (that file is named).
     """
+    subjects, unusable = scan_subjects(dataset_dir)
+    if unusable:
+        raise unusable[0].problem
+    return subjects
+
+
+def scan_subjects(dataset_dir: str | Path) -> tuple[list[SubjectFiles], list[UnusableSubject]]:
+    """The usable subjects of a dataset folder and those that cannot run, each sorted by id.
+
+    Raises:
+        InputError: the folder is missing or has no ``sub-*`` folders.
+    """
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise InputError(dataset_dir, "dataset folder not found")
-    folders = [p for p in dataset_dir.glob("sub-*") if p.is_dir()]
+    folders = sorted(p for p in dataset_dir.glob("sub-*") if p.is_dir())
     if not folders:
         raise InputError(dataset_dir, "dataset folder has no sub-* subject folders")
-    subjects = [_subject_files(folder) for folder in folders]
-    return sorted(subjects, key=lambda subject: subject.subject_id)
+    subjects, unusable = [], []
+    for folder in folders:
+        try:
+            subjects.append(_subject_files(folder))
+        except InputError as problem:
+            unusable.append(UnusableSubject(printable(folder.name.removeprefix("sub-")), problem))
+    return sorted(subjects, key=lambda s: s.subject_id), unusable
 
 
 def _subject_files(folder: Path) -> SubjectFiles:
+    try:
+        subject_id = check_subject_id(folder.name)
+    except ValueError as error:
+        raise InputError(folder, str(error)) from None
     required = {}
     for name in ("swi", "phase"):
         found = _nifti_in(folder, name)
@@ -309,7 +369,7 @@ def _subject_files(folder: Path) -> SubjectFiles:
         required[name] = found
     lesions_csv = folder / "lesions.csv"
     return SubjectFiles(
-        subject_id=folder.name.removeprefix("sub-"),
+        subject_id=subject_id,
         swi=required["swi"],
         phase=required["phase"],
         magnitude=_nifti_in(folder, "magnitude"),
@@ -386,5 +446,5 @@ def read_dataset_json(dataset_dir: str | Path, *, missing_ok: bool = False) -> d
 def write_dataset_json(dataset_dir: str | Path, info: dict[str, Any]) -> Path:
     """Write ``<dataset_dir>/dataset.json`` with sorted keys, indent 2 and a final newline."""
     path = Path(dataset_dir) / "dataset.json"
-    path.write_text(json.dumps(info, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(info, sort_keys=True, indent=2) + "\n")
     return path

@@ -31,10 +31,17 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 from cmbdet.errors import InputError
-from cmbdet.io.dataset import SubjectFiles, find_subjects, subject_dir
+from cmbdet.io.dataset import (
+    SubjectFiles,
+    UnusableSubject,
+    check_subject_id,
+    printable,
+    scan_subjects,
+)
 
 MANIFEST_COLUMNS = ("subject", "swi", "phase")
 OPTIONAL_MANIFEST_COLUMNS = ("magnitude", "mask")
@@ -45,23 +52,47 @@ _GRE_SUFFIXES = {"gre", "t2starw"}
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """The subjects of a batch: those that can run, and those found but unusable (a subject
+    folder without its phase, two SWI images, ...), each sorted by id."""
+
+    subjects: list[SubjectFiles]
+    unusable: list[UnusableSubject]
+
+
 def find_inputs(dataset: Path | None = None, manifest: Path | None = None) -> list[SubjectFiles]:
     """The subjects of a dataset folder (cmbdet layout or BIDS) or of a CSV manifest.
 
     Raises:
         InputError: neither or both given, or the discovery problems listed in the module
-            docstring.
+            docstring, an unusable subject's included.
+    """
+    found = discover_inputs(dataset, manifest)
+    if found.unusable:
+        raise found.unusable[0].problem
+    return found.subjects
+
+
+def discover_inputs(dataset: Path | None = None, manifest: Path | None = None) -> Discovery:
+    """As :func:`find_inputs`, but a dataset's unusable subjects are returned, not raised, so
+    that a batch can log them and run the others. A manifest is the user's own list: any
+    problem in it is raised.
+
+    Raises:
+        InputError: neither or both given; a missing, unreadable or empty dataset or
+            manifest; a problem in a manifest.
     """
     if (dataset is None) == (manifest is None):
         raise InputError(None, "give either --dataset or --manifest")
     if manifest is not None:
-        return read_manifest(manifest)
+        return Discovery(read_manifest(manifest), [])
     dataset = Path(dataset)
     if dataset.is_file():
         raise InputError(dataset, "is a file, not a dataset folder (a CSV goes to --manifest)")
     if dataset_kind(dataset) == "bids":
-        return find_bids_subjects(dataset)
-    return find_subjects(dataset)
+        return Discovery(*scan_bids_subjects(dataset))
+    return Discovery(*scan_subjects(dataset))
 
 
 def dataset_kind(folder: Path) -> str:
@@ -92,26 +123,43 @@ def find_bids_subjects(root: Path) -> list[SubjectFiles]:
             phase (or the reverse), or more than one of either (the folder and files are
             named); or no subject has SWI images at all.
     """
+    subjects, unusable = scan_bids_subjects(root)
+    if unusable:
+        raise unusable[0].problem
+    return subjects
+
+
+def scan_bids_subjects(root: Path) -> tuple[list[SubjectFiles], list[UnusableSubject]]:
+    """The usable subjects (or subjects and sessions) of a BIDS dataset, and those with
+    SWI-related images that cannot run (see :func:`find_bids_subjects`), each sorted by id.
+
+    Raises:
+        InputError: the folder is missing, or no subject has SWI-related images at all.
+    """
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "dataset folder not found")
-    found = []
+    found, unusable = [], []
     for subject in sorted(p for p in root.glob("sub-*") if p.is_dir()):
         sessions = sorted(p for p in subject.glob("ses-*") if p.is_dir())
         for folder in [subject, *sessions]:
             subject_id = subject.name.removeprefix("sub-")
             if folder is not subject:
                 subject_id += f"_{folder.name}"
-            files = _bids_session(folder, subject_id)
+            try:
+                files = _bids_session(folder, subject_id)
+            except InputError as problem:
+                unusable.append(UnusableSubject(printable(subject_id), problem))
+                continue
             if files is not None:
                 found.append(files)
-    if not found:
+    if not found and not unusable:
         raise InputError(
             root,
             "BIDS dataset has no SWI images (sub-*/[ses-*/]anat/ or swi/ files with suffix "
             "swi, or part-mag/part-phase with suffix GRE or T2starw)",
         )
-    return sorted(found, key=lambda s: s.subject_id)
+    return sorted(found, key=lambda s: s.subject_id), unusable
 
 
 def _bids_session(folder: Path, subject_id: str) -> SubjectFiles | None:
@@ -131,6 +179,10 @@ def _bids_session(folder: Path, subject_id: str) -> SubjectFiles | None:
                 magnitude.append(path)
     if not (swi or phase or magnitude):
         return None
+    try:
+        subject_id = check_subject_id(subject_id)
+    except ValueError as error:
+        raise InputError(folder, str(error)) from None
     if not swi and len(magnitude) == 1:
         swi = magnitude  # the T2*-weighted magnitude shows CMBs too (without phase weighting)
     for role, paths in (("SWI", swi), ("phase", phase)):
@@ -181,6 +233,9 @@ def read_manifest(path: Path) -> list[SubjectFiles]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(path, f"manifest cannot be read ({error})") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise InputError(path, f"line {line}: manifest holds a NUL byte (not a text CSV file)")
     reader = csv.DictReader(io.StringIO(text))
     header = [name.strip().lower() for name in reader.fieldnames or []]
     missing = [name for name in MANIFEST_COLUMNS if name not in header]
@@ -191,16 +246,20 @@ def read_manifest(path: Path) -> list[SubjectFiles]:
             f"(header must be subject,swi,phase[,magnitude,mask])",
         )
     reader.fieldnames = header
+    try:
+        rows = [(row, reader.line_num) for row in reader]
+    except csv.Error as error:
+        raise InputError(path, f"line {reader.line_num}: not a CSV row ({error})") from None
     subjects, lines = [], {}
-    for row in reader:
-        subject = _manifest_row(path, row, reader.line_num)
+    for row, line in rows:
+        subject = _manifest_row(path, row, line)
         if subject.subject_id in lines:
             raise InputError(
                 path,
-                f"line {reader.line_num}: subject {subject.subject_id!r} is already listed "
+                f"line {line}: subject {subject.subject_id!r} is already listed "
                 f"on line {lines[subject.subject_id]}",
             )
-        lines[subject.subject_id] = reader.line_num
+        lines[subject.subject_id] = line
         subjects.append(subject)
     if not subjects:
         raise InputError(path, "manifest lists no subjects")
@@ -213,7 +272,7 @@ def _manifest_row(path: Path, row: dict[str, str | None], line: int) -> SubjectF
         if not cells[name]:
             raise InputError(path, f"line {line}: empty {name}")
     try:
-        subject_id = subject_dir(".", cells["subject"]).name.removeprefix("sub-")
+        subject_id = check_subject_id(cells["subject"])
     except ValueError as error:
         raise InputError(path, f"line {line}: {error}") from None
     files = {}

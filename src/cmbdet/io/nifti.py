@@ -76,7 +76,7 @@ def load_volume(path: str | Path, role: str = "image", *, allow_all_zero: bool =
     """
     path = Path(path)
     _check_file(path, role)
-    _check_nifti_header(path, role)
+    _check_voxel_sizes(path, role, _check_nifti_header(path, role))
     image = _open_image(path, role)
     shape = _three_d_shape(path, role, image.shape)
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -125,19 +125,40 @@ def _read_header_bytes(path: Path, role: str) -> bytes:
         raise InputError(path, f"{role} file cannot be read ({_one_line(error)})") from None
 
 
-def _check_nifti_header(path: Path, role: str) -> None:
-    """Recognise a NIfTI-1 or NIfTI-2 single-file header by its size field and magic."""
+def _check_nifti_header(path: Path, role: str) -> nib.Nifti1Header:
+    """Recognise a NIfTI-1 or NIfTI-2 single-file header by its size field and magic.
+
+    Returns:
+        The header as stored (nothing repaired, unlike the one nibabel's loader keeps).
+    """
     header = _read_header_bytes(path, role)
     for endian in "<>":
         if len(header) >= 348 + 4:
             (size,) = struct.unpack(f"{endian}i", header[:4])
             if size == 348 and header[344:348] == b"n+1\x00":
-                return
+                return nib.Nifti1Header(header[:348], check=False)
         if len(header) >= 540:
             (size,) = struct.unpack(f"{endian}i", header[:4])
             if size == 540 and header[4:8] == b"n+2\x00":
-                return
+                return nib.Nifti2Header(header[:540], check=False)
     raise InputError(path, f"{role} file is not a NIfTI file (no NIfTI-1/2 header found)")
+
+
+def _check_voxel_sizes(path: Path, role: str, header: nib.Nifti1Header) -> None:
+    """Refuse a zero or non-finite voxel size where the affine is built from it (a qform, or
+    no orientation at all): nibabel would quietly read it as 1 mm. An sform does not use
+    the stored voxel sizes."""
+    if int(header["sform_code"]) > 0:
+        return
+    dims = max(1, min(3, int(header["dim"][0])))
+    sizes = np.asarray(header["pixdim"][1 : 1 + dims], dtype=np.float64)
+    if not np.all(np.isfinite(sizes)) or np.any(sizes == 0):
+        shown = "x".join(f"{v:g}" for v in sizes)
+        raise InputError(
+            path,
+            f"{role} header gives voxel sizes of {shown} mm: a voxel size of 0 or NaN "
+            "(a damaged header; cmbdet will not guess the size)",
+        )
 
 
 def _gzip_problem(path: Path) -> str | None:

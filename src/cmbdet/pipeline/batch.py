@@ -19,14 +19,13 @@ import io
 import json
 import multiprocessing
 import os
-import re
-import shutil
 import sys
 import threading
 import time
 import traceback
+import warnings
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -35,9 +34,20 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from cmbdet.errors import InputError
+from cmbdet.io.writing import (
+    LOCK_NAME,
+    check_not_inputs,
+    check_writable,
+    folder_lock,
+    is_staging_name,
+    real_output_path,
+    remove_folders,
+    write_atomic,
+)
+from cmbdet.processes import exit_with_parent
 
 if TYPE_CHECKING:
-    from cmbdet.io.dataset import SubjectFiles
+    from cmbdet.io.dataset import SubjectFiles, UnusableSubject
     from cmbdet.pipeline.detector import Detector
 
 BATCH_LOG = "batch.csv"
@@ -54,8 +64,6 @@ DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CMBDET_THREADS")
 WORKER_DEATHS_ALLOWED = 2  # a subject whose worker process died this often is failed
-# write_outputs' staging folders, and old outputs it set aside while replacing them
-_STAGING = re.compile(r"\.sub-.+\.(partial|replaced)-[0-9a-f]+")
 
 Job = tuple["SubjectFiles", Path]  # a subject's input files and its output folder
 
@@ -236,30 +244,67 @@ def run_batch(
     overwrite: bool = False,
     progress: bool | None = None,
     debug: bool = False,
+    unusable: Sequence[UnusableSubject] = (),
 ) -> BatchSummary:
     """Detect every subject into ``out_dir/sub-<id>/``; log each outcome in ``batch.csv``.
 
     Args:
-        subjects: from :func:`cmbdet.io.inputs.find_inputs`.
+        subjects: from :func:`cmbdet.io.inputs.discover_inputs`.
         out_dir: empty, missing, or an earlier batch's folder (resumed: subjects with
             complete outputs are skipped, others redone).
         workers: local worker processes (each gets ``cores // workers`` math threads);
             ignored with ``dask_client``.
         dask_client: a ``distributed.Client``: run the subjects on its cluster instead.
         overwrite: redo subjects whose outputs are complete too.
-        progress: a progress bar on stderr; None: only when stderr is a terminal.
+        progress: a progress bar on stderr; None: a bar when stderr is a terminal, else a
+            line per subject.
         debug: print the traceback of unexpected failures.
+        unusable: subjects that discovery found but cannot run: logged as failed (bad
+            input), the others still run.
 
     Raises:
         InputError: ``out_dir`` holds files a batch did not write or holds the inputs, or the
             model cannot be loaded (before any subject runs).
     """
-    out_dir = Path(out_dir)
-    check_batch_folder(out_dir, subjects)
+    out_dir = real_output_path(out_dir)
+    check_batch_folder(out_dir, subjects, [settings.model_dir])
     # loaded here first, so that a bad --model or --device is one error, not one per subject
     detector = _process_detector(settings)
-    rows, jobs = _plan(subjects, out_dir, _made_with(detector, settings), overwrite)
+    check_writable(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir):  # one batch at a time: a second one is refused, exit 2
+        return _run_locked(
+            subjects,
+            unusable,
+            out_dir,
+            settings,
+            detector,
+            workers=workers,
+            dask_client=dask_client,
+            overwrite=overwrite,
+            progress=progress,
+            debug=debug,
+        )
+
+
+def _run_locked(
+    subjects: list[SubjectFiles],
+    unusable: Sequence[UnusableSubject],
+    out_dir: Path,
+    settings: DetectSettings,
+    detector: Detector,
+    *,
+    workers: int,
+    dask_client: Any,
+    overwrite: bool,
+    progress: bool | None,
+    debug: bool,
+) -> BatchSummary:
+    """:func:`run_batch` once it holds the folder's lock."""
+    rows, jobs = _plan(subjects, out_dir, _made_with(detector, settings), overwrite)
+    for bad in unusable:
+        rows[bad.subject_id] = failed_row(bad.subject_id, str(bad.problem), bad_input=True)
+        print(f"sub-{bad.subject_id}: failed: {rows[bad.subject_id].error}", file=sys.stderr)
     remove_leftovers(out_dir)
     log = out_dir / BATCH_LOG
     write_batch_log(log, rows.values())
@@ -269,18 +314,17 @@ def run_batch(
 
         results = run_on_dask(dask_client, jobs, settings)
     elif min(workers, len(jobs)) > 1:
-        results = run_in_pool(jobs, settings, min(workers, len(jobs)))
+        results = run_in_pool(jobs, settings, min(workers, len(jobs)), debug)
     else:
         results = (detect_subject(subject, folder, settings) for subject, folder in jobs)
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(jobs), desc="detect", unit="subject", file=sys.stderr, disable=not show)
+    monitor = Progress(len(jobs), progress, debug)
     try:
         for row in results:
             rows[row.subject] = row
             write_batch_log(log, rows.values())
-            _report(bar, row, debug)
+            monitor.report(row)
     finally:
-        bar.close()
+        monitor.close()
     remove_leftovers(out_dir)  # staging folders of workers that died
 
     lost = [s.subject_id for s in subjects if s.subject_id not in rows]
@@ -288,7 +332,7 @@ def run_batch(
         rows[subject_id] = failed_row(subject_id, "unexpected: no result came back for it")
     if lost:
         write_batch_log(log, rows.values())
-    ordered = [rows[s.subject_id] for s in subjects]
+    ordered = [rows[subject_id] for subject_id in sorted(rows)]
     _write_cohort_report(out_dir, ordered)
     return BatchSummary(ordered, out_dir)
 
@@ -301,10 +345,10 @@ def _plan(
     skipped: dict[str, BatchRow] = {}
     jobs: list[Job] = []
     for subject in subjects:
-        folder = out_dir / f"sub-{subject.subject_id}"
+        folder = out_dir / f"sub-{subject.subject_id}"  # out_dir is real; no link inside it
         record = None if overwrite else complete_record(folder)
         if record is None:
-            jobs.append((_absolute(subject), folder.resolve()))
+            jobs.append((_absolute(subject), folder))
             continue
         if _made_with_record(record) != made_with:
             raise InputError(
@@ -317,21 +361,64 @@ def _plan(
     return skipped, jobs
 
 
-def _report(bar: tqdm, row: BatchRow, debug: bool) -> None:
-    """Advance the progress bar; a failed subject also gets a line (with or without a bar)."""
-    seconds = "" if row.seconds is None else f" {row.seconds:.1f} s"
-    bar.set_postfix_str(f"sub-{row.subject} {row.status}{seconds}", refresh=False)
-    bar.update()
-    if row.status == FAILED:
-        tqdm.write(f"sub-{row.subject}: failed: {row.error}", file=sys.stderr)
-        if debug and row.details:
-            tqdm.write(row.details.rstrip(), file=sys.stderr)
+class Progress:
+    """What a batch says on stderr as subjects finish: a progress bar on a terminal; else
+    (under nohup, SLURM, a pipe) one line per subject with the count and the time left. A
+    failed subject always gets a line of its own."""
+
+    def __init__(self, total: int, progress: bool | None, debug: bool):
+        terminal = sys.stderr.isatty()
+        self.total, self.done, self.debug = total, 0, debug
+        self.lines = progress is None and not terminal
+        self.started = time.perf_counter()
+        self.bar = tqdm(
+            total=total,
+            desc="detect",
+            unit="subject",
+            file=sys.stderr,
+            disable=not (terminal if progress is None else progress),
+        )
+
+    def report(self, row: BatchRow) -> None:
+        self.done += 1
+        seconds = "" if row.seconds is None else f" in {row.seconds:.1f} s"
+        self.bar.set_postfix_str(f"sub-{row.subject} {row.status}{seconds}", refresh=False)
+        self.bar.update()
+        if row.status == FAILED:
+            tqdm.write(f"sub-{row.subject}: failed: {row.error}", file=sys.stderr)
+            if self.debug and row.details:
+                tqdm.write(row.details.rstrip(), file=sys.stderr)
+        elif self.lines:
+            print(
+                f"cmbdet: {self.done}/{self.total} sub-{row.subject} {row.status}{seconds}; "
+                f"{self._time_left()}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _time_left(self) -> str:
+        left = self.total - self.done
+        if not left:
+            return "all done"
+        seconds = (time.perf_counter() - self.started) / self.done * left
+        return f"about {_duration(seconds)} left"
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _write_cohort_report(out_dir: Path, rows: list[BatchRow]) -> None:
     """The cohort page ``out_dir/report.html``: every subject's row, linking its own report
-    (written beside it and renamed into place, like every other output)."""
-    from cmbdet.report import CohortRow, write_cohort_report  # imports numpy: not at load
+    (written at once, like every other output)."""
+    from cmbdet.report.cohort import CohortRow, cohort_page  # imports numpy: not at load
 
     cohort = [
         CohortRow(
@@ -345,9 +432,7 @@ def _write_cohort_report(out_dir: Path, rows: list[BatchRow]) -> None:
         )
         for r in rows
     ]
-    staging = out_dir / f".{COHORT_REPORT}.partial-{os.getpid()}"
-    write_cohort_report(staging, cohort, out_dir.name)
-    os.replace(staging, out_dir / COHORT_REPORT)
+    write_atomic(out_dir / COHORT_REPORT, cohort_page(cohort, out_dir.name))
 
 
 def _absolute(subject: SubjectFiles) -> SubjectFiles:
@@ -363,7 +448,9 @@ def _absolute(subject: SubjectFiles) -> SubjectFiles:
 # ----------------------------------------------------------------------------- local workers
 
 
-def run_in_pool(jobs: list[Job], settings: DetectSettings, workers: int) -> Iterator[BatchRow]:
+def run_in_pool(
+    jobs: list[Job], settings: DetectSettings, workers: int, debug: bool = False
+) -> Iterator[BatchRow]:
     """Rows of ``jobs`` run in ``workers`` spawned processes, as they finish.
 
     Only ``workers`` subjects are handed out at a time, so a worker process that dies (killed,
@@ -374,7 +461,7 @@ def run_in_pool(jobs: list[Job], settings: DetectSettings, workers: int) -> Iter
     deaths: Counter[str] = Counter()
     while waiting:
         lost: list[Job] = []
-        with _worker_pool(workers) as pool:
+        with _worker_pool(workers, debug) as pool:
             running: dict[concurrent.futures.Future, Job] = {}
             while (waiting and not lost) or running:
                 while waiting and not lost and len(running) < workers:
@@ -407,14 +494,24 @@ def run_in_pool(jobs: list[Job], settings: DetectSettings, workers: int) -> Iter
                 )
 
 
-def _worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+def _worker_pool(workers: int, debug: bool = False) -> concurrent.futures.ProcessPoolExecutor:
     # spawn, not fork: a forked copy of a process that has started torch's threads can hang
     return concurrent.futures.ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=limit_threads,
-        initargs=(threads_per_worker(workers),),
+        initializer=start_worker,
+        initargs=(threads_per_worker(workers), os.getpid(), debug),
     )
+
+
+def start_worker(threads: int, parent: int, debug: bool = False) -> None:
+    """Set up a worker process: cap its math threads, exit when ``parent`` does (a batch
+    killed by the OOM killer or ``kill -9`` leaves no worker behind), and keep Python's
+    warnings off stderr unless ``debug``."""
+    limit_threads(threads)
+    exit_with_parent(parent)
+    if not debug:
+        warnings.simplefilter("ignore")
 
 
 def threads_per_worker(workers: int) -> int:
@@ -446,53 +543,83 @@ def limit_threads(threads: int) -> None:
 # ----------------------------------------------------------------------------- the folder
 
 
-def check_batch_folder(out_dir: Path, subjects: list[SubjectFiles]) -> None:
-    """Refuse an output folder that holds anything a batch did not write, or holds the inputs.
+def check_batch_folder(
+    out_dir: Path, subjects: list[SubjectFiles], inputs: Iterable[Path | None] = ()
+) -> None:
+    """Refuse an output folder that a batch must not write into, before any work.
 
-    A batch folder holds ``batch.csv``, ``report.html``, ``sub-*/`` folders and the staging
-    folders and temporary files of unfinished writes.
+    A batch folder holds ``batch.csv``, ``report.html``, ``sub-*/`` folders of outputs and the
+    staging folders, temporaries and lock of unfinished runs. Refused: a folder that holds the
+    subjects' input files or any of ``inputs`` (e.g. the model); anything else in it; a link
+    in it (never followed: it could lead outside the folder); and a subject's folder that
+    holds anything but its outputs (it is replaced as a whole when the subject is redone).
 
     Raises:
-        InputError: naming the folder and the first foreign entries.
+        InputError: naming the folder and the first problems.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
-    root = out_dir.resolve()
-    for subject in subjects:
-        for path in (subject.swi, subject.phase, subject.magnitude, subject.brainmask):
-            if path is not None and path.resolve().is_relative_to(root):
-                raise InputError(
-                    out_dir, f"output folder holds the input {path}; choose another --out"
-                )
+    paths = [s.swi for s in subjects] + [s.phase for s in subjects]
+    paths += [s.magnitude for s in subjects] + [s.brainmask for s in subjects]
+    check_not_inputs(out_dir, [*paths, *inputs], replaced=False)
     if not out_dir.is_dir():
         return
+    links = sorted(p.name for p in out_dir.iterdir() if p.is_symlink())
+    if links:
+        raise InputError(
+            out_dir / links[0], "is a symbolic link; cmbdet never writes through links in --out"
+        )
     foreign = sorted(p.name for p in out_dir.iterdir() if not _written_by_batch(p))
     if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise InputError(
             out_dir,
-            f"output folder holds files that are not from a cmbdet batch ({shown}); "
+            f"output folder holds files that are not from a cmbdet batch ({_some(foreign)}); "
             "choose another --out",
         )
+    for subject in subjects:
+        folder = out_dir / f"sub-{subject.subject_id}"
+        if not folder.is_dir():
+            continue
+        other = sorted(p.name for p in folder.iterdir() if not _is_output_file(p))
+        if other:
+            raise InputError(
+                folder,
+                f"holds files that cmbdet did not write ({_some(other)}); move them, or "
+                "choose another --out",
+            )
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _is_output_file(path: Path) -> bool:
+    return path.name in OUTPUT_FILES and path.is_file() and not path.is_symlink()
 
 
 def _written_by_batch(path: Path) -> bool:
+    if path.is_symlink():
+        return False
     if path.is_dir():
-        return path.name.startswith("sub-") or _STAGING.fullmatch(path.name) is not None
-    return path.name in (BATCH_LOG, COHORT_REPORT) or path.name.startswith(
+        return path.name.startswith("sub-") or is_staging_name(path.name)
+    return path.name in (BATCH_LOG, COHORT_REPORT, LOCK_NAME) or path.name.startswith(
         (f".{BATCH_LOG}.", f".{COHORT_REPORT}.")
     )
 
 
 def remove_leftovers(out_dir: Path) -> None:
-    """Delete the staging folders and temporary logs of writes that never finished.
+    """Delete the staging folders and temporaries of writes that never finished (never
+    through a link).
 
-    Only one batch may write into a folder at a time: this would delete a running one's.
+    Only one batch may write into a folder at a time (:func:`run_batch` holds its lock):
+    this would delete a running one's.
     """
     for path in Path(out_dir).iterdir():
-        if path.is_dir() and _STAGING.fullmatch(path.name):
-            shutil.rmtree(path, ignore_errors=True)
+        if path.is_symlink():
+            continue
+        if path.is_dir() and is_staging_name(path.name):
+            remove_folders([path])
         elif path.is_file() and path.name.startswith((f".{BATCH_LOG}.", f".{COHORT_REPORT}.")):
             path.unlink(missing_ok=True)
 
@@ -564,9 +691,7 @@ def write_batch_log(path: Path, rows: Iterable[BatchRow]) -> None:
     writer.writerow(LOG_COLUMNS)
     for row in sorted(rows, key=lambda row: row.subject):
         writer.writerow(row.cells())
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomic(path, buffer.getvalue())
 
 
 def read_batch_log(path: Path) -> dict[str, BatchRow]:

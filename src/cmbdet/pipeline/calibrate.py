@@ -23,6 +23,15 @@ from cmbdet.io.dataset import (
     load_ground_truth,
     subjects_with_ground_truth,
 )
+from cmbdet.io.writing import (
+    check_not_inputs,
+    check_writable,
+    leftovers_of,
+    publish,
+    real_output_path,
+    remove_folders,
+    staging_folder,
+)
 from cmbdet.modelio import write_model_json
 
 log = logging.getLogger(__name__)
@@ -161,12 +170,16 @@ def calibrate_model(
     """
     from cmbdet.pipeline.detector import Detector  # torch and the networks: only when used
 
-    out_dir = Path(out_dir)
+    out_dir = real_output_path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(out_dir, "exists and is not empty; choose another --out or --overwrite")
     detector = Detector.load(model_dir, device, precision)
     if out_dir.exists() and out_dir.resolve() == detector.folder.resolve():
         raise InputError(out_dir, "is the model being calibrated; write to another folder")
+    check_not_inputs(out_dir, [detector.folder, *data_dirs], replaced=True)
+    check_writable(out_dir.parent, shown=out_dir)  # the new folder is staged beside it
     subjects = subjects_with_ground_truth(data_dirs)
     if not subjects:
         raise InputError(data_dirs[0], "no subjects with ground truth (lesions.csv or labels)")
@@ -207,13 +220,14 @@ def _write_model_folder(source: Path, info: dict, out_dir: Path) -> None:
     """The weights of ``source`` and ``info`` as model.json, staged beside ``out_dir`` and
     moved into place (an existing folder is replaced only when complete)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for stage in ("stage1", "stage2"):
-        if stage in info:
-            shutil.copy2(source / info[stage]["weights"]["file"], staging)
-    write_model_json(staging, {**info, "name": out_dir.name})
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    remove_folders(leftovers_of(out_dir))
+    staging = staging_folder(out_dir)
+    try:
+        for stage in ("stage1", "stage2"):
+            if stage in info:
+                shutil.copy2(source / info[stage]["weights"]["file"], staging)
+        write_model_json(staging, {**info, "name": out_dir.name})
+        publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

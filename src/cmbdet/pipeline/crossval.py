@@ -19,6 +19,7 @@ are not detected again.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import time
@@ -30,8 +31,9 @@ from tqdm import tqdm
 
 import cmbdet
 from cmbdet.errors import InputError
-from cmbdet.evaluation.evaluate import score_subjects, write_tables
+from cmbdet.evaluation.evaluate import json_safe, score_subjects, write_tables
 from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
+from cmbdet.io.writing import check_writable, write_atomic
 from cmbdet.pipeline.detector import Detector
 from cmbdet.pipeline.outputs import write_outputs
 from cmbdet.pipeline.train_model import TrainModelConfig, train_model
@@ -81,6 +83,7 @@ def crossval(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     subjects = {s.subject_id: s for s in find_subjects(data_dir)}
     counts = _visible_cmb_counts(subjects)
+    check_writable(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     split = _load_or_make_split(out_dir, data_dir, counts, folds, config.seed)
     timings = {}
@@ -111,7 +114,7 @@ def crossval(
         "per_fold": per_fold,
         "pooled": pooled.metrics,
     }
-    (out_dir / "crossval.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out_dir / "crossval.json", json.dumps(json_safe(result), indent=2) + "\n")
     _write_per_fold(out_dir / "per_fold.csv", per_fold, pooled.metrics)
     return result
 
@@ -147,7 +150,7 @@ def _load_or_make_split(
         "folds": split,
         "cmbs_per_fold": [sum(counts[i] for i in fold) for fold in split],
     }
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
     return split
 
 
@@ -186,18 +189,19 @@ def _settings_json(config: TrainModelConfig) -> dict:
 
 def _write_per_fold(path: Path, per_fold: list[dict], pooled: dict) -> None:
     columns = ("tp", "fp", "fn", "sensitivity", "precision", "f1", "fp_per_subject")
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["fold", "stage", "subjects", *columns, "froc_mean"])
-        rows = [(str(n), m) for n, m in enumerate(per_fold, start=1)] + [("pooled", pooled)]
-        for name, metrics in rows:
-            for stage in STAGES:
-                m = metrics[stage]
-                writer.writerow(
-                    [name, stage, m["subjects"]]
-                    + [_cell(m[c]) for c in columns]
-                    + [f"{m['froc']['mean']:.4f}"]
-                )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["fold", "stage", "subjects", *columns, "froc_mean"])
+    rows = [(str(n), m) for n, m in enumerate(per_fold, start=1)] + [("pooled", pooled)]
+    for name, metrics in rows:
+        for stage in STAGES:
+            m = metrics[stage]
+            writer.writerow(
+                [name, stage, m["subjects"]]
+                + [_cell(m[c]) for c in columns]
+                + [f"{m['froc']['mean']:.4f}"]
+            )
+    write_atomic(path, buffer.getvalue())
 
 
 def _cell(value) -> str:

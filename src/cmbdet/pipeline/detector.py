@@ -21,17 +21,13 @@ import cmbdet
 from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
-from cmbdet.modelio import (
-    load_weights,
-    prepare_for_inference,
-    read_model_json,
-    resolve_precision,
-)
+from cmbdet.model_spec import read_model_spec
+from cmbdet.modelio import load_weights, prepare_for_inference, resolve_precision
 from cmbdet.pipeline.checks import check_memory, check_swi_geometry
 from cmbdet.preprocess.pipeline import PreprocessConfig, preprocess, slice_images
 from cmbdet.stage1.inference import detect_candidates
-from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.stage1.model import CandidateNet
+from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import PatchConfig, extract_patches
 from cmbdet.stage2.train import score_patches
 from cmbdet.training import resolve_device
@@ -137,28 +133,21 @@ class Detector:
         device = resolve_device(device)
         dtype = resolve_precision(precision, device)
         folder = Path(folder) if folder is not None else default_model_dir()
-        info = read_model_json(folder)
-        stage1 = load_weights(
-            folder,
-            info["stage1"]["weights"],
-            CandidateNet(Stage1Config.from_json(info["stage1"]["config"])),
-        )
+        spec = read_model_spec(folder)
+        stage1 = load_weights(folder, spec.stage1_weights.to_json(), CandidateNet(spec.stage1))
         stage2 = None
-        if "stage2" in info:
+        if spec.stage2 is not None and spec.stage2_weights is not None:
             stage2 = load_weights(
-                folder,
-                info["stage2"]["weights"],
-                PatchClassifier(Stage2Config.from_json(info["stage2"]["config"])),
+                folder, spec.stage2_weights.to_json(), PatchClassifier(spec.stage2)
             )
-        patch = info.get("stage2", {}).get("patch", PatchConfig().to_json())
         return cls(
             folder,
             stage1,
             stage2,
-            PreprocessConfig(**info["preprocessing"]),
-            PatchConfig(size=tuple(patch["size"])),
-            float(info.get("threshold", 0.5)),
-            info,
+            spec.preprocess,
+            spec.patch,
+            spec.threshold,
+            spec.info,
             device,
             dtype,
         )

@@ -1,8 +1,8 @@
 """Write a subject's results in the DESIGN.md output contract, all or nothing.
 
-Files go to a staging folder beside ``out_dir`` and are renamed into place at the end, so an
-interrupted run leaves no partial output; an existing non-empty ``out_dir`` is replaced only
-with ``overwrite``.
+Files go to a private staging folder beside ``out_dir`` that is renamed into place at the end,
+so an interrupted run leaves no partial output (and the next run cleans its staging folder);
+an existing non-empty ``out_dir`` is replaced only with ``overwrite``.
 """
 
 from __future__ import annotations
@@ -10,16 +10,24 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 import shutil
 import time
-import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import Volume, save_like
+from cmbdet.io.writing import (
+    check_not_inputs,
+    check_writable,
+    leftovers_of,
+    publish,
+    real_output_path,
+    remove_folders,
+    staging_folder,
+)
 from cmbdet.pipeline.detector import Candidate, DetectionResult
 from cmbdet.report import write_subject_report
 
@@ -39,26 +47,47 @@ COLUMNS = (
 MIN_LABEL_RADIUS_MM = 1.0
 
 
-def check_output_folder(out_dir: Path, overwrite: bool) -> None:
-    """Refuse to replace a non-empty folder without ``overwrite`` (before any work)."""
-    if out_dir.exists() and not out_dir.is_dir():
+def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:
+    """Refuse, before any work, an output folder that cannot take a subject's outputs.
+
+    Refused: a file where the folder should be; a non-empty folder without ``overwrite``; a
+    folder that is or holds one of ``inputs`` or the working folder (replacing it would
+    delete them); a place that cannot be written.
+
+    Returns:
+        The folder's real path (a link given as ``out_dir`` itself followed).
+
+    Raises:
+        InputError: naming ``out_dir`` and the problem.
+    """
+    out = real_output_path(out_dir)
+    if out.exists() and not out.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+    check_not_inputs(out, inputs, replaced=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(out_dir, "output folder is not empty (use --overwrite to replace it)")
+    check_writable(out.parent, "--out", shown=out_dir)  # staging goes beside it
+    return out
 
 
 def write_outputs(
     out_dir: Path, result: DetectionResult, reference: Volume, overwrite: bool = False
 ) -> Path:
     """detections.csv, candidates.csv, cmb_labels.nii.gz, report.html and run.json into
-    ``out_dir`` (``run.json`` gains the report's writing time under ``timings_s``)."""
-    out_dir = Path(out_dir)
-    check_output_folder(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # unique per write, so that two processes or hosts sharing a file system never collide
-    token = uuid.uuid4().hex[:12]
-    staging = out_dir.parent / f".{out_dir.name}.partial-{token}"
-    staging.mkdir()
+    ``out_dir`` (``run.json`` gains the report's writing time under ``timings_s``).
+
+    The files are written into a private staging folder beside ``out_dir`` and the folder is
+    renamed into place (:mod:`cmbdet.io.writing`); what killed runs of the same output left
+    beside it is cleaned first.
+    """
+    out = real_output_path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(out_dir, "output folder is not empty (use --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_folders(leftovers_of(out))
+    staging = staging_folder(out)
     try:
         _write_table(staging / "detections.csv", result.detections)
         _write_table(staging / "candidates.csv", result.candidates)
@@ -67,23 +96,17 @@ def write_outputs(
         if result.reference is None:  # the report's crops and regions come from it
             result = dataclasses.replace(result, reference=reference)
         started = time.perf_counter()
-        write_subject_report(staging / "report.html", result, _report_title(result, out_dir))
+        write_subject_report(staging / "report.html", result, _report_title(result, out))
         timings = {**result.record.get("timings_s", {}), "report": time.perf_counter() - started}
         record = {**result.record, "detections": len(result.detections), "timings_s": timings}
         (staging / "run.json").write_text(
             json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
         )
-        if out_dir.exists():  # set the old outputs aside first: never a half-deleted folder
-            replaced = out_dir.parent / f".{out_dir.name}.replaced-{token}"
-            os.replace(out_dir, replaced)
-            os.replace(staging, out_dir)
-            shutil.rmtree(replaced, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
+        publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
+    return Path(out_dir)
 
 
 def _report_title(result: DetectionResult, out_dir: Path) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import cmb_centres, match_detections
 from cmbdet.io.dataset import find_subjects, read_lesions_csv
-from cmbdet.io.inputs import find_inputs
+from cmbdet.io.inputs import discover_inputs
 from cmbdet.pipeline.batch import DetectSettings, run_batch
 from cmbdet.pipeline.detector import Detector
 from cmbdet.pipeline.distributed import LOCAL, connect
@@ -37,9 +37,10 @@ def detect_command(args: argparse.Namespace) -> int:
         )
     if args.scheduler not in (None, LOCAL) and args.workers != 1:
         raise InputError(None, "--workers is for this machine; the cluster's workers run the tasks")
-    subjects = find_inputs(args.dataset, args.manifest)
+    found = discover_inputs(args.dataset, args.manifest)
+    subjects = found.subjects
     settings = _detect_settings(args)
-    batch = {"overwrite": args.overwrite, "debug": args.debug}
+    batch = {"overwrite": args.overwrite, "debug": args.debug, "unusable": found.unusable}
     if args.scheduler is None:
         summary = run_batch(subjects, args.out, settings, workers=args.workers, **batch)
     else:
@@ -66,7 +67,8 @@ def _detect_single(args: argparse.Namespace) -> int:
         raise InputError(None, "--swi and --phase are both required for one subject")
     if args.workers != 1 or args.scheduler is not None:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
-    check_output_folder(args.out, args.overwrite)
+    inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model)
+    check_output_folder(args.out, args.overwrite, inputs)
     settings = _detect_settings(args)
     detector = Detector.load(settings.model_dir, settings.device, settings.precision)
     result = detector.detect(
@@ -124,6 +126,7 @@ def demo_command(args: argparse.Namespace) -> int:
         raise InputError(
             args.out, "exists and holds files a demo did not write; choose another --out"
         )
+    check_output_folder(args.out, True, (args.model,))  # a demo's own outputs are replaced
     detector = Detector.load(args.model, args.device, args.precision)
     with tempfile.TemporaryDirectory() as scratch:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)

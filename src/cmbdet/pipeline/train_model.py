@@ -25,6 +25,7 @@ from cmbdet.io.dataset import (
     subjects_with_ground_truth,
 )
 from cmbdet.io.nifti import load_labels, load_mask, load_volume
+from cmbdet.io.writing import check_writable, write_atomic
 from cmbdet.modelio import write_model_json
 from cmbdet.pipeline.calibrate import OperatingRule, choose_operating_point
 from cmbdet.preprocess.pipeline import PreprocessConfig, Preprocessed, preprocess, slice_images
@@ -126,6 +127,7 @@ def train_model(
     training folds.
     """
     out_dir = Path(out_dir)
+    check_writable(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     subjects = {
         key: files
@@ -137,7 +139,7 @@ def train_model(
         splits = json.loads(splits_path.read_text())
     else:
         splits = split_subjects(sorted(subjects), config)
-        splits_path.write_text(json.dumps(splits, indent=2) + "\n")
+        write_atomic(splits_path, json.dumps(splits, indent=2) + "\n")
     by_id = subjects
 
     volumes = []

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmbdet.config import JsonConfig
+from cmbdet.config import JsonConfig, check_each, check_range
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import Volume, check_same_grid
 from cmbdet.preprocess.intensity import complemented_phase, normalise_phase, normalise_swi
@@ -51,6 +51,11 @@ class PreprocessConfig(JsonConfig):
 
     def __post_init__(self):
         object.__setattr__(self, "context_slices", tuple(int(d) for d in self.context_slices))
+        check_range("target_in_plane_mm", self.target_in_plane_mm, 0.1, 4.0)
+        check_range("slab_average", self.slab_average, 0, 8)
+        check_range("phase_scale_rad", self.phase_scale_rad, 1e-3, 100.0)
+        check_range("hp_window_per_256mm", self.hp_window_per_256mm, 1.0, 1024.0)
+        check_each("context_slices", self.context_slices, -8, 8)
 
     @property
     def channels(self) -> int:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmbdet.config import JsonConfig
+from cmbdet.config import JsonConfig, check_each, check_range
 from cmbdet.stage1.targets import HeatmapTargets
 
 Stacks = TypeVar("Stacks", np.ndarray, torch.Tensor)
@@ -47,6 +47,16 @@ class Stage1Config(JsonConfig):
     offset_weight: float = 1.0
 
     def __post_init__(self):
+        check_range("in_channels", self.in_channels, 1, 64)
+        check_range("slices_per_pass", self.slices_per_pass, 1, 16)
+        check_each("widths", self.widths, 1, 1024)
+        check_range("neck_width", self.neck_width, 1, 1024)
+        check_range("neck_convs", self.neck_convs, 0, 16)
+        check_each("residual_blocks", self.residual_blocks, 0, 16)
+        if self.stride != 4:  # two stride-2 stages before the head: fixed by the layers
+            raise ValueError(f"stride is {self.stride!r}; this network predicts at stride 4")
+        for name in ("focal_alpha", "focal_beta", "size_weight", "offset_weight"):
+            check_range(name, getattr(self, name), 0, 1000)
         chosen = tuple(int(c) for c in self.pass_channels)
         stacked = self.in_channels * self.slices_per_pass
         if list(chosen) != sorted(set(chosen)) or any(not 0 <= c < stacked for c in chosen):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmbdet.config import JsonConfig
+from cmbdet.config import JsonConfig, check_each, check_range
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,13 @@ class Stage2Config(JsonConfig):
     dense: tuple[int, int] = (32, 8)
     dropout: float = 0.2
     positive_weight: float = 3.0  # CMBs are rare among candidates
+
+    def __post_init__(self):
+        check_range("in_channels", self.in_channels, 1, 16)
+        check_each("widths", self.widths, 1, 1024)
+        check_each("dense", self.dense, 1, 1024)
+        check_range("dropout", self.dropout, 0, 0.99)
+        check_range("positive_weight", self.positive_weight, 1e-3, 1000)
 
 
 def _conv3d(in_channels: int, out_channels: int) -> nn.Sequential:

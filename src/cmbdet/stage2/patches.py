@@ -7,19 +7,26 @@ thickness (2 mm in both of the paper's protocols).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from cmbdet.config import JsonConfig, check_each, check_range
+
 
 @dataclass(frozen=True)
-class PatchConfig:
+class PatchConfig(JsonConfig):
     """Patch size in model-grid voxels (x, y, slices)."""
 
     size: tuple[int, int, int] = (24, 24, 7)  # 12 x 12 x 14 mm at 0.5 x 0.5 x 2 mm
 
-    def to_json(self) -> dict:
-        return {key: list(value) for key, value in asdict(self).items()}
+    def __post_init__(self):
+        object.__setattr__(self, "size", tuple(int(n) for n in self.size))
+        if len(self.size) != 3:
+            raise ValueError(f"size {self.size}: expected 3 values (x, y, slices)")
+        # stage 2 pools in-plane twice by 2: at least 4 voxels in-plane
+        check_each("size", self.size[:2], 4, 128)
+        check_range("size[2]", self.size[2], 1, 64)
 
 
 def extract_patches(

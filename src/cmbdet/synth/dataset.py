@@ -19,6 +19,15 @@ from cmbdet.errors import InputError
 from cmbdet.geometry import world_to_voxel
 from cmbdet.io.dataset import read_dataset_json, write_dataset_json, write_lesions_csv
 from cmbdet.io.nifti import save_volume
+from cmbdet.io.writing import (
+    check_writable,
+    leftovers_of,
+    publish,
+    real_output_path,
+    remove_folders,
+    staging_folder,
+)
+from cmbdet.processes import exit_with_parent
 from cmbdet.synth import GENERATOR_VERSION
 from cmbdet.synth.anatomy import ATLAS_VERSION, load_atlas
 from cmbdet.synth.config import PRESETS, SynthConfig
@@ -35,10 +44,18 @@ def subject_seed(dataset_seed: int, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(entropy=dataset_seed, spawn_key=(index,))
 
 
+MAX_SUBJECTS = 100_000  # per synth call (~1 TB of hr subjects)
+MAX_CMB_RICHNESS = 50.0  # ~50 times the clinical CMB count: far beyond any real brain
+
+
 def rich_lesion_counts(richness: float) -> LesionCounts:
     """Lesion counts with ``richness`` times the typical CMB count (see generate_dataset)."""
-    if richness <= 0:
-        raise InputError(None, f"--cmb-richness must be positive, got {richness}")
+    if not 0 < richness <= MAX_CMB_RICHNESS:  # NaN fails too
+        raise InputError(
+            None,
+            f"--cmb-richness must be a number above 0 and at most {MAX_CMB_RICHNESS:g}, "
+            f"got {richness}",
+        )
     default = LesionCounts()
     if richness == 1.0:
         return default
@@ -80,6 +97,7 @@ def generate_dataset(
     Raises:
         InputError: bad arguments, or ``out_dir`` holds something that would be overwritten.
     """
+    out_dir = real_output_path(out_dir)
     config = SynthConfig(
         preset=preset,
         handedness=handedness,
@@ -89,7 +107,6 @@ def generate_dataset(
         lesions=rich_lesion_counts(cmb_richness),
     )
     _check_arguments(config, n, seed, workers, start)
-    out_dir = Path(out_dir)
     info = _dataset_info(config, seed)
     _prepare_output(out_dir, info, range(start, start + n), overwrite)
     load_atlas()  # build the atlas cache once, before workers race for it
@@ -105,7 +122,10 @@ def generate_dataset(
             threads = max(1, (os.cpu_count() or 1) // workers)
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+                workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(threads, os.getpid()),
             ) as pool:
                 futures = [
                     pool.submit(_write_subject, out_dir, config, seed, index, overwrite)
@@ -123,8 +143,8 @@ def generate_dataset(
 def _check_arguments(config: SynthConfig, n: int, seed: int, workers: int, start: int) -> None:
     if config.preset not in PRESETS:
         raise InputError(None, f"unknown preset {config.preset!r} (choose {', '.join(PRESETS)})")
-    if n < 1:
-        raise InputError(None, f"--n must be at least 1, got {n}")
+    if not 1 <= n <= MAX_SUBJECTS:
+        raise InputError(None, f"--n must be 1 to {MAX_SUBJECTS}, got {n}")
     if seed < 0 or start < 0:
         raise InputError(None, "--seed and --start must be non-negative")
     if workers < 1:
@@ -193,6 +213,12 @@ def _jsonable(value):
 def _prepare_output(out_dir: Path, info: dict, indices: range, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
+    ours = {f"sub-{subject_id(i)}" for i in indices}
+    present = sorted(p for p in out_dir.iterdir() if p.name in ours) if out_dir.is_dir() else []
+    links = [p for p in present if p.is_symlink()]
+    if links:
+        raise InputError(links[0], "is a symbolic link; cmbdet never writes through links")
+    check_writable(out_dir)
     existing = out_dir.is_dir() and any(out_dir.iterdir())
     if existing and not overwrite:
         previous = read_dataset_json(out_dir, missing_ok=True)
@@ -205,36 +231,39 @@ def _prepare_output(out_dir: Path, info: dict, indices: range, overwrite: bool) 
                 "output folder is not empty and is not a dataset made with "
                 "the same settings (use --overwrite to replace it)",
             )
-        clashes = [i for i in indices if (out_dir / f"sub-{subject_id(i)}").exists()]
-        if clashes:
+        if present:
             raise InputError(
                 out_dir,
-                f"sub-{subject_id(clashes[0])} already exists (use "
-                "--start to extend the dataset, or --overwrite)",
+                f"{present[0].name} already exists (use --start to extend the dataset, or "
+                "--overwrite)",
             )
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _limit_threads(threads: int) -> None:
+def _start_worker(threads: int, parent: int) -> None:
+    """A worker process: capped math threads; it exits when ``parent`` (the command) does."""
     import torch
 
     torch.set_num_threads(threads)
     os.environ["CMBDET_THREADS"] = str(threads)
+    exit_with_parent(parent)
 
 
 def _write_subject(
     out_dir: Path, config: SynthConfig, seed: int, index: int, overwrite: bool
 ) -> None:
+    """Generate one subject into a private staging folder and rename it into place (an
+    existing folder is only there to replace with ``overwrite``: see _prepare_output)."""
     subject = generate_subject(config, subject_seed(seed, index))
     final = out_dir / f"sub-{subject_id(index)}"
-    staging = out_dir / f".sub-{subject_id(index)}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    write_subject_files(staging, subject, config)
-    if final.exists() and overwrite:
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    remove_folders(leftovers_of(final))
+    staging = staging_folder(final)
+    try:
+        write_subject_files(staging, subject, config)
+        publish(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_subject_files(folder: Path, subject: SyntheticSubject, config: SynthConfig) -> None:

@@ -1,0 +1,200 @@
+"""What a model folder's ``model.json`` says, checked field by field before any network is
+built: a damaged or hand-edited file is one clear error (exit 2), never a crash, an absurd
+allocation, or a silent wrong result.
+
+The schema (format 1; every other key is an error):
+
+- ``format`` (1), ``name``, ``description``, ``cmbdet_version``: the model's identity;
+- ``preprocessing``: :class:`PreprocessConfig`;
+- ``stage1``: ``config`` (:class:`Stage1Config`), ``weights`` (``file``, a plain file name in
+  the folder, and its ``sha256``), and the records ``training``, ``positives_per``;
+- ``stage2`` (optional): the same, plus ``patch`` (:class:`PatchConfig`) and ``test_views``
+  (1-8 views averaged at test time);
+- ``threshold`` (stage-2 probability, default 0.5) and ``stage1_threshold`` (default 0), each
+  in [0, 1];
+- records of how the model was made, each an object: ``operating_rule``, ``training_data``,
+  ``calibration``, ``validation_metrics``, ``validation_metrics_stage1`` (their ``made_with``
+  lists are written by hand: the commands that made the data and the model).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmbdet.errors import InputError
+from cmbdet.modelio import read_model_json
+from cmbdet.preprocess.pipeline import PreprocessConfig
+from cmbdet.stage1.model import Stage1Config
+from cmbdet.stage2.model import Stage2Config
+from cmbdet.stage2.patches import PatchConfig
+
+IDENTITY_KEYS = ("format", "name", "description", "cmbdet_version")
+RECORD_KEYS = (
+    "operating_rule",
+    "training_data",
+    "calibration",
+    "validation_metrics",
+    "validation_metrics_stage1",
+)
+TOP_KEYS = (*IDENTITY_KEYS, "preprocessing", "stage1", "stage2", "threshold", "stage1_threshold")
+STAGE_KEYS = {
+    "stage1": ("config", "weights", "training", "positives_per"),
+    "stage2": ("config", "weights", "training", "patch", "test_views"),
+}
+MAX_TEST_VIEWS = 8
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """A weights file of the model folder and the SHA-256 it must have."""
+
+    file: str
+    sha256: str
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A checked ``model.json``.
+
+    Attributes:
+        folder: the model folder.
+        info: model.json as read (recorded in outputs, copied by ``calibrate``).
+        preprocess, stage1, stage2, patch: the configs (``stage2`` None for a stage-1-only
+            model).
+        stage1_weights, stage2_weights: the weights files.
+        test_views: test-time views stage 2 averages (its threshold was chosen with them).
+        threshold: stage-2 operating threshold, a probability.
+        stage1_threshold: stage-1 score a candidate needs.
+    """
+
+    folder: Path
+    info: dict
+    preprocess: PreprocessConfig
+    stage1: Stage1Config
+    stage1_weights: WeightsEntry
+    stage2: Stage2Config | None
+    stage2_weights: WeightsEntry | None
+    patch: PatchConfig
+    test_views: int
+    threshold: float
+    stage1_threshold: float
+
+
+def read_model_spec(folder: str | Path) -> ModelSpec:
+    """Read and check ``folder/model.json``.
+
+    Raises:
+        InputError: naming model.json and the first field that is missing, of the wrong
+            type, out of range or unknown.
+    """
+    folder = Path(folder)
+    info = read_model_json(folder)
+    try:
+        return _parse(folder, info)
+    except ValueError as error:
+        raise InputError(folder / "model.json", f"invalid model description: {error}") from None
+
+
+def _parse(folder: Path, info: Any) -> ModelSpec:
+    _known_keys("model.json", info, (*TOP_KEYS, *RECORD_KEYS))
+    for key in RECORD_KEYS:
+        if key in info and not isinstance(info[key], dict):
+            raise ValueError(f"{key} must be an object")
+    for key in ("name", "description", "cmbdet_version"):
+        if key in info and not isinstance(info[key], str):
+            raise ValueError(f"{key} must be text")
+    stage1 = _section(info, "stage1", required=True)
+    stage2 = _section(info, "stage2", required=False)
+    stage2_config = None if stage2 is None else _config(Stage2Config, stage2, "stage2.config")
+    if stage2_config is not None and stage2_config.in_channels != 2:
+        raise ValueError("stage2.config.in_channels must be 2 (SWI and phase patches)")
+    preprocess = _config(PreprocessConfig, info, "preprocessing")
+    stage1_config = _config(Stage1Config, stage1, "stage1.config")
+    if stage1_config.in_channels != preprocess.channels:
+        raise ValueError(
+            f"stage1.config.in_channels is {stage1_config.in_channels} but the preprocessing "
+            f"makes {preprocess.channels} channels per slice"
+        )
+    return ModelSpec(
+        folder=folder,
+        info=info,
+        preprocess=preprocess,
+        stage1=stage1_config,
+        stage1_weights=_weights(stage1, "stage1"),
+        stage2=stage2_config,
+        stage2_weights=None if stage2 is None else _weights(stage2, "stage2"),
+        patch=_patch(stage2),
+        test_views=_test_views(stage2),
+        threshold=_probability(info, "threshold", 0.5),
+        stage1_threshold=_probability(info, "stage1_threshold", 0.0),
+    )
+
+
+def _known_keys(where: str, values: Any, known: tuple[str, ...]) -> None:
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} must be a JSON object, not {type(values).__name__}")
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown keys in {where}: {unknown} (known: {', '.join(known)})")
+
+
+def _section(info: dict, stage: str, *, required: bool) -> dict | None:
+    if stage not in info:
+        if required:
+            raise ValueError(f"{stage} is missing")
+        return None
+    _known_keys(stage, info[stage], STAGE_KEYS[stage])
+    for key in ("config", "weights"):
+        if key not in info[stage]:
+            raise ValueError(f"{stage}.{key} is missing")
+    return info[stage]
+
+
+def _config(kind: type, section: dict, where: str):
+    key = where.rsplit(".", 1)[-1]
+    if key not in section:
+        raise ValueError(f"{where} is missing")
+    try:
+        return kind.from_json(section[key])
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _weights(section: dict, stage: str) -> WeightsEntry:
+    entry = section["weights"]
+    _known_keys(f"{stage}.weights", entry, ("file", "sha256"))
+    file, sha256 = entry.get("file"), entry.get("sha256")
+    if not isinstance(file, str) or not file.endswith(".safetensors"):
+        raise ValueError(f"{stage}.weights.file must name a .safetensors file, got {file!r}")
+    if Path(file).name != file or file.startswith("."):
+        raise ValueError(f"{stage}.weights.file must be a file of the model folder, got {file!r}")
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise ValueError(f"{stage}.weights.sha256 must be 64 hex digits, got {sha256!r}")
+    return WeightsEntry(file, sha256)
+
+
+def _patch(stage2: dict | None) -> PatchConfig:
+    if stage2 is None or "patch" not in stage2:
+        return PatchConfig()
+    return _config(PatchConfig, stage2, "stage2.patch")
+
+
+def _test_views(stage2: dict | None) -> int:
+    views = 1 if stage2 is None else stage2.get("test_views", 1)
+    if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_TEST_VIEWS:
+        raise ValueError(f"stage2.test_views must be an integer 1-{MAX_TEST_VIEWS}, got {views!r}")
+    return views
+
+
+def _probability(info: dict, key: str, default: float) -> float:
+    value = info.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{key} must be a probability in [0, 1], got {value!r}")
+    return float(value)
