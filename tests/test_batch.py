@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -316,3 +318,157 @@ def test_the_log_is_sorted_quoted_and_replaced_whole(tmp_path):
     assert again["02"].seconds == 2.5 and again["01"].status == FAILED
     log.write_text("not,a\nlog")
     assert read_batch_log(log) == {}  # a damaged log only loses the carried-over seconds
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+def _tree(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` (links as their target) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_link_planted_in_the_output_folder_is_refused(dataset, quick_model, tmp_path, capsys):
+    victim = tmp_path / "victim"
+    (victim / "data").mkdir(parents=True)
+    (victim / "thesis.txt").write_text("years of work")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub-0001").symlink_to(victim, target_is_directory=True)
+    before = _tree(victim)
+    assert _detect(dataset, out, quick_model) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "sub-0001" in error[0] and "symbolic link" in error[0]
+    assert _detect(dataset, out, quick_model, "--overwrite") == 2
+    assert _tree(victim) == before and (victim / "data").is_dir()
+    assert sorted(p.name for p in out.iterdir()) == ["sub-0001"]
+
+
+def test_inputs_reached_through_links_are_read(dataset, quick_model, tmp_path):
+    annexed = tmp_path / "annex"  # DataLad / git-annex: files are links into an object store
+    linked = tmp_path / "linked"
+    for subject in find_subjects(dataset):
+        folder = linked / f"sub-{subject.subject_id}"
+        folder.mkdir(parents=True)
+        for name in ("swi.nii.gz", "phase.nii.gz"):
+            stored = annexed / subject.subject_id / name
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(dataset / f"sub-{subject.subject_id}" / name, stored)
+            (folder / name).symlink_to(stored)
+    out = tmp_path / "out"
+    assert _detect(linked, out, quick_model) == 0
+    assert [r["status"] for r in _log(out)] == ["done"] * 3
+
+
+def test_user_files_in_a_subject_folder_are_never_deleted(dataset, quick_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "sub-0000").mkdir(parents=True)
+    (out / "sub-0000" / "my_t1w.nii.gz").write_text("scan")
+    assert _detect(dataset, out, quick_model) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "my_t1w.nii.gz" in error[0] and "sub-0000" in error[0]
+    assert _detect(dataset, out, quick_model, "--overwrite") == 2
+    assert (out / "sub-0000" / "my_t1w.nii.gz").read_text() == "scan"
+    assert sorted(p.name for p in out.iterdir()) == ["sub-0000"]
+
+
+def test_a_second_batch_into_a_locked_folder_is_refused(dataset, quick_model, tmp_path, capsys):
+    from cmbdet.io.writing import LOCK_NAME, folder_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out):  # as a running batch holds it
+        assert _detect(dataset, out, quick_model) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and f"process {os.getpid()}" in error[0]
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    assert _detect(dataset, out, quick_model) == 0  # free again
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_predictable_temporary_names_cannot_redirect_writes(dataset, quick_model, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    out = tmp_path / "out"
+    out.mkdir()
+    pid = os.getpid()  # the names earlier versions used
+    for name in (f".batch.csv.{pid}.tmp", f".report.html.partial-{pid}"):
+        (out / name).symlink_to(victim)
+    assert _detect(dataset, out, quick_model) == 2  # links in --out are refused outright
+    for name in (f".batch.csv.{pid}.tmp", f".report.html.partial-{pid}"):
+        (out / name).unlink()
+    assert _detect(dataset, out, quick_model) == 0
+    assert victim.read_text() == "keep"
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(
+    dataset, quick_model, monkeypatch, capsys
+):
+    def never(*args, **kwargs):
+        raise AssertionError("detection ran")
+
+    monkeypatch.setattr(Detector, "detect", never)
+    assert _detect(dataset, "/proc/cmbdet-test-out", quick_model) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("cmbdet: error: /proc/cmbdet-test-out")
+    assert "cannot be written" in error[0]
+
+
+def test_a_subject_without_phase_is_logged_and_the_others_run(
+    dataset, quick_model, tmp_path, capsys
+):
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    (data / "sub-0001" / "phase.nii.gz").unlink()
+    out = tmp_path / "out"
+    assert _detect(data, out, quick_model) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("2 of 3 subjects done, 1 failed")
+    rows = {r["subject"]: r for r in _log(out)}
+    assert [rows[i]["status"] for i in IDS] == ["done", "failed", "done"]
+    assert "phase" in rows["0001"]["error"]
+    failures = _without_progress(captured.err)
+    assert len(failures) == 1 and failures[0].startswith("sub-0001: failed:")
+
+
+def test_without_a_terminal_each_subject_gets_a_progress_line(
+    dataset, quick_model, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    assert _detect(dataset, out, quick_model) == 0  # pytest's stderr is not a terminal
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(PROGRESS.fullmatch(line) for line in lines)
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert lines[-1].endswith("all done")
+
+
+def test_workers_exit_when_the_batch_is_killed(quick_model, tmp_path):
+    # a batch process whose two worker processes report their ids, then is killed (-9)
+    script = tmp_path / "batch.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from cmbdet.pipeline.batch import _worker_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = _worker_pool(2)\n"
+        "    pids = {pool.submit(os.getpid).result() for _ in range(8)}\n"
+        "    print(' '.join(map(str, pids)), flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    batch = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    workers = [int(pid) for pid in batch.stdout.readline().split()]
+    assert workers and batch.pid not in workers
+    batch.kill()
+    batch.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

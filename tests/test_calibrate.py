@@ -144,6 +144,9 @@ def test_calibrate_refuses_its_own_model_folder_and_data_without_truth(
     with pytest.raises(InputError, match="no subjects with ground truth"):
         calibrate_model(model, [no_truth.parent], tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="holds the input"):  # --overwrite would delete data
+        calibrate_model(model, [no_truth.parent], tmp_path, overwrite=True, device="cpu")
+    assert (no_truth / "swi.nii.gz").is_file()
 
 
 def test_calibrate_command(make_random_model, calibration_data, tmp_path, capsys):

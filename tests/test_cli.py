@@ -123,3 +123,66 @@ def test_keyboard_interrupt_is_130(fake_synth, tmp_path):
     module, _ = fake_synth
     module.error = KeyboardInterrupt()
     assert main(["synth", "--out", str(tmp_path), "--preset", "tiny", "--n", "1"]) == 130
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "2", "-1", "1e400", "abc"])
+def test_a_threshold_must_be_a_probability(value, capsys, tmp_path):
+    argv = ["detect", "--swi", "s.nii.gz", "--phase", "p.nii.gz", "--out", str(tmp_path / "o")]
+    assert main([*argv, f"--threshold={value}"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--threshold" in error[0]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_cmb_richness_must_be_a_positive_number(value, fake_synth, capsys, tmp_path):
+    _, calls = fake_synth
+    argv = ["synth", "--out", str(tmp_path / "d"), "--preset", "tiny", "--n", "1"]
+    assert main([*argv, f"--cmb-richness={value}"]) == 2
+    assert "--cmb-richness" in capsys.readouterr().err
+    assert calls == []
+
+
+def test_library_warnings_stay_off_stderr_unless_debugging(fake_synth, recwarn, tmp_path):
+    import warnings
+
+    import numpy as np
+
+    module, _ = fake_synth
+
+    def noisy(**kwargs):
+        warnings.warn("complex values cast to real", UserWarning, stacklevel=1)
+        np.float32(1e38) * np.float32(10)  # RuntimeWarning: overflow
+
+    module.generate_dataset = noisy
+    argv = ["synth", "--out", str(tmp_path), "--preset", "tiny", "--n", "1", "--quiet"]
+    assert main(argv) == 0
+    assert len(recwarn) == 0
+    assert main([*argv, "--debug"]) == 0
+    assert len(recwarn) == 2
+
+
+def test_an_overflowing_scale_factor_is_one_line_on_stderr(tmp_path):
+    """The process's whole stderr (no pytest capture): the file's problem and nothing else."""
+    import subprocess
+
+    import nibabel as nib
+    import numpy as np
+
+    image = nib.Nifti1Image(np.full((48, 48, 8), 30000, np.int16), np.diag([4.0, 4, 4, 1]))
+    image.header.set_slope_inter(1e38, 0)
+    nib.save(image, tmp_path / "swi.nii")
+    argv = ["detect", "--swi", str(tmp_path / "swi.nii"), "--phase", str(tmp_path / "swi.nii")]
+    argv += ["--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from cmbdet.cli import main; sys.exit(main())", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "infinite values" in lines[0], done.stderr

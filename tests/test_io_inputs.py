@@ -9,7 +9,13 @@ import pytest
 
 from cmbdet.cli import main
 from cmbdet.errors import InputError
-from cmbdet.io.inputs import dataset_kind, find_bids_subjects, find_inputs, read_manifest
+from cmbdet.io.inputs import (
+    dataset_kind,
+    discover_inputs,
+    find_bids_subjects,
+    find_inputs,
+    read_manifest,
+)
 from cmbdet.synth.dataset import generate_dataset
 
 
@@ -151,6 +157,9 @@ def test_a_manifest_resolves_paths_against_its_folder(tmp_path):
             ],
             "line 3: subject 'a' is already listed on line 2",
         ),
+        ([["subject", "swi", "phase"], ["a\nb", "a_swi.nii", "a_ph.nii"]], "control characters"),
+        ([["subject", "swi", "phase"], ["a\x00b", "a_swi.nii", "a_ph.nii"]], "line 2: manifest "),
+        ([["subject", "swi", "phase"], ["L" * 300, "a_swi.nii", "a_ph.nii"]], "300 characters"),
     ],
 )
 def test_manifest_problems_name_the_file_and_line(tmp_path, rows, problem):
@@ -160,6 +169,17 @@ def test_manifest_problems_name_the_file_and_line(tmp_path, rows, problem):
         read_manifest(manifest)
     assert caught.value.path == manifest
     assert problem in caught.value.problem
+
+
+def test_an_unusable_bids_subject_is_listed_not_raised(bids):
+    _touch(bids, "sub-05/anat/sub-05_swi.nii.gz")  # no phase
+    found = discover_inputs(dataset=bids)
+    assert [s.subject_id for s in found.subjects] == ["01", "02_ses-1", "03"]
+    assert [u.subject_id for u in found.unusable] == ["05"]
+    assert found.unusable[0].problem.path == bids / "sub-05"
+    assert "no phase image" in found.unusable[0].problem.problem
+    with pytest.raises(InputError, match="no phase image"):
+        find_inputs(dataset=bids)  # the strict reader, for training and evaluation
 
 
 def test_a_missing_manifest_is_one_line_and_exit_2(tmp_path, capsys):

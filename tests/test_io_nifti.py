@@ -253,3 +253,22 @@ def test_bad_masks_and_labels(tmp_path):
     other = _write(tmp_path / "other.nii.gz", np.ones((6, 7, 6)))
     with pytest.raises(InputError, match="shape"):
         load_mask(other, reference)
+
+
+def _with_voxel_size_zero(path, *, sform: bool):
+    """A file whose stored voxel size along x is 0 (nibabel would repair it to 1 mm)."""
+    image = nib.Nifti1Image(_image(), None)
+    image.set_qform(AFFINE, code=1)
+    image.set_sform(AFFINE, code=1 if sform else 0)
+    nib.save(image, str(path))
+    raw = bytearray(path.read_bytes())
+    raw[80:84] = np.float32(0).tobytes()  # pixdim[1]
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_a_voxel_size_of_zero_is_not_read_as_one_mm(tmp_path):
+    _fails(_with_voxel_size_zero(tmp_path / "q.nii", sform=False), r"voxel sizes of 0x0.5x2 mm")
+    # an sform does not use the stored voxel sizes: the grid is known
+    volume = load_volume(_with_voxel_size_zero(tmp_path / "s.nii", sform=True), "SWI")
+    assert volume.spacing_mm == pytest.approx((0.5, 0.5, 2.0))

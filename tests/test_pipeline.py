@@ -8,6 +8,7 @@ input — not detection quality, which benchmarks/ measures with trained models.
 from __future__ import annotations
 
 import csv
+import os
 
 import nibabel as nib
 import numpy as np
@@ -157,3 +158,79 @@ def test_dataset_mode_skips_a_bad_subject_and_fails_at_the_end(model_dir, tmp_pa
     err = capsys.readouterr().err
     assert "sub-0001" in err and "phase.nii.gz" in err and "Traceback" not in err
     shutil.rmtree(out)
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+def _single(subject, out, model_dir, *more) -> list[str]:
+    return [
+        "detect",
+        "--swi",
+        str(subject.swi),
+        "--phase",
+        str(subject.phase),
+        "--out",
+        str(out),
+        "--model",
+        str(model_dir),
+        *more,
+    ]
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_an_output_folder_holding_the_inputs_is_refused(model_dir, tmp_path, capsys):
+    data = generate_dataset(tmp_path / "data", "tiny", 1, seed=11, progress=False)
+    (data / "notes.txt").write_text("keep")
+    (subject,) = find_subjects(data)
+    before = _files(data)
+    for out in (subject.swi.parent, data, tmp_path):
+        assert main(_single(subject, out, model_dir, "--overwrite")) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and "holds the input" in error[0]
+    assert _files(data) == before
+    assert main(_single(subject, tmp_path / "elsewhere", model_dir)) == 0
+    assert main(_single(subject, model_dir.parent, model_dir, "--overwrite")) == 2  # the model
+
+
+def test_the_working_folder_is_never_replaced(model_dir, subjects, tmp_path, monkeypatch, capsys):
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine.txt").write_text("keep")
+    monkeypatch.chdir(here)
+    assert main(_single(subjects[0], ".", model_dir, "--overwrite")) == 2
+    assert "current folder" in capsys.readouterr().err
+    assert (here / "mine.txt").read_text() == "keep"
+
+
+def test_an_unwritable_out_is_refused_before_detection(model_dir, subjects, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("detection ran")
+
+    monkeypatch.setattr(Detector, "detect", never)
+    for out in ("/proc/cmbdet-test-out", "/sys/cmbdet-test-out"):
+        assert main(_single(subjects[0], out, model_dir)) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith(f"cmbdet: error: {out}:")
+
+
+def test_a_killed_runs_staging_folder_is_cleaned_by_the_next_run(model_dir, subjects, tmp_path):
+    import subprocess
+    import sys
+
+    from cmbdet.io.writing import HOST_TAG
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a process id that is gone
+    out = tmp_path / "out"
+    killed = tmp_path / f".out.partial-{HOST_TAG}-{child.pid}-x1y2z3"
+    killed.mkdir()
+    (killed / "detections.csv").write_text("half\n")
+    running = tmp_path / f".out.partial-{HOST_TAG}-{os.getpid()}-x1y2z3"  # a live run's
+    running.mkdir()
+    assert main(_single(subjects[0], out, model_dir)) == 0
+    assert not killed.exists() and running.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", running.name])

@@ -406,3 +406,28 @@ def test_cmb_regions_and_mimics_over_a_dozen_lr_subjects():
     assert {"cmb", "calcification", "iron", "vein"} <= kinds, kinds
     visible = np.array([c.diameter_mm for found in cmbs for c in found if c.visible])
     assert np.mean((visible >= 1.0) & (visible <= 10.0)) >= 0.9, visible
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+def test_synth_refuses_unwritable_folders_links_and_absurd_counts(tmp_path):
+    with pytest.raises(InputError, match="cannot be written"):
+        generate_dataset("/proc/cmbdet-test-out", "tiny", 1, seed=0, progress=False)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub-0000").symlink_to(victim, target_is_directory=True)
+    with pytest.raises(InputError, match="symbolic link"):
+        generate_dataset(out, "tiny", 1, seed=0, progress=False, overwrite=True)
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    with pytest.raises(InputError, match="--n must be 1 to 100000"):
+        generate_dataset(tmp_path / "huge", "tiny", 10**12, seed=0, progress=False)
+    for richness in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(InputError, match="--cmb-richness"):
+            generate_dataset(
+                tmp_path / "r", "tiny", 1, seed=0, progress=False, cmb_richness=richness
+            )
+    assert not (tmp_path / "huge").exists() and not (tmp_path / "r").exists()

@@ -1,0 +1,205 @@
+"""Writing into folders users name: atomic files, staging, leftovers, locks, checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cmbdet.errors import InputError
+from cmbdet.io.writing import (
+    HOST_TAG,
+    LOCK_NAME,
+    check_not_inputs,
+    check_writable,
+    folder_lock,
+    leftovers_of,
+    publish,
+    real_output_path,
+    staging_folder,
+    write_atomic,
+)
+
+UNWRITABLE = "/proc/cmbdet-test-out"  # a place no process may create a folder in
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_write_atomic_replaces_a_planted_link_and_leaves_its_target_alone(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("thesis")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "batch.csv").symlink_to(victim)
+    write_atomic(out / "batch.csv", "subject,status\n")
+    assert victim.read_text() == "thesis"
+    assert not (out / "batch.csv").is_symlink()
+    assert (out / "batch.csv").read_text() == "subject,status\n"
+    assert sorted(p.name for p in out.iterdir()) == ["batch.csv"]  # no temporary left
+
+
+def test_write_atomic_gives_the_usual_file_mode(tmp_path):
+    path = write_atomic(tmp_path / "a.json", b"{}")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_staging_names_are_private_and_carry_their_owner(tmp_path):
+    final = tmp_path / "out"
+    first, second = staging_folder(final), staging_folder(final)
+    assert first != second
+    assert first.name.startswith(f".out.partial-{HOST_TAG}-{os.getpid()}-")
+    assert first.stat().st_mode & 0o777 == 0o700  # nobody else can plant links inside
+    (first / "a.txt").write_text("new")
+    publish(first, final)
+    assert (final / "a.txt").read_text() == "new"
+    assert final.stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def test_publish_replaces_an_existing_folder_whole(tmp_path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    staging = staging_folder(final)
+    (staging / "new.txt").write_text("new")
+    publish(staging, final)
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # old set aside, then gone
+
+
+def test_publish_refuses_a_link_at_the_final_name(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.txt").write_text("x")
+    (tmp_path / "out").symlink_to(victim)
+    staging = staging_folder(tmp_path / "out")
+    with pytest.raises(InputError, match="symbolic link"):
+        publish(staging, tmp_path / "out")
+    assert (victim / "thesis.txt").read_text() == "x"
+
+
+def test_leftovers_are_those_of_dead_runs_of_this_host(tmp_path):
+    final = tmp_path / "out"
+    dead = tmp_path / f".out.partial-{HOST_TAG}-{_dead_pid()}-abc123"
+    live = tmp_path / f".out.partial-{HOST_TAG}-{os.getpid()}-abc123"
+    other_tag = "00000000" if HOST_TAG != "00000000" else "11111111"
+    other_host = tmp_path / f".out.replaced-{other_tag}-{os.getpid()}-abc123"
+    legacy = tmp_path / ".out.partial-0123456789ab"  # cmbdet before 0.2
+    other_output = tmp_path / f".other.partial-{HOST_TAG}-{_dead_pid()}-abc123"
+    for folder in (dead, live, other_host, legacy, other_output):
+        folder.mkdir()
+    link = tmp_path / f".out.partial-{HOST_TAG}-{_dead_pid()}-link"
+    link.symlink_to(tmp_path / "victim", target_is_directory=True)
+    assert sorted(leftovers_of(final)) == sorted([dead, legacy])
+
+
+def test_check_writable_names_the_folder(tmp_path):
+    check_writable(tmp_path / "new" / "deeper")  # creatable: fine, nothing created
+    assert not (tmp_path / "new").exists()
+    assert list(tmp_path.iterdir()) == []  # the probe is gone
+    with pytest.raises(InputError, match="cannot be written") as caught:
+        check_writable(UNWRITABLE)
+    assert str(caught.value).startswith(UNWRITABLE)
+
+
+def test_check_not_inputs_refuses_folders_holding_inputs_and_the_working_folder(
+    tmp_path, monkeypatch
+):
+    data = tmp_path / "data" / "sub-1"
+    data.mkdir(parents=True)
+    swi = data / "swi.nii.gz"
+    swi.write_bytes(b"x")
+    for out in (data, tmp_path / "data", tmp_path):
+        with pytest.raises(InputError, match="holds the input"):
+            check_not_inputs(out, [swi], replaced=True)
+    check_not_inputs(tmp_path / "results", [swi], replaced=True)
+    monkeypatch.chdir(data)
+    with pytest.raises(InputError, match="current folder"):
+        check_not_inputs(tmp_path / "data" / "sub-1", [], replaced=True)
+    check_not_inputs(data, [], replaced=False)  # a batch writes inside, never replaces it
+
+
+def test_real_output_path_follows_only_a_link_given_as_out(tmp_path, monkeypatch):
+    target = tmp_path / "scratch"
+    target.mkdir()
+    (tmp_path / "results").symlink_to(target)
+    assert real_output_path(tmp_path / "results") == target
+    monkeypatch.chdir(tmp_path)
+    assert real_output_path(".") == tmp_path.resolve()
+    assert real_output_path("new") == tmp_path.resolve() / "new"
+
+
+def test_a_held_lock_is_refused_with_its_holder(tmp_path):
+    with folder_lock(tmp_path) as path:
+        holder = json.loads(path.read_text())
+        assert holder["pid"] == os.getpid()
+        with pytest.raises(InputError) as caught:
+            with folder_lock(tmp_path):
+                pass
+        message = str(caught.value)
+        assert f"process {os.getpid()}" in message and str(path) in message
+    assert not path.exists()  # released and removed
+
+
+def test_the_lock_of_a_dead_run_is_taken_over(tmp_path):
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"host": "h", "pid": _dead_pid()}))
+    with folder_lock(tmp_path) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_a_link_at_the_lock_name_is_refused(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("x")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(InputError, match="link"):
+        with folder_lock(folder):
+            pass
+    assert victim.read_text() == "x"
+
+
+def test_a_process_exits_when_its_parent_is_killed():
+    # parent: starts a child that watches it (cmbdet.processes.exit_with_parent), prints the
+    # child's pid, then waits
+    child_code = (
+        "import os, sys, time; from cmbdet.processes import exit_with_parent; "
+        "exit_with_parent(int(sys.argv[1])); time.sleep(60)"
+    )
+    parent_code = (
+        "import os, subprocess, sys, time; "
+        f"c = subprocess.Popen([sys.executable, '-c', {child_code!r}, str(os.getpid())]); "
+        "print(c.pid, flush=True); time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE)
+    child = int(parent.stdout.readline())
+    time.sleep(0.5)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(child):
+        time.sleep(0.2)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs and is not a zombie (an exited child not yet reaped by init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
