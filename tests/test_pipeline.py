@@ -234,3 +234,24 @@ def test_a_killed_runs_staging_folder_is_cleaned_by_the_next_run(model_dir, subj
     assert main(_single(subjects[0], out, model_dir)) == 0
     assert not killed.exists() and running.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", running.name])
+
+
+def test_a_terminated_detect_leaves_nothing_behind(model_dir, subjects, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    code = "import sys; from cmbdet.cli import main; sys.exit(main())"
+    run = subprocess.Popen(
+        [sys.executable, "-c", code, *_single(subjects[0], out, model_dir)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while run.poll() is None and not list(tmp_path.glob(".out.partial-*")):
+        time.sleep(0.005)
+    run.send_signal(signal.SIGTERM)  # as SLURM does at a time limit
+    run.wait(timeout=60)
+    assert run.returncode == 130 and run.stderr.read().strip() == "cmbdet: interrupted"
+    assert list(tmp_path.iterdir()) == []

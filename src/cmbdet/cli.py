@@ -1,15 +1,18 @@
 """The ``cmbdet`` command line.
 
 Exit codes (DESIGN.md): 0 success; 2 bad input or usage, one line on stderr naming the file
-and the problem, no traceback; 1 an unexpected failure; 130 interrupted.
+and the problem, no traceback; 1 an unexpected failure; 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,7 +53,7 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
     # nibabel logs header repairs straight to stderr; cmbdet's own checks say what matters
     logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _terminate_as_interrupt():
             if not args.debug:  # stderr carries cmbdet's one-line messages, not library noise
                 warnings.simplefilter("ignore")
             return handler(args)
@@ -68,6 +71,24 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
             "(rerun with --debug for the traceback)"
         )
         return EXIT_UNEXPECTED
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (``kill``, a SLURM time limit) ends the command like Ctrl-C: staging folders
+    and temporaries are removed on the way out, and the exit code is 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _say(message: str) -> None:

@@ -187,21 +187,26 @@ def check_writable(folder: Path, role: str = "--out", shown: Path | None = None)
 
 
 def check_not_inputs(
-    out: Path, inputs: Iterable[Path | None], *, replaced: bool, role: str = "--out"
+    out: Path,
+    inputs: Iterable[Path | None],
+    *,
+    replaced: bool,
+    role: str = "--out",
+    shown: Path | None = None,
 ) -> None:
     """Refuse an output folder that is, or holds, one of ``inputs`` (files or folders); and,
     when the folder itself is ``replaced`` by the outputs, the working folder or one holding
     it (replacing it would pull the folder from under the user's shell).
 
     Raises:
-        InputError: naming ``out`` and the input.
+        InputError: naming ``shown`` (default ``out``) and the input.
     """
-    root = Path(out).resolve()
+    root, shown = Path(out).resolve(), out if shown is None else shown
     for path in inputs:
         if path is not None and Path(path).resolve().is_relative_to(root):
-            raise InputError(out, f"{role} folder holds the input {path}; choose another {role}")
+            raise InputError(shown, f"{role} folder holds the input {path}; choose another {role}")
     if replaced and Path.cwd().resolve().is_relative_to(root):
-        raise InputError(out, f"{role} is the current folder or holds it; choose a new folder")
+        raise InputError(shown, f"{role} is the current folder or holds it; choose a new folder")
 
 
 def real_output_path(out: Path) -> Path:

@@ -63,7 +63,7 @@ def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | 
     out = real_output_path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
-    check_not_inputs(out, inputs, replaced=True)
+    check_not_inputs(out, inputs, replaced=True, shown=out_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(out_dir, "output folder is not empty (use --overwrite to replace it)")
     check_writable(out.parent, "--out", shown=out_dir)  # staging goes beside it
