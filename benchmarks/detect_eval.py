@@ -17,14 +17,15 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from frst import frst_candidates
 
+from cmbdet.detect.detector import Detector
 from cmbdet.evaluation.matching import cmb_centres, match_detections
 from cmbdet.geometry import voxel_to_world
-from cmbdet.io.dataset import find_subjects, read_lesions_csv
+from cmbdet.io.dataset import find_subjects
+from cmbdet.io.lesions import read_lesions_csv
 from cmbdet.io.nifti import load_labels, load_mask, load_volume
-from cmbdet.pipeline.detector import Detector
 from cmbdet.preprocess.pipeline import preprocess
-from cmbdet.stage1.frst import frst_candidates
 
 
 def kind_at(world_mm, labels_volume, lesions, radius_mm=2.0):

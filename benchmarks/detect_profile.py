@@ -22,9 +22,9 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from cmbdet.detect.detector import Detector
+from cmbdet.detect.outputs import write_outputs
 from cmbdet.io.dataset import find_subjects
-from cmbdet.pipeline.detector import Detector
-from cmbdet.pipeline.outputs import write_outputs
 
 STAGES = ("load", "preprocess", "stage1", "stage2")
 

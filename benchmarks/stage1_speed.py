@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from frst import frst_candidates
 
+from cmbdet.detect.detector import Detector
 from cmbdet.io.dataset import find_subjects
 from cmbdet.io.nifti import load_volume
-from cmbdet.pipeline.detector import Detector
 from cmbdet.preprocess.pipeline import preprocess, slice_images
-from cmbdet.stage1.frst import frst_candidates
 from cmbdet.stage1.inference import detect_candidates
 
 

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from cmbdet.io.dataset import Lesion  # noqa: E402
+from cmbdet.io.lesions import Lesion
 from cmbdet.synth.config import SynthConfig  # noqa: E402
 from cmbdet.synth.dataset import subject_seed  # noqa: E402
 from cmbdet.synth.subject import SyntheticSubject, generate_subject  # noqa: E402

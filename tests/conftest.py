@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from cmbdet.modelio import save_weights, write_model_json
-from cmbdet.preprocess.pipeline import PreprocessConfig
-from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.io.model_folder import save_weights, write_model_json
+from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.stage1.config import Stage1Config
+from cmbdet.stage1.model import CandidateNet
+from cmbdet.stage2.config import Stage2Config
+from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import PatchConfig
 
 

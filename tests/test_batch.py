@@ -18,21 +18,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cmbdet.batch.folder import COHORT_REPORT
+from cmbdet.batch.local import run_in_pool
+from cmbdet.batch.log import BATCH_LOG, LOG_COLUMNS, BatchSummary, read_batch_log, write_batch_log
+from cmbdet.batch.subject import FAILED, BatchRow, DetectSettings
 from cmbdet.cli import main
+from cmbdet.detect.detector import Detector
 from cmbdet.io.dataset import find_subjects
-from cmbdet.pipeline.batch import (
-    BATCH_LOG,
-    COHORT_REPORT,
-    FAILED,
-    LOG_COLUMNS,
-    BatchRow,
-    BatchSummary,
-    DetectSettings,
-    read_batch_log,
-    run_in_pool,
-    write_batch_log,
-)
-from cmbdet.pipeline.detector import Detector
 from cmbdet.synth.dataset import generate_dataset
 
 IDS = ["0000", "0001", "0002"]
@@ -447,7 +439,7 @@ def test_workers_exit_when_the_batch_is_killed(quick_model, tmp_path):
     script = tmp_path / "batch.py"
     script.write_text(
         "import os, sys, time\n"
-        "from cmbdet.pipeline.batch import _worker_pool\n"
+        "from cmbdet.batch.local import _worker_pool\n"
         "if __name__ == '__main__':\n"
         "    pool = _worker_pool(2)\n"
         "    pids = {pool.submit(os.getpid).result() for _ in range(8)}\n"

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 
 from cmbdet.cli import build_parser, main
+from cmbdet.detect.detector import Detector
 from cmbdet.errors import InputError
-from cmbdet.io.dataset import Lesion
-from cmbdet.modelio import read_model_json
-from cmbdet.pipeline.calibrate import (
-    OperatingRule,
+from cmbdet.io.lesions import Lesion
+from cmbdet.io.model_folder import read_model_json
+from cmbdet.synth.dataset import generate_dataset
+from cmbdet.training.calibrate import (
     calibrate_model,
     choose_operating_point,
     choose_threshold,
     choose_threshold_for_fp_budget,
 )
-from cmbdet.pipeline.detector import Detector
-from cmbdet.synth.dataset import generate_dataset
+from cmbdet.training.config import OperatingRule
 
 
 def _cmb(lesion_id: int, x: float) -> Lesion:

@@ -7,10 +7,7 @@ import numpy as np
 import pytest
 
 from cmbdet.cli import main
-from cmbdet.errors import InputError
-from cmbdet.geometry import Reorientation
-from cmbdet.io.nifti import Volume, load_volume
-from cmbdet.pipeline.checks import (
+from cmbdet.detect.checks import (
     BASE_BYTES,
     BYTES_PER_INPUT_VOXEL,
     BYTES_PER_MODEL_VOXEL,
@@ -18,6 +15,9 @@ from cmbdet.pipeline.checks import (
     check_swi_geometry,
     estimated_peak_bytes,
 )
+from cmbdet.errors import InputError
+from cmbdet.geometry import Reorientation
+from cmbdet.io.nifti import Volume, load_volume
 
 
 def _volume(shape, spacing, path="swi.nii.gz") -> Volume:

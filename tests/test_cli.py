@@ -91,7 +91,7 @@ def test_input_error_is_one_line_naming_the_file(fake_synth, capsys, tmp_path):
 
 def test_bad_volume_through_main_reports_the_file(fake_synth, capsys, tmp_path):
     """A real loader error travels through main as exit code 2 and one line."""
-    from cmbdet.io import load_volume
+    from cmbdet.io.nifti import load_volume
 
     module, _ = fake_synth
     missing = tmp_path / "swi.nii.gz"

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from cmbdet.cli import main
+from cmbdet.detect.outputs import COLUMNS
 from cmbdet.errors import InputError
 from cmbdet.evaluation.evaluate import score_subjects
-from cmbdet.io.dataset import Lesion, SubjectFiles, write_lesions_csv
-from cmbdet.pipeline.crossval import crossval, make_folds
-from cmbdet.pipeline.outputs import COLUMNS
-from cmbdet.pipeline.train_model import TrainModelConfig
+from cmbdet.io.dataset import SubjectFiles
+from cmbdet.io.lesions import Lesion, write_lesions_csv
 from cmbdet.synth.dataset import generate_dataset
+from cmbdet.training.config import TrainModelConfig
+from cmbdet.training.crossval import crossval, make_folds
 
 
 def test_folds_are_disjoint_complete_seeded_and_balanced():

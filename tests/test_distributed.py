@@ -17,9 +17,13 @@ from dataclasses import replace
 
 import pytest
 
+from cmbdet.batch.dask import on_dask
+from cmbdet.batch.folder import OUTPUT_FILES
+from cmbdet.batch.log import BATCH_LOG
+from cmbdet.batch.run import run_batch
+from cmbdet.batch.subject import DetectSettings
 from cmbdet.cli import main
 from cmbdet.io.dataset import find_subjects
-from cmbdet.pipeline.batch import BATCH_LOG, OUTPUT_FILES, DetectSettings, run_batch
 from cmbdet.synth.dataset import generate_dataset
 
 
@@ -100,7 +104,7 @@ def test_a_killed_worker_loses_and_duplicates_no_subject(cluster, dataset, tmp_p
 
         killer = threading.Thread(target=kill_a_busy_worker_after_the_first_result, daemon=True)
         killer.start()
-        summary = run_batch(subjects, out, DetectSettings(), dask_client=client, progress=False)
+        summary = run_batch(subjects, out, DetectSettings(), runner=on_dask(client), progress=False)
         killer.join()
 
     assert killed, "no worker was busy after the first result"

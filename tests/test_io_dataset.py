@@ -10,15 +10,17 @@ import pytest
 
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import (
-    LESION_COLUMNS,
-    Lesion,
     find_subjects,
-    lesions_from_mask,
     load_ground_truth,
     read_dataset_json,
-    read_lesions_csv,
     subject_dir,
     write_dataset_json,
+)
+from cmbdet.io.lesions import (
+    LESION_COLUMNS,
+    Lesion,
+    lesions_from_mask,
+    read_lesions_csv,
     write_lesions_csv,
 )
 

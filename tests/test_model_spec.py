@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from cmbdet.cli import main
+from cmbdet.detect.detector import DEFAULT_MODEL
+from cmbdet.detect.model_spec import read_model_spec
 from cmbdet.errors import InputError
-from cmbdet.model_spec import read_model_spec
-from cmbdet.pipeline.detector import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,12 @@ import pytest
 import torch
 
 from cmbdet.errors import InputError
-from cmbdet.modelio import (
-    fold_batch_norm,
-    load_weights,
-    read_model_json,
-    save_weights,
-    write_model_json,
-)
-from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.io.model_folder import load_weights, read_model_json, save_weights, write_model_json
+from cmbdet.runtime import fold_batch_norm
+from cmbdet.stage1.config import Stage1Config
+from cmbdet.stage1.model import CandidateNet
+from cmbdet.stage2.config import Stage2Config
+from cmbdet.stage2.model import PatchClassifier
 
 SMALL = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
 

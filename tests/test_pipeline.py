@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from cmbdet.cli import main
+from cmbdet.detect.detector import Detector
+from cmbdet.detect.outputs import COLUMNS
 from cmbdet.io.dataset import find_subjects
-from cmbdet.pipeline.detector import Detector
-from cmbdet.pipeline.outputs import COLUMNS
 from cmbdet.synth.dataset import generate_dataset
 
 

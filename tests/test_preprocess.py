@@ -10,23 +10,18 @@ import pytest
 from scipy import ndimage
 
 from cmbdet.errors import InputError
-from cmbdet.preprocess import (
-    PreprocessConfig,
-    ResampleMap,
+from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.preprocess.intensity import normalise_phase, normalise_swi
+from cmbdet.preprocess.mask import estimate_brain_mask
+from cmbdet.preprocess.phase import (
     canonical_phase,
     detect_handedness,
     detect_phase_kind,
     detect_phase_units,
-    estimate_brain_mask,
-    normalise_phase,
-    normalise_swi,
     phase_to_radians,
-    preprocess,
-    preprocess_arrays,
-    resample_in_plane,
-    resample_to,
-    slice_images,
 )
+from cmbdet.preprocess.pipeline import preprocess, preprocess_arrays, slice_images
+from cmbdet.preprocess.resample import ResampleMap, resample_to
 from cmbdet.synth.config import PRESETS, SynthConfig
 from cmbdet.synth.subject import generate_subject
 
@@ -247,9 +242,11 @@ def test_model_affine_agrees_with_voxel_map():
 def test_resample_shapes_and_mask_round_trip():
     rng = np.random.default_rng(2)
     image = rng.random((48, 40, 5)).astype(np.float32)
-    out, spacing = resample_in_plane(image, (0.8, 0.8, 2.0), 0.4)
+    grid = ResampleMap.for_target(image.shape, (0.8, 0.8, 2.0), 0.4)
+    out, spacing = grid.to_model(image, 1), grid.model_spacing_mm
     assert out.shape == (96, 80, 5) and spacing == pytest.approx((0.4, 0.4, 2.0))
-    same, spacing = resample_in_plane(image, (0.5, 0.5, 2.0), 0.5)
+    grid = ResampleMap.for_target(image.shape, (0.5, 0.5, 2.0), 0.5)
+    same = grid.to_model(image, 1)
     assert same.shape == image.shape and np.array_equal(same, image)
     mask = np.zeros((48, 40, 5), bool)
     mask[10:30, 5:25, 1:4] = True

@@ -17,12 +17,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from cmbdet.detect.outputs import write_outputs
 from cmbdet.geometry import Reorientation, spacing_mm
 from cmbdet.io.nifti import Volume
-from cmbdet.pipeline.detector import Candidate, DetectionResult
-from cmbdet.pipeline.outputs import write_outputs
-from cmbdet.report import CohortRow, write_cohort_report, write_subject_report
+from cmbdet.records import Candidate, DetectionResult
 from cmbdet.report import subject as subject_module
+from cmbdet.report.cohort import CohortRow, write_cohort_report
 from cmbdet.report.crops import CROP_PIXELS, png_bytes, sample_view
 from cmbdet.report.regions import (
     MNI_AXIAL_AREA_MM2,
@@ -30,7 +30,7 @@ from cmbdet.report.regions import (
     coarse_brain_mask,
     fit_mni_map,
 )
-from cmbdet.report.subject import MAX_REJECTED_SHOWN
+from cmbdet.report.subject import MAX_REJECTED_SHOWN, write_subject_report
 
 MNI_SHIFT_MM = np.array([6.0, -4.0, 12.0])  # world = MNI + shift
 SPACING_MM = (2.0, 2.0, 3.0)

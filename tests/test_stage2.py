@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from cmbdet.stage2.model import PatchClassifier, Stage2Config
+from cmbdet.stage2.config import Stage2Config
+from cmbdet.stage2.inference import VIEWS, score_patches
+from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import PatchConfig, extract_patches
-from cmbdet.stage2.train import VIEWS, BalancedPatchSampler, PatchSet, score_patches
-from cmbdet.training import TrainConfig, train
+from cmbdet.training.config import TrainConfig
+from cmbdet.training.loop import train
+from cmbdet.training.stage2 import BalancedPatchSampler, PatchSet, classification_loss
 
 SMALL = Stage2Config(widths=(8, 8, 16, 16, 16), dense=(8, 4))
 
@@ -28,13 +31,11 @@ def test_patches_are_centred_and_padded_at_the_border():
 def test_forward_shapes_and_every_parameter_gets_a_gradient():
     net = PatchClassifier(SMALL)
     patches = torch.randn(4, 2, 24, 24, 7)
-    losses = net.train()(patches, torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    losses = classification_loss(net.train(), patches, torch.tensor([1.0, 0.0, 0.0, 1.0]))
     losses["loss"].backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert missing == []
     assert net.eval()(patches).shape == (4,)
-    with pytest.raises(ValueError):
-        net.train()(patches)
 
 
 def _toy_patches(n: int, seed: int) -> PatchSet:
@@ -60,6 +61,7 @@ def test_training_separates_balls_from_tubes():
         net,
         BalancedPatchSampler(data, batch_size=16, positive_fraction=0.5, seed=1),
         TrainConfig(steps=100, learning_rate=3e-3, warmup_steps=5, log_every=100),
+        loss=classification_loss,
     )
     test = _toy_patches(40, 1)
     scores = score_patches(net, test.patches)

@@ -16,8 +16,9 @@ import pytest
 
 from cmbdet.cli import main
 from cmbdet.errors import InputError
-from cmbdet.io import load_volume
-from cmbdet.io.dataset import find_subjects, read_dataset_json, read_lesions_csv
+from cmbdet.io.dataset import find_subjects, read_dataset_json
+from cmbdet.io.lesions import read_lesions_csv
+from cmbdet.io.nifti import load_volume
 from cmbdet.synth.config import PRESETS, SynthConfig
 from cmbdet.synth.dataset import INTEGER_PHASE_MAX, generate_dataset, subject_seed
 from cmbdet.synth.subject import generate_subject

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cmbdet.errors import InputError
-from cmbdet.pipeline.train_model import TrainModelConfig, split_subjects
+from cmbdet.training.config import TrainModelConfig
+from cmbdet.training.model import split_subjects
 
 
 def test_split_is_seeded_disjoint_and_complete():

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from cmbdet.training import TrainConfig, learning_rate_at, train
+from cmbdet.training.config import TrainConfig
+from cmbdet.training.loop import learning_rate_at, train
 
 
 class _Regressor(nn.Module):

@@ -10,6 +10,10 @@ from typing import Any, TypeVar
 
 Config = TypeVar("Config")
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""Number formats the networks may run in (:func:`cmbdet.runtime.resolve_precision`); here,
+torch-free, so that the command line can offer them without loading torch."""
+
 
 class JsonConfig:
     """Mixin for frozen dataclasses whose every field has a default: ``to_json()`` and
@@ -17,7 +21,8 @@ class JsonConfig:
     raise ``ValueError``), so that configs made in code are checked too."""
 
     def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The fields as JSON values (nested configs as objects, tuples as lists)."""
+        return _as_json(asdict(self))
 
     @classmethod
     def from_json(cls: type[Config], values: Any) -> Config:
@@ -37,12 +42,28 @@ class JsonConfig:
         return cls(**{k: typed_value(k, v, known[k]) for k, v in values.items()})
 
 
+def _as_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_json(v) for v in value]
+    return value
+
+
 def typed_value(name: str, value: Any, default: Any) -> Any:
-    """``value`` of the kind ``default`` is (JSON lists as tuples).
+    """``value`` of the kind ``default`` is (JSON lists as tuples, objects as nested configs;
+    a default of None takes None or a number).
 
     Raises:
         ValueError: naming ``name``.
     """
+    if isinstance(default, JsonConfig):
+        try:
+            return type(default).from_json(value)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+    if default is None:
+        return None if value is None else typed_value(name, value, 0.0)
     if isinstance(default, tuple):
         if not isinstance(value, list | tuple):
             raise ValueError(f"{name}: expected a list, got {value!r}")

@@ -1,5 +1,6 @@
-"""Worker processes that cmbdet spawns (a batch's ``--workers``, ``synth --workers``): they
-never outlive the command that started them."""
+"""Worker processes that cmbdet spawns (a batch's ``--workers``, ``synth --workers``, Dask
+workers): they share the machine's cores without oversubscribing them, and never outlive the
+command that started them."""
 
 from __future__ import annotations
 
@@ -24,3 +25,32 @@ def exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="cmbdet-exit-with-parent", daemon=True).start()
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CMBDET_THREADS")
+
+
+def threads_per_worker(workers: int) -> int:
+    """Math threads each of ``workers`` processes may use, so that together they fit the cores."""
+    return max(1, available_cores() // workers)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (a SLURM or container CPU set, else every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def limit_threads(threads: int) -> None:
+    """Cap this process's math thread pools at ``threads``.
+
+    The variables only bind libraries loaded afterwards (a fresh worker process);
+    ``torch.set_num_threads`` also covers a torch that is already loaded.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)

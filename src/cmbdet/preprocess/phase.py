@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from cmbdet.preprocess.config import HP_WINDOW_PER_256MM
 from cmbdet.swi import homodyne_highpass
 
 UNITS = ("radians", "integer")
@@ -32,8 +33,6 @@ RADIAN_LIMIT = 2 * math.pi + 0.05
 """Largest |value| that radians may reach ([-pi, pi) or [0, 2pi), with rounding slack)."""
 INTEGER_MIN_RANGE = 8.0
 """Integer-valued phase must reach |value| above this to be read as scanner integer units."""
-HP_WINDOW_PER_256MM = 48.0
-"""Default homodyne window: k-space samples per 256 mm of in-plane field of view (x)."""
 SWI_MODULUS_SIGMA_MM = 1.5
 """In-plane smoothing of SWI used as the homodyne modulus (no magnitude given)."""
 RAW_LOWPASS_SIGMA_MM = 4.0

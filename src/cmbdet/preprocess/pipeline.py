@@ -16,77 +16,22 @@ belong to the acquisition):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from cmbdet.config import JsonConfig, check_each, check_range
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import Volume, check_same_grid
+from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.intensity import complemented_phase, normalise_phase, normalise_swi
 from cmbdet.preprocess.mask import estimate_brain_mask
 from cmbdet.preprocess.phase import (
-    HP_WINDOW_PER_256MM,
     PhaseDecisions,
     canonical_phase,
     default_hp_window,
     homodyne_modulus_from_swi,
 )
 from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
-
-
-@dataclass(frozen=True)
-class PreprocessConfig(JsonConfig):
-    """How volumes are prepared for the networks (recorded in ``model.json``)."""
-
-    target_in_plane_mm: float = 0.5  # model-grid pixel: HR is kept, LR (0.8 mm) is upsampled
-    slab_average: int = 1  # SWI channel: mean of each slice and this many neighbours each side
-    phase_scale_rad: float = math.pi  # phase of +-this many radians -> +-1 (then clipped)
-    hp_window_per_256mm: float = HP_WINDOW_PER_256MM  # homodyne window (raw phase), samples
-    # further slice-image channels: the SWI of the slices at these offsets (0 = the slice
-    # itself, unaveraged), so stage 1 sees whether a dark dot goes on through the slab (a
-    # vein) or ends (a CMB); () gives the paper's two channels
-    context_slices: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        object.__setattr__(self, "context_slices", tuple(int(d) for d in self.context_slices))
-        check_range("target_in_plane_mm", self.target_in_plane_mm, 0.1, 4.0)
-        check_range("slab_average", self.slab_average, 0, 8)
-        check_range("phase_scale_rad", self.phase_scale_rad, 1e-3, 100.0)
-        check_range("hp_window_per_256mm", self.hp_window_per_256mm, 1.0, 1024.0)
-        check_each("context_slices", self.context_slices, -8, 8)
-
-    @property
-    def channels(self) -> int:
-        """Channels of the slice images: averaged SWI, complemented phase, context slices."""
-        return 2 + len(self.context_slices)
-
-    def distinct_channels(self, slices: int) -> tuple[int, ...]:
-        """The channels of ``slices`` adjacent slice images, stacked slice-major, that are not
-        repeats: every slice's phase, each SWI slice once (slice j's context offset d reads
-        the SWI of slice j + d, which a later slice of the run may read again), and a slice's
-        averaged SWI only where the run does not read all the slices it averages (it is
-        otherwise a fixed sum of read channels, which a network's first convolution forms
-        itself; at the ends of the slab, where the mean takes fewer slices, nearly so).
-
-        With ``context_slices`` (-2, 0, 2), the training default: one slice, all 5 channels;
-        three slices, 10 of 15; four, 12 of 20.
-        """
-        read = {j + d for j in range(slices) for d in self.context_slices}
-        neighbours = max(self.slab_average, 0)  # as slab_average() reads it
-        averaged = range(-neighbours, neighbours + 1)
-        kept, seen = [], set()
-        for j in range(slices):
-            first = j * self.channels
-            if not all(j + d in read for d in averaged):
-                kept.append(first)  # averaged SWI
-            kept.append(first + 1)  # complemented phase
-            for channel, offset in enumerate(self.context_slices, start=first + 2):
-                if j + offset not in seen:
-                    seen.add(j + offset)
-                    kept.append(channel)
-        return tuple(kept)
 
 
 @dataclass(frozen=True, eq=False)

@@ -101,28 +101,6 @@ class ResampleMap:
         return resample_to(volume, self.native_shape, order)
 
 
-def resample_in_plane(
-    volume: np.ndarray,
-    spacing_mm: tuple[float, float, float],
-    target_in_plane_mm: float,
-    order: int = 1,
-) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Resample a volume in-plane to about ``target_in_plane_mm``; slices unchanged.
-
-    Args:
-        volume: (X, Y, Z) array, canonical.
-        spacing_mm: its voxel size (x, y, z), mm.
-        target_in_plane_mm: wanted in-plane voxel size, mm.
-        order: 1 bilinear (images), 0 nearest (masks, labels).
-
-    Returns:
-        The (X', Y', Z) volume (float32 for order 1, input dtype for order 0) and its voxel
-        size, mm (exactly FOV / X', which may differ slightly from the target).
-    """
-    grid = ResampleMap.for_target(volume.shape, spacing_mm, target_in_plane_mm)
-    return grid.to_model(volume, order), grid.model_spacing_mm
-
-
 def resample_to(volume: np.ndarray, target_shape: tuple[int, ...], order: int = 0) -> np.ndarray:
     """Resample (X, Y, Z) in-plane to (X', Y', Z), edges aligned.
 

@@ -1,9 +1,3 @@
-"""Human-readable reports: one self-contained ``report.html`` per subject, and a cohort page
-for dataset runs (see DESIGN.md, "Command line")."""
-
-from __future__ import annotations
-
-from cmbdet.report.cohort import CohortRow, write_cohort_report
-from cmbdet.report.subject import write_subject_report
-
-__all__ = ["CohortRow", "write_cohort_report", "write_subject_report"]
+"""Human-readable reports: one self-contained ``report.html`` per subject (:mod:`.subject`, with
+crops from :mod:`.crops` and approximate regions from :mod:`.regions`) and a cohort page for
+batches (:mod:`.cohort`), on the shared page frame of :mod:`.page`."""

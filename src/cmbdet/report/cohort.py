@@ -10,8 +10,8 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-import cmbdet
 from cmbdet.report.page import facts_table, page
+from cmbdet.version import __version__
 
 STATUSES = ("done", "failed", "skipped")
 
@@ -55,7 +55,7 @@ def cohort_page(rows: list[CohortRow], title: str) -> str:
     """The HTML of :func:`write_cohort_report`."""
     body = [
         f"<h1>Cerebral microbleeds: {escape(title)}</h1>",
-        f'<div class="muted">cmbdet {escape(cmbdet.__version__)} &middot; cohort summary</div>',
+        f'<div class="muted">cmbdet {escape(__version__)} &middot; cohort summary</div>',
         _summary(rows),
         f"<h2>Subjects ({len(rows)})</h2>",
         _table(rows),

@@ -2,7 +2,7 @@
 
 Inputs are not registered to MNI space, so the report places each detection by a linear map
 fitted to the brain's outline on SWI, then reads the region from the MNI boxes of
-:func:`cmbdet.synth.anatomy.region_of_mni`. The map, in the canonical image frame (canonical
+:func:`cmbdet.atlas.region_of_mni`. The map, in the canonical image frame (canonical
 voxel index x spacing, mm, axes ~ right, anterior, superior):
 
 - scale: one isotropic factor, the brain's left-right width over the MNI brain's (a
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cmbdet.atlas import REGION_NAMES, region_of_mni
 from cmbdet.geometry import world_to_voxel
 from cmbdet.preprocess.mask import estimate_brain_mask
-from cmbdet.synth.anatomy import REGION_NAMES, region_of_mni
 
 MASK_IN_PLANE_MM = 2.5
 """The brain's outline is estimated on a grid of about this in-plane pixel (fast; an outline

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-import cmbdet
 from cmbdet.geometry import world_to_voxel
 from cmbdet.io.nifti import Volume
-from cmbdet.pipeline.detector import Candidate, DetectionResult
+from cmbdet.records import Candidate, DetectionResult
 from cmbdet.report.crops import (
     CROP_FOV_MM,
     CROP_PIXELS,
@@ -30,6 +29,7 @@ from cmbdet.report.crops import (
 )
 from cmbdet.report.page import facts_table, page
 from cmbdet.report.regions import MniMap, coarse_brain_mask, fit_mni_map
+from cmbdet.version import __version__
 
 MAX_CARDS = 100  # detections shown with crops; any further ones are listed in a table
 MAX_REJECTED_SHOWN = 30
@@ -170,7 +170,7 @@ def _marker_radius_mm(candidate: Candidate) -> float:
 def _header(result: DetectionResult, title: str) -> str:
     record = result.record
     model = (record.get("model") or {}).get("name") or "unnamed model"
-    version = record.get("cmbdet_version", cmbdet.__version__)
+    version = record.get("cmbdet_version", __version__)
     count = len(result.detections)
     if count:
         plural = "s" if count > 1 else ""

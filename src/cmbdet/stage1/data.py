@@ -12,12 +12,12 @@ same batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cmbdet.stage1.config import PositiveUnit, check_positive_unit
 from cmbdet.stage1.model import pass_input
 from cmbdet.stage1.targets import HeatmapTargets, make_targets
 
@@ -158,18 +158,6 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     padded = np.ones((image.shape[0], size, size), np.float32)  # background ~ brain level
     padded[:, :current, :current] = image
     return padded
-
-
-PositiveUnit = Literal["slice", "cmb"]
-POSITIVE_UNITS = get_args(PositiveUnit)
-"""What a positive crop is drawn per: a slice with a CMB (large CMBs, on more slices, are drawn
-more often), or a CMB (each as often; then one of its slices)."""
-
-
-def check_positive_unit(value: str, name: str = "positives_per") -> None:
-    """Raise ValueError naming setting ``name`` unless ``value`` is one of POSITIVE_UNITS."""
-    if value not in POSITIVE_UNITS:
-        raise ValueError(f"{name} {value!r}: not one of {POSITIVE_UNITS}")
 
 
 class SliceSampler:

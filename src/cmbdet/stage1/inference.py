@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cmbdet.modelio import network_input
+from cmbdet.runtime import network_input
 from cmbdet.stage1.decode import SliceDetections, decode
 from cmbdet.stage1.link import LinkedCandidate, link_slices
 from cmbdet.stage1.model import CandidateNet, pad_to_multiple, per_slice
@@ -28,7 +28,7 @@ def detect_slices(
     batch_size: int = 8,
 ) -> list[SliceDetections]:
     """Boxes on every slice, the network running where it is (device, dtype: see
-    :func:`cmbdet.modelio.prepare_for_inference`).
+    :func:`cmbdet.io.model_folder.prepare_for_inference`).
 
     Slices without brain are skipped, and each batch of slices is cropped to the
     in-plane bounding box of its brain plus a margin (the brain fills a third less of the

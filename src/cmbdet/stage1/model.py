@@ -4,8 +4,9 @@ predictions on a grid), sized for microbleeds.
 CMBs are 2-10 mm, i.e. 3-15 pixels at the model's in-plane spacing, so the head predicts at
 stride 4 from a feature pyramid (strides 4, 8, 16) merged top-down. Each output cell predicts
 an objectness logit (a CenterNet-style Gaussian heatmap target), the sub-cell centre offset and
-the box size. In training mode ``forward`` returns the loss dict; in eval mode the raw head
-maps, which :func:`cmbdet.stage1.decode.decode` turns into boxes.
+the box size. ``forward`` returns the raw head maps, which
+:func:`cmbdet.stage1.decode.decode` turns into boxes; the training loss lives with the training
+code (:func:`cmbdet.training.stage1.detection_loss`), so that detection never imports it.
 
 The network may read ``slices_per_pass`` adjacent slice images at once (stacked as channels)
 and predict the maps of each of them: one pass per group of slices instead of one per slice.
@@ -13,7 +14,6 @@ and predict the maps of each of them: one pass per group of slices instead of on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -21,47 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmbdet.config import JsonConfig, check_each, check_range
-from cmbdet.stage1.targets import HeatmapTargets
+from cmbdet.stage1.config import Stage1Config
 
 Stacks = TypeVar("Stacks", np.ndarray, torch.Tensor)
-
-
-@dataclass(frozen=True)
-class Stage1Config(JsonConfig):
-    """Architecture of the stage-1 network (stored in model.json)."""
-
-    in_channels: int = 2  # of one slice image: averaged SWI, complemented phase, context
-    slices_per_pass: int = 1  # adjacent slice images read, and predicted, in one pass
-    # the channels of the K stacked slice images the network reads (indices into K C; see
-    # PreprocessConfig.distinct_channels); () reads them all
-    pass_channels: tuple[int, ...] = ()
-    widths: tuple[int, int, int, int] = (16, 32, 64, 96)  # strides 2, 4, 8, 16
-    neck_width: int = 48
-    neck_convs: int = 2  # 3x3 convs after the top-down merge, at stride 4
-    residual_blocks: tuple[int, int, int] = (1, 1, 1)  # after the downsampling of strides 4-16
-    stride: int = 4  # output grid stride, pixels
-    focal_alpha: float = 2.0  # CenterNet focal loss exponents
-    focal_beta: float = 4.0
-    size_weight: float = 0.1
-    offset_weight: float = 1.0
-
-    def __post_init__(self):
-        check_range("in_channels", self.in_channels, 1, 64)
-        check_range("slices_per_pass", self.slices_per_pass, 1, 16)
-        check_each("widths", self.widths, 1, 1024)
-        check_range("neck_width", self.neck_width, 1, 1024)
-        check_range("neck_convs", self.neck_convs, 0, 16)
-        check_each("residual_blocks", self.residual_blocks, 0, 16)
-        if self.stride != 4:  # two stride-2 stages before the head: fixed by the layers
-            raise ValueError(f"stride is {self.stride!r}; this network predicts at stride 4")
-        for name in ("focal_alpha", "focal_beta", "size_weight", "offset_weight"):
-            check_range(name, getattr(self, name), 0, 1000)
-        chosen = tuple(int(c) for c in self.pass_channels)
-        stacked = self.in_channels * self.slices_per_pass
-        if list(chosen) != sorted(set(chosen)) or any(not 0 <= c < stacked for c in chosen):
-            raise ValueError(f"pass_channels {chosen}: not increasing indices below {stacked}")
-        object.__setattr__(self, "pass_channels", chosen)
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -117,12 +79,10 @@ class CandidateNet(nn.Module):
         self.heatmap = nn.Conv2d(n, k, 1)
         self.offset = nn.Conv2d(n, 2 * k, 1)
         self.size = nn.Conv2d(n, 2 * k, 1)
-        # objectness starts at ~1% so the focal loss is not swamped by background at step 0
+        # objectness starts at ~1%, so that training is not swamped by background at step 0
         nn.init.constant_(self.heatmap.bias, -4.6)
 
-    def forward(
-        self, images: torch.Tensor, targets: HeatmapTargets | None = None
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         c2 = self.stage2(self.stem(images))  # (B, w2, H/4, W/4)
         c3 = self.stage3(c2)  # (B, w3, H/8, W/8)
         c4 = self.stage4(c3)  # (B, w4, H/16, W/16)
@@ -130,28 +90,11 @@ class CandidateNet(nn.Module):
         p = self.lateral[1](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
         p = self.lateral[0](c2) + F.interpolate(p, size=c2.shape[-2:], mode="nearest")
         features = self.smooth(p)  # (B, n, H/4, W/4)
-        outputs = {
+        return {
             "heatmap": self.heatmap(features),
             "offset": self.offset(features),
             "size": self.size(features),
         }
-        if self.training:
-            if targets is None:
-                raise ValueError("training mode needs targets")
-            return self.loss(per_slice(outputs, self.config.slices_per_pass), targets)
-        return outputs
-
-    def loss(self, outputs: dict[str, torch.Tensor], targets: HeatmapTargets) -> dict:
-        """Focal loss on the heatmap, L1 on offset and log size at object centres."""
-        config = self.config
-        heatmap = outputs["heatmap"].float()
-        focal = _focal_loss(heatmap, targets.heatmap, config.focal_alpha, config.focal_beta)
-        positives = targets.centre_mask.float()  # (B, 1, h, w)
-        count = positives.sum().clamp(min=1.0)
-        offset = (torch.abs(outputs["offset"] - targets.offset) * positives).sum() / count
-        size = (torch.abs(outputs["size"] - targets.log_size) * positives).sum() / count
-        total = focal + config.offset_weight * offset + config.size_weight * size
-        return {"loss": total, "focal": focal, "offset": offset, "size": size}
 
 
 def pass_input(stacks: Stacks, pass_channels: tuple[int, ...]) -> Stacks:
@@ -172,19 +115,6 @@ def per_slice(outputs: dict[str, torch.Tensor], slices_per_pass: int) -> dict[st
         name: maps.reshape(-1, maps.shape[1] // slices_per_pass, *maps.shape[2:])
         for name, maps in outputs.items()
     }
-
-
-def _focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, beta: float):
-    """CenterNet's penalty-reduced focal loss, normalised by the number of objects."""
-    probability = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
-    positive = target.eq(1.0).float()
-    negative = 1.0 - positive
-    positive_loss = -torch.log(probability) * (1 - probability) ** alpha * positive
-    negative_loss = (
-        -torch.log(1 - probability) * probability**alpha * (1 - target) ** beta * negative
-    )
-    count = positive.sum().clamp(min=1.0)
-    return (positive_loss.sum() + negative_loss.sum()) / count
 
 
 def pad_to_multiple(images: torch.Tensor, multiple: int = 16) -> torch.Tensor:

@@ -3,37 +3,17 @@ poolings, dense 32 -> 8 -> 1), with batch norm, in-plane-only pooling (the patch
 slices) and global average pooling. The default widths are half the paper's 32-64-64-128-128:
 on 2 CPU cores a training step is ~8x faster, and our patches are smaller.
 
-Training mode returns the loss dict (class-weighted binary cross-entropy); eval mode the CMB
-logit per patch (N,).
+``forward`` returns the CMB logit per patch (N,); the training loss lives with the training
+code (:func:`cmbdet.training.stage2.classification_loss`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmbdet.config import JsonConfig, check_each, check_range
-
-
-@dataclass(frozen=True)
-class Stage2Config(JsonConfig):
-    """Architecture of the stage-2 network (stored in model.json)."""
-
-    in_channels: int = 2
-    widths: tuple[int, int, int, int, int] = (16, 32, 32, 64, 64)  # paper: 32-64-64-128-128
-    dense: tuple[int, int] = (32, 8)
-    dropout: float = 0.2
-    positive_weight: float = 3.0  # CMBs are rare among candidates
-
-    def __post_init__(self):
-        check_range("in_channels", self.in_channels, 1, 16)
-        check_each("widths", self.widths, 1, 1024)
-        check_each("dense", self.dense, 1, 1024)
-        check_range("dropout", self.dropout, 0, 0.99)
-        check_range("positive_weight", self.positive_weight, 1e-3, 1000)
+from cmbdet.stage2.config import Stage2Config
 
 
 def _conv3d(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -71,14 +51,7 @@ class PatchClassifier(nn.Module):
             nn.Linear(config.dense[1], 1),
         )
 
-    def forward(self, patches: torch.Tensor, labels: torch.Tensor | None = None):
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
         features = self.features(patches)  # (N, w4, X/4, Y/4, Z)
         pooled = F.adaptive_avg_pool3d(features, 1)  # (N, w4, 1, 1, 1)
-        logits = self.head(pooled)[:, 0]  # (N,)
-        if not self.training:
-            return logits
-        if labels is None:
-            raise ValueError("training mode needs labels")
-        weight = torch.where(labels > 0.5, self.config.positive_weight, 1.0)
-        loss = F.binary_cross_entropy_with_logits(logits, labels.float(), weight=weight)
-        return {"loss": loss}
+        return self.head(pooled)[:, 0]  # (N,) logits

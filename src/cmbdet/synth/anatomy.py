@@ -23,15 +23,14 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cmbdet.atlas import REGION_NONE, region_of_mni
+
 ATLAS_VERSION = 3
 CHANNELS = ("gm", "wm", "csf", "csf_outer", "skull", "scalp", "iron_chi", "vein_density")
 """Atlas channels, in order. Tissue channels are fractions in [0, 1]; ``iron_chi`` is the extra
 susceptibility of iron-rich deep nuclei in ppm; ``vein_density`` a relative vein density."""
 _CHANNEL_SCALE = {"iron_chi": 1000.0}  # stored as uint8: value * scale (default 255)
 _PAD_VOXELS = 18
-
-REGION_NONE, REGION_LOBAR, REGION_DEEP, REGION_INFRATENTORIAL = 0, 1, 2, 3
-REGION_NAMES = {REGION_LOBAR: "lobar", REGION_DEEP: "deep", REGION_INFRATENTORIAL: "infratentorial"}
 
 
 @dataclass(frozen=True)
@@ -201,28 +200,6 @@ def _ellipsoid_membership(mni: list[np.ndarray], nucleus: DeepNucleus) -> np.nda
         )
         inside = np.maximum(inside, np.clip((1.0 - rho) * min(rx, ry, rz) + 0.5, 0.0, 1.0))
     return inside
-
-
-def region_of_mni(points_mni: np.ndarray) -> np.ndarray:
-    """MARS-like anatomical region of MNI points (approximate boxes, not a parcellation).
-
-    Args:
-        points_mni: (..., 3) MNI mm.
-
-    Returns:
-        (...) uint8 codes: REGION_LOBAR, REGION_DEEP or REGION_INFRATENTORIAL.
-    """
-    x, y, z = points_mni[..., 0], points_mni[..., 1], points_mni[..., 2]
-    brainstem = (np.abs(x) < 14) & (y > -42) & (y < -12) & (z < -14)
-    cerebellum = (y <= -40) & (z < -14)
-    infratentorial = brainstem | cerebellum
-    basal_ganglia_thalamus = (np.abs(x) < 30) & (y > -35) & (y < 25) & (z > -10) & (z < 25)
-    corpus_callosum = (np.abs(x) < 10) & (y > -40) & (y < 35) & (z > 5) & (z < 30)
-    deep = (basal_ganglia_thalamus | corpus_callosum) & ~infratentorial
-    region = np.full(x.shape, REGION_LOBAR, dtype=np.uint8)
-    region[deep] = REGION_DEEP
-    region[infratentorial] = REGION_INFRATENTORIAL
-    return region
 
 
 @dataclass(frozen=True)

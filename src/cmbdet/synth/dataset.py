@@ -14,10 +14,10 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-import cmbdet
 from cmbdet.errors import InputError
 from cmbdet.geometry import world_to_voxel
-from cmbdet.io.dataset import read_dataset_json, write_dataset_json, write_lesions_csv
+from cmbdet.io.dataset import read_dataset_json, write_dataset_json
+from cmbdet.io.lesions import write_lesions_csv
 from cmbdet.io.nifti import save_volume
 from cmbdet.io.writing import (
     check_writable,
@@ -33,6 +33,7 @@ from cmbdet.synth.anatomy import ATLAS_VERSION, load_atlas
 from cmbdet.synth.config import PRESETS, SynthConfig
 from cmbdet.synth.lesions import LesionCounts
 from cmbdet.synth.subject import SyntheticSubject, generate_subject
+from cmbdet.version import __version__
 
 INTEGER_PHASE_MAX = 4096
 """Integer phase units: -4096..4095 stand for -pi..pi (a common scanner convention)."""
@@ -176,7 +177,7 @@ def _dataset_info(config: SynthConfig, seed: int) -> dict:
         "generator": "cmbdet.synth",
         "generator_version": GENERATOR_VERSION,
         "atlas": f"MNI ICBM152 2009 GM/WM/brain mask from nilearn, derived stack v{ATLAS_VERSION}",
-        "cmbdet_version": cmbdet.__version__,
+        "cmbdet_version": __version__,
         "seed": seed,
         "subject_seed_rule": "numpy SeedSequence(entropy=seed, spawn_key=(subject index,))",
         "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)},

@@ -17,13 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmbdet.synth.anatomy import (
-    REGION_DEEP,
-    REGION_INFRATENTORIAL,
-    REGION_LOBAR,
-    REGION_NAMES,
-    WorkAnatomy,
-)
+from cmbdet.atlas import REGION_DEEP, REGION_INFRATENTORIAL, REGION_LOBAR, REGION_NAMES
+from cmbdet.synth.anatomy import WorkAnatomy
 from cmbdet.synth.field import sphere_field
 from cmbdet.synth.vessels import subvoxel_offsets
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from cmbdet.geometry import voxel_to_world
-from cmbdet.io.dataset import Lesion
+from cmbdet.io.lesions import Lesion
 from cmbdet.swi import homodyne_highpass, swi_from
 from cmbdet.synth.anatomy import (
     WorkAnatomy,

@@ -11,26 +11,27 @@ world millimetres through its affine, whatever its storage orientation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import cmbdet
+from cmbdet.detect.checks import check_memory, check_swi_geometry
+from cmbdet.detect.model_spec import read_model_spec
 from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world
+from cmbdet.io.model_folder import load_weights
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
-from cmbdet.model_spec import read_model_spec
-from cmbdet.modelio import load_weights, prepare_for_inference, resolve_precision
-from cmbdet.pipeline.checks import check_memory, check_swi_geometry
-from cmbdet.preprocess.pipeline import PreprocessConfig, preprocess, slice_images
+from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.preprocess.pipeline import preprocess, slice_images
+from cmbdet.records import Candidate, DetectionResult
+from cmbdet.runtime import prepare_for_inference, resolve_device, resolve_precision
 from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.model import CandidateNet
+from cmbdet.stage2.inference import score_patches
 from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import PatchConfig, extract_patches
-from cmbdet.stage2.train import score_patches
-from cmbdet.training import resolve_device
+from cmbdet.version import __version__
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
 
@@ -43,46 +44,6 @@ def default_model_dir() -> Path:
             "the shipped model is missing from this installation (pass --model MODEL_DIR)",
         )
     return DEFAULT_MODEL
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A stage-1 candidate with its stage-2 score, in the input file's coordinates.
-
-    Attributes:
-        x_mm, y_mm, z_mm: centre, world mm (scanner RAS+).
-        i, j, k: centre, 0-based voxel indices in the input file's array order.
-        score: stage-2 CMB probability.
-        stage1_score: stage-1 objectness.
-        diameter_mm: in-plane extent of the largest stage-1 box.
-        slices: slices the candidate spans.
-    """
-
-    x_mm: float
-    y_mm: float
-    z_mm: float
-    i: float
-    j: float
-    k: float
-    score: float
-    stage1_score: float
-    diameter_mm: float
-    slices: int
-
-
-@dataclass(frozen=True)
-class DetectionResult:
-    """One subject's result: every candidate, and those at or above the threshold."""
-
-    candidates: list[Candidate]
-    threshold: float
-    record: dict = field(default_factory=dict)
-    reference: Volume | None = field(default=None, repr=False, compare=False)  # the input SWI
-    phase: Volume | None = field(default=None, repr=False, compare=False)  # the input phase
-
-    @property
-    def detections(self) -> list[Candidate]:
-        return [c for c in self.candidates if c.score >= self.threshold]
 
 
 class Detector:
@@ -128,7 +89,7 @@ class Detector:
         ``device``: ``auto`` runs the networks on a CUDA GPU when PyTorch sees one, else on
         the CPU; ``cpu``, ``cuda`` or ``cuda:N`` choose. Preprocessing runs on the CPU.
         ``precision``: ``auto`` (bfloat16 on CPUs that have it in hardware, else float32),
-        ``float32`` or ``bfloat16``; see :func:`cmbdet.modelio.resolve_precision`.
+        ``float32`` or ``bfloat16``; see :func:`cmbdet.io.model_folder.resolve_precision`.
         """
         device = resolve_device(device)
         dtype = resolve_precision(precision, device)
@@ -263,7 +224,7 @@ class Detector:
         candidates.sort(key=lambda c: -c.score)
         chosen = self.threshold if threshold is None else float(threshold)
         record = {
-            "cmbdet_version": cmbdet.__version__,
+            "cmbdet_version": __version__,
             "model": {
                 "folder": str(self.folder),
                 "name": self.info.get("name"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from cmbdet.io.dataset import (
     load_ground_truth,
     subjects_with_ground_truth,
 )
+from cmbdet.io.model_folder import write_model_json
 from cmbdet.io.writing import (
     check_not_inputs,
     check_writable,
@@ -32,26 +33,12 @@ from cmbdet.io.writing import (
     remove_folders,
     staging_folder,
 )
-from cmbdet.modelio import write_model_json
+from cmbdet.training.config import OperatingRule
 
 log = logging.getLogger(__name__)
 
 # the thresholds tried, high first; finer near 1, where a confident classifier's scores crowd
 _THRESHOLDS = np.concatenate([[0.999, 0.998, 0.995], np.round(np.arange(0.99, 0.0, -0.01), 2)])
-
-
-@dataclass(frozen=True)
-class OperatingRule:
-    """How validation subjects set the thresholds (recorded in ``model.json``)."""
-
-    min_stage1_sensitivity: float = 0.98  # stage 1 keeps at least this
-    min_sensitivity: float = 0.95  # stage 1 + 2 keeps at least this...
-    # ...or, when set, the highest sensitivity at no more than this many false positives
-    # per subject (suits a stage 2 too weak for min_sensitivity)
-    max_fp_per_subject: float | None = None
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -168,7 +155,7 @@ def calibrate_model(
     Raises:
         InputError: no subjects with ground truth, an existing ``out_dir``, or bad files.
     """
-    from cmbdet.pipeline.detector import Detector  # torch and the networks: only when used
+    from cmbdet.detect.detector import Detector
 
     out_dir = real_output_path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

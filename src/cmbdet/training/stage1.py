@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import cmbdet
-from cmbdet.io.dataset import Lesion
-from cmbdet.modelio import load_weights, read_model_json, save_weights, write_model_json
-from cmbdet.preprocess.pipeline import PreprocessConfig
-from cmbdet.stage1.data import PositiveUnit, SliceSampler, TrainingVolume, boxes_from_labels
-from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.training import TrainConfig, default_device, train
+from cmbdet.io.lesions import Lesion
+from cmbdet.io.model_folder import save_weights
+from cmbdet.runtime import default_device
+from cmbdet.stage1.config import PositiveUnit, Stage1Config
+from cmbdet.stage1.data import SliceSampler, TrainingVolume, boxes_from_labels
+from cmbdet.stage1.model import CandidateNet, per_slice
+from cmbdet.stage1.targets import HeatmapTargets
+from cmbdet.training.config import STAGE1_TRAINING, TrainConfig
+from cmbdet.training.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,50 @@ def training_volume(
     return TrainingVolume(images.astype(np.float16), boxes, brain.any(axis=(0, 1)), box_lesions)
 
 
+def detection_loss(
+    net: CandidateNet, images: torch.Tensor, targets: HeatmapTargets
+) -> dict[str, torch.Tensor]:
+    """The training loss of a batch of passes: focal loss on the heatmap, L1 on offset and log
+    size at object centres (weights from the network's config).
+
+    Args:
+        net: the stage-1 network (in training mode).
+        images: (B, K C, H, W) passes of K slice images.
+        targets: the B K slices' targets, in the order of
+            :func:`cmbdet.stage1.model.per_slice`.
+
+    Returns:
+        ``loss`` (the total, to minimise) and its parts ``focal``, ``offset``, ``size``.
+    """
+    config = net.config
+    outputs = per_slice(net(images), config.slices_per_pass)
+    heatmap = outputs["heatmap"].float()
+    focal = _focal_loss(heatmap, targets.heatmap, config.focal_alpha, config.focal_beta)
+    positives = targets.centre_mask.float()  # (B K, 1, h, w)
+    count = positives.sum().clamp(min=1.0)
+    offset = (torch.abs(outputs["offset"] - targets.offset) * positives).sum() / count
+    size = (torch.abs(outputs["size"] - targets.log_size) * positives).sum() / count
+    total = focal + config.offset_weight * offset + config.size_weight * size
+    return {"loss": total, "focal": focal, "offset": offset, "size": size}
+
+
+def _focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float, beta: float):
+    """CenterNet's penalty-reduced focal loss, normalised by the number of objects."""
+    probability = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    positive = target.eq(1.0).float()
+    negative = 1.0 - positive
+    positive_loss = -torch.log(probability) * (1 - probability) ** alpha * positive
+    negative_loss = (
+        -torch.log(1 - probability) * probability**alpha * (1 - target) ** beta * negative
+    )
+    count = positive.sum().clamp(min=1.0)
+    return (positive_loss.sum() + negative_loss.sum()) / count
+
+
 def train_stage1(
     volumes: list[TrainingVolume],
     out_dir: Path,
-    train_config: TrainConfig = TrainConfig(),
+    train_config: TrainConfig = STAGE1_TRAINING,
     model_config: Stage1Config = Stage1Config(),
     crop: int = 128,
     device: torch.device | str | None = None,
@@ -95,36 +137,6 @@ def train_stage1(
         checkpoint_dir=Path(out_dir) / "checkpoint-stage1",
         hooks=[report],
         device=device or default_device(),
+        loss=detection_loss,
     )
     return net.cpu().eval(), save_weights(Path(out_dir), "stage1", net)
-
-
-def save_stage1_model(
-    out_dir: Path,
-    weights: dict,
-    model_config: Stage1Config,
-    preprocess_config: PreprocessConfig,
-    train_config: TrainConfig,
-    extra: dict | None = None,
-) -> Path:
-    """Write ``model.json`` for a stage-1 model folder (weights already saved)."""
-    info = {
-        "name": Path(out_dir).name,
-        "cmbdet_version": cmbdet.__version__,
-        "preprocessing": preprocess_config.to_json(),
-        "stage1": {
-            "config": model_config.to_json(),
-            "weights": weights,
-            "training": train_config.to_json(),
-        },
-        **(extra or {}),
-    }
-    return write_model_json(Path(out_dir), info)
-
-
-def load_stage1_model(folder: Path) -> tuple[CandidateNet, PreprocessConfig, dict]:
-    """The stage-1 network and preprocessing settings of a model folder (no unpickling)."""
-    info = read_model_json(Path(folder))
-    net = CandidateNet(Stage1Config.from_json(info["stage1"]["config"]))
-    load_weights(Path(folder), info["stage1"]["weights"], net)
-    return net, PreprocessConfig(**info["preprocessing"]), info

@@ -8,63 +8,22 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
-from cmbdet.errors import InputError
 from cmbdet.io.writing import write_atomic
+from cmbdet.training.config import TrainConfig
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (recorded beside the weights)."""
-
-    steps: int = 2000
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    grad_clip: float = 5.0
-    seed: int = 0
-    checkpoint_every: int = 200
-    log_every: int = 50
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-Batch = tuple[torch.Tensor, object]  # (inputs, targets) as the model's forward takes them
+Batch = tuple[torch.Tensor, object]  # (inputs, targets) as the loss takes them
 Hook = Callable[[int, dict[str, float]], None]
+Loss = Callable[[torch.nn.Module, torch.Tensor, object], dict[str, torch.Tensor]]
 
 
-def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_device(requested: str | torch.device = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-
-    Raises:
-        InputError: CUDA asked for where PyTorch sees no CUDA GPU, or an unknown device.
-    """
-    if str(requested) == "auto":
-        return default_device()
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, ValueError):
-        raise InputError(
-            None, f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = "built without CUDA" if torch.version.cuda is None else "no GPU visible"
-        raise InputError(None, f"device {requested}: PyTorch {torch.__version__} has {build}")
-    if device.type not in ("cpu", "cuda"):
-        raise InputError(None, f"device {requested}: cmbdet runs on cpu or cuda")
-    return device
+def model_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: object) -> dict:
+    """The loss of a model whose ``forward(inputs, targets)`` returns its loss dict."""
+    return model(inputs, targets)
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
@@ -82,19 +41,21 @@ def train(
     checkpoint_dir: Path | None = None,
     hooks: list[Hook] = (),
     device: torch.device | str = "cpu",
+    loss: Loss = model_loss,
 ) -> dict[str, float]:
     """Train ``model`` for ``config.steps`` steps; resume from ``checkpoint_dir`` if it holds
     a checkpoint.
 
     Args:
-        model: a module whose training-mode ``forward(inputs, targets)`` returns a loss dict
-            with a ``"loss"`` entry.
+        model: the network to train.
         next_batch: ``step -> (inputs, targets)``; deterministic in ``step`` so that a resumed
             run sees the same batches.
         config: optimisation settings.
         checkpoint_dir: where ``checkpoint.safetensors`` / ``checkpoint.json`` live.
         hooks: called as ``hook(step, losses)`` every ``log_every`` steps and at the end.
         device: where to train.
+        loss: ``loss(model, inputs, targets)`` -> a dict of losses whose ``"loss"`` entry is
+            minimised (the others are logged).
 
     Returns:
         The mean losses of the last logging window.
@@ -115,15 +76,15 @@ def train(
         inputs, targets = next_batch(step)
         inputs = inputs.to(device)
         targets = targets.to(device) if hasattr(targets, "to") else targets
-        losses = model(inputs, targets)
-        loss = losses["loss"]
-        if not torch.isfinite(loss):
+        losses = loss(model, inputs, targets)
+        total = losses["loss"]
+        if not torch.isfinite(total):
             skipped += 1  # a bad batch must not poison the weights
             if skipped > 10:
                 raise FloatingPointError(f"non-finite loss at {skipped} steps (last: {step})")
             continue
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimiser.step()
         for name, value in losses.items():

@@ -29,14 +29,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-import cmbdet
+from cmbdet.detect.detector import Detector
+from cmbdet.detect.outputs import write_outputs
 from cmbdet.errors import InputError
 from cmbdet.evaluation.evaluate import json_safe, score_subjects, write_tables
 from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
 from cmbdet.io.writing import check_writable, write_atomic
-from cmbdet.pipeline.detector import Detector
-from cmbdet.pipeline.outputs import write_outputs
-from cmbdet.pipeline.train_model import TrainModelConfig, train_model
+from cmbdet.training.config import TrainModelConfig
+from cmbdet.training.model import train_model
+from cmbdet.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def crossval(
     pooled = score_subjects({i: predictions / f"sub-{i}" for i in sorted(counts)}, subjects)
     write_tables(out_dir / "pooled", pooled)
     result = {
-        "cmbdet_version": cmbdet.__version__,
+        "cmbdet_version": __version__,
         "data": str(data_dir),
         "folds": len(split),
         "subjects": len(counts),

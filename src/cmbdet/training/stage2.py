@@ -9,10 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from cmbdet.modelio import network_input, save_weights
-from cmbdet.stage2.model import PatchClassifier, Stage2Config
-from cmbdet.training import TrainConfig, default_device, train
+from cmbdet.io.model_folder import save_weights
+from cmbdet.runtime import default_device
+from cmbdet.stage2.config import Stage2Config
+from cmbdet.stage2.model import PatchClassifier
+from cmbdet.training.config import STAGE2_TRAINING, TrainConfig
+from cmbdet.training.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +112,21 @@ class BalancedPatchSampler:
         )
 
 
+def classification_loss(
+    net: PatchClassifier, patches: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Class-weighted binary cross-entropy of (N, C, X, Y, Z) patches against (N,) labels (1:
+    CMB); positives weigh ``net.config.positive_weight`` (CMBs are rare among candidates)."""
+    logits = net(patches)  # (N,)
+    weight = torch.where(labels > 0.5, net.config.positive_weight, 1.0)
+    loss = F.binary_cross_entropy_with_logits(logits, labels.float(), weight=weight)
+    return {"loss": loss}
+
+
 def train_stage2(
     data: PatchSet,
     out_dir: Path,
-    train_config: TrainConfig = TrainConfig(steps=1500, batch_size=64, learning_rate=1e-3),
+    train_config: TrainConfig = STAGE2_TRAINING,
     model_config: Stage2Config = Stage2Config(),
     device: torch.device | str | None = None,
     crop: tuple[int, int, int] | None = None,
@@ -142,55 +157,6 @@ def train_stage2(
         checkpoint_dir=Path(out_dir) / "checkpoint-stage2",
         hooks=[report],
         device=device or default_device(),
+        loss=classification_loss,
     )
     return net.cpu().eval(), save_weights(Path(out_dir), "stage2", net)
-
-
-# Test-time views, in the order used: (in-plane quarter turns, flip x, flip slices). Each is a
-# symmetry the training augmentation already covers; the first n are averaged.
-VIEWS = (
-    (0, False, False),
-    (2, True, True),
-    (1, False, True),
-    (3, True, False),
-    (0, True, False),
-    (2, False, True),
-    (1, True, True),
-    (3, False, False),
-)
-
-
-def _view(patches: torch.Tensor, view: tuple[int, bool, bool]) -> torch.Tensor:
-    """One symmetry of (N, C, X, Y, Z) patches (square in-plane)."""
-    turns, flip_x, flip_slices = view
-    if flip_x:
-        patches = patches.flip(2)
-    if flip_slices:
-        patches = patches.flip(4)
-    return torch.rot90(patches, turns, dims=(2, 3)) if turns else patches
-
-
-@torch.inference_mode()
-def score_patches(
-    net: PatchClassifier,
-    patches: np.ndarray,
-    batch_size: int = 128,
-    views: int = 1,
-) -> np.ndarray:
-    """CMB probability (N,) of each patch (N, C, X, Y, Z), the network running where it is
-    (device, dtype: see :func:`cmbdet.modelio.prepare_for_inference`).
-
-    ``views`` > 1 averages the logits over the first ``views`` symmetries of :data:`VIEWS`
-    (test-time augmentation; the model's threshold must have been chosen with the same count).
-    """
-    if not 1 <= views <= len(VIEWS):
-        raise ValueError(f"views must be 1..{len(VIEWS)}, got {views}")
-    net.eval()
-    scores = []
-    for i in range(0, len(patches), batch_size):
-        # to the network's device and dtype once; each view only needs its layout restored
-        batch = network_input(torch.from_numpy(patches[i : i + batch_size]), net)
-        views_logits = [net(network_input(_view(batch, view), net)) for view in VIEWS[:views]]
-        logits = torch.stack(views_logits).float().mean(0)
-        scores.append(torch.sigmoid(logits).cpu())
-    return torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)

@@ -1,78 +1,43 @@
-"""Model folders: ``model.json`` (architecture, preprocessing, thresholds, training data,
-metrics) beside ``*.safetensors`` weights with their SHA-256. Loading never unpickles and
-refuses weights whose checksum does not match."""
+"""Where and how the networks run at detection: the device, the number format, batch-norm
+folding and the input layout. Shared by inference and training; holds no training code."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from cmbdet.config import PRECISIONS
 from cmbdet.errors import InputError
-from cmbdet.io.writing import write_atomic
-
-MODEL_FORMAT = 1
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def save_weights(folder: Path, name: str, module: torch.nn.Module) -> dict[str, str]:
-    """Write ``<name>.safetensors`` atomically; return its ``{"file", "sha256"}`` entry."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.safetensors"
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    write_atomic(path, save(state))
-    return {"file": path.name, "sha256": sha256_of(path)}
+def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
 
-
-def load_weights(folder: Path, entry: dict, module: torch.nn.Module) -> torch.nn.Module:
-    """Load weights described by ``entry`` into ``module`` after checking the checksum."""
-    path = folder / entry["file"]
-    if not path.is_file():
-        raise InputError(path, "model weights are missing")
-    if sha256_of(path) != entry["sha256"]:
-        raise InputError(path, "model weights do not match the SHA-256 in model.json")
+    Raises:
+        InputError: CUDA asked for where PyTorch sees no CUDA GPU, or an unknown device.
+    """
+    if str(requested) == "auto":
+        return default_device()
     try:
-        module.load_state_dict(load_file(str(path)))
-    except Exception as error:  # wrong architecture or a damaged file
-        raise InputError(path, f"cannot load model weights ({error})") from None
-    return module.eval()
-
-
-def write_model_json(folder: Path, info: dict) -> Path:
-    path = folder / "model.json"
-    payload = {"format": MODEL_FORMAT, **info}
-    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def read_model_json(folder: Path) -> dict:
-    path = Path(folder) / "model.json"
-    if not path.is_file():
-        raise InputError(path, "not a model folder (model.json is missing)")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise InputError(path, f"unreadable model description ({error})") from None
-    if not isinstance(info, dict):
+        device = torch.device(requested)
+    except (RuntimeError, ValueError):
         raise InputError(
-            path, f"model description must be a JSON object, not {type(info).__name__}"
-        )
-    if info.get("format") != MODEL_FORMAT:
-        raise InputError(path, f"unsupported model format {info.get('format')!r}")
-    return info
+            None, f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "built without CUDA" if torch.version.cuda is None else "no GPU visible"
+        raise InputError(None, f"device {requested}: PyTorch {torch.__version__} has {build}")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(None, f"device {requested}: cmbdet runs on cpu or cuda")
+    return device
 
 
 def fold_batch_norm(net: torch.nn.Module) -> torch.nn.Module:
@@ -94,7 +59,6 @@ def fold_batch_norm(net: torch.nn.Module) -> torch.nn.Module:
     return folded
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def cpu_has_native_bfloat16() -> bool:

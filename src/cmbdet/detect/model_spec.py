@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from cmbdet.errors import InputError
-from cmbdet.modelio import read_model_json
-from cmbdet.preprocess.pipeline import PreprocessConfig
-from cmbdet.stage1.model import Stage1Config
-from cmbdet.stage2.model import Stage2Config
+from cmbdet.io.model_folder import read_model_json
+from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.stage1.config import Stage1Config
+from cmbdet.stage2.config import Stage2Config
 from cmbdet.stage2.patches import PatchConfig
 
 IDENTITY_KEYS = ("format", "name", "description", "cmbdet_version")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-import cmbdet
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import cmb_centres, match_detections
 from cmbdet.geometry import voxel_to_world
@@ -24,68 +23,23 @@ from cmbdet.io.dataset import (
     load_ground_truth,
     subjects_with_ground_truth,
 )
+from cmbdet.io.model_folder import write_model_json
 from cmbdet.io.nifti import load_labels, load_mask, load_volume
 from cmbdet.io.writing import check_writable, write_atomic
-from cmbdet.modelio import write_model_json
-from cmbdet.pipeline.calibrate import OperatingRule, choose_operating_point
-from cmbdet.preprocess.pipeline import PreprocessConfig, Preprocessed, preprocess, slice_images
-from cmbdet.stage1.data import PositiveUnit, check_positive_unit
+from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
 from cmbdet.stage1.inference import detect_candidates
-from cmbdet.stage1.model import CandidateNet, Stage1Config
-from cmbdet.stage1.train import train_stage1, training_volume
-from cmbdet.stage2.model import Stage2Config
+from cmbdet.stage1.model import CandidateNet
+from cmbdet.stage2.config import Stage2Config
+from cmbdet.stage2.inference import score_patches
 from cmbdet.stage2.patches import PatchConfig, extract_patches
-from cmbdet.stage2.train import PatchSet, score_patches, train_stage2
-from cmbdet.training import TrainConfig
+from cmbdet.training.calibrate import choose_operating_point
+from cmbdet.training.config import TrainModelConfig
+from cmbdet.training.stage1 import train_stage1, training_volume
+from cmbdet.training.stage2 import PatchSet, train_stage2
+from cmbdet.version import __version__
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainModelConfig:
-    """Settings of ``cmbdet train`` (all recorded in model.json)."""
-
-    stage1: TrainConfig = TrainConfig(steps=2500, batch_size=32, learning_rate=2e-3)
-    stage2: TrainConfig = TrainConfig(steps=1500, batch_size=32, learning_rate=1e-3)
-    preprocess: PreprocessConfig = PreprocessConfig(
-        target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
-    )
-    # the stage-1 network (its in_channels and pass_channels are set from ``preprocess``): three
-    # adjacent slices per pass, 32 channels at strides 2 and 4, stage 1 2x faster than one slice
-    # per pass. Positive crops per CMB (small CMBs, on one or two slices, as often as large ones)
-    # gave such networks +1.5 points of stage-1 sensitivity on 72 held-out HR subjects. Lighter
-    # one-slice networks (one 32-channel neck conv, no residual block at stride 4; ReLU; a
-    # patchify stem) proposed more false positives at lower sensitivity (benchmarks/RESULTS.md)
-    network: Stage1Config = Stage1Config(slices_per_pass=3, widths=(32, 32, 64, 96))
-    stage1_positives_per: PositiveUnit = "cmb"  # or "slice": per slice with a CMB
-    patch: PatchConfig = PatchConfig(size=(20, 20, 7))
-    # stage-2 training crops are shifted from the candidate centre by up to this many voxels
-    patch_jitter: tuple[int, int, int] = (2, 2, 1)
-    stage2_views: int = 4  # test-time symmetries averaged by stage 2 (cmbdet.stage2.train.VIEWS)
-    stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
-    validation_share: float = 0.15
-    rule: OperatingRule = OperatingRule()  # how validation subjects set the thresholds
-    seed: int = 0
-
-    def __post_init__(self):  # before minutes of loading, not when the sampler is made
-        check_positive_unit(self.stage1_positives_per, "stage1_positives_per")
-
-    def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
-        """These settings with other step counts and seed."""
-        return replace(
-            self,
-            seed=seed,
-            stage1=replace(self.stage1, steps=stage1_steps, seed=seed),
-            stage2=replace(self.stage2, steps=stage2_steps, seed=seed),
-        )
-
-    @classmethod
-    def from_options(
-        cls, stage1_steps: int, stage2_steps: int, seed: int, max_fp: float | None
-    ) -> TrainModelConfig:
-        """The defaults with the command-line options of ``train`` and ``crossval``."""
-        config = cls().with_steps(stage1_steps, stage2_steps, seed)
-        return replace(config, rule=replace(config.rule, max_fp_per_subject=max_fp))
 
 
 @dataclass
@@ -194,7 +148,7 @@ def train_model(
 
     info = {
         "name": out_dir.name,
-        "cmbdet_version": cmbdet.__version__,
+        "cmbdet_version": __version__,
         "preprocessing": config.preprocess.to_json(),
         "stage1": {
             "config": stage1_config.to_json(),

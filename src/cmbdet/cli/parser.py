@@ -1,118 +1,36 @@
-"""The ``cmbdet`` command line.
-
-Exit codes (DESIGN.md): 0 success; 2 bad input or usage, one line on stderr naming the file
-and the problem, no traceback; 1 an unexpected failure; 130 interrupted (Ctrl-C or SIGTERM).
-"""
+"""The ``cmbdet`` argument parser: every command's options, with their defaults (read from the
+torch-free config modules), and the handler each command runs."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import math
-import signal
-import sys
-import threading
-import warnings
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cmbdet import __version__
-from cmbdet.errors import InputError
-
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+from cmbdet.cli.data import evaluate_command, synth_command
+from cmbdet.cli.detect import demo_command, detect_command
+from cmbdet.cli.train import calibrate_command, crossval_command, train_command
+from cmbdet.config import PRECISIONS
+from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
+from cmbdet.version import __version__
 
 PRESETS = ("hr", "lr", "tiny")
-PRECISIONS = ("auto", "float32", "bfloat16")  # cmbdet.modelio.PRECISIONS (that loads torch)
+
+
+
+
 MAX_FP_HELP = (
     "choose the operating threshold as the highest validation sensitivity at no more than "
     "this many false positives per subject (default: the highest threshold keeping 95%% "
     "validation sensitivity)"
 )
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``cmbdet`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_request:  # --help, --version, usage errors
-        return _exit_code(exit_request.code)
-    if not hasattr(args, "handler"):
-        _say("cmbdet: error: a command is required (see cmbdet --help)")
-        return EXIT_BAD_INPUT
-    return _run(args.handler, args)
-
-
-def _run(handler: Handler, args: argparse.Namespace) -> int:
-    # nibabel logs header repairs straight to stderr; cmbdet's own checks say what matters
-    logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings(), _terminate_as_interrupt():
-            if not args.debug:  # stderr carries cmbdet's one-line messages, not library noise
-                warnings.simplefilter("ignore")
-            return handler(args)
-    except InputError as error:
-        _say(f"cmbdet: error: {error}")
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        _say("cmbdet: interrupted")
-        return EXIT_INTERRUPTED
-    except Exception as error:
-        if args.debug:
-            raise
-        _say(
-            f"cmbdet: unexpected error: {type(error).__name__}: {error} "
-            "(rerun with --debug for the traceback)"
-        )
-        return EXIT_UNEXPECTED
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (``kill``, a SLURM time limit) ends the command like Ctrl-C: staging folders
-    and temporaries are removed on the way out, and the exit code is 130."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _say(message: str) -> None:
-    """Print one line to stderr (newlines inside the message are folded)."""
-    print(" ".join(message.split()), file=sys.stderr)
-
-
-def _exit_code(code: int | str | None) -> int:
-    if code is None:
-        return EXIT_OK
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return EXIT_UNEXPECTED
-
-
-# ----------------------------------------------------------------------------- parser
-
 
 class _OneLineErrors(argparse.ArgumentParser):
     """Usage errors as one line on stderr (DESIGN.md), pointing at ``--help``; exit 2."""
 
     def error(self, message: str):
-        _say(f"{self.prog}: error: {message} (see {self.prog} --help)")
+        print_one_line(f"{self.prog}: error: {message} (see {self.prog} --help)")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -213,9 +131,6 @@ def _add_network_options(parser: argparse.ArgumentParser, precision: str = "auto
     )
 
 
-# ----------------------------------------------------------------------------- synth
-
-
 def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "synth",
@@ -255,33 +170,7 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="CMB-rich training data: typical CMB count times this (default: 1, clinical)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=_run_synth)
-
-
-def _run_synth(args: argparse.Namespace) -> int:
-    from cmbdet.synth.dataset import generate_dataset  # heavy: imported only when used
-
-    generate_dataset(
-        out_dir=args.out,
-        preset=args.preset,
-        n=args.n,
-        seed=args.seed,
-        workers=args.workers,
-        overwrite=args.overwrite,
-        handedness=args.handedness,
-        phase_units=args.phase_units,
-        orientation=args.orientation,
-        phase_kind=args.phase_kind,
-        progress=not args.quiet,
-        start=args.start,
-        cmb_richness=args.cmb_richness,
-    )
-    if not args.quiet:
-        print(f"wrote {args.n} subjects to {args.out}")
-    return EXIT_OK
-
-
-# ----------------------------------------------------------------------------- detect
+    parser.set_defaults(handler=synth_command)
 
 
 def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -339,16 +228,7 @@ def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         help="a batch: run on a Dask cluster: tcp://HOST:PORT, a scheduler JSON file, or "
         "'local' for one on this machine (needs pip install 'cmbdet[distributed]')",
     )
-    parser.set_defaults(handler=_run_detect)
-
-
-def _run_detect(args: argparse.Namespace) -> int:
-    from cmbdet.pipeline.run import detect_command  # heavy: imported only when used
-
-    return detect_command(args)
-
-
-# ----------------------------------------------------------------------------- train
+    parser.set_defaults(handler=detect_command)
 
 
 def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -361,12 +241,14 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     _add_training_options(parser, "")
-    parser.set_defaults(handler=_run_train)
+    parser.set_defaults(handler=train_command)
 
 
 def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
     """--stage1-steps, --stage2-steps, --seed and --max-fp of ``train`` and ``crossval``."""
-    for stage, steps in (("1", 2500), ("2", 1500)):
+    from cmbdet.training.config import STAGE1_TRAINING, STAGE2_TRAINING  # torch-free
+
+    for stage, steps in (("1", STAGE1_TRAINING.steps), ("2", STAGE2_TRAINING.steps)):
         parser.add_argument(
             f"--stage{stage}-steps",
             type=_positive_int,
@@ -375,15 +257,6 @@ def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
         )
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from cmbdet.pipeline.run import train_command
-
-    return train_command(args)
-
-
-# ----------------------------------------------------------------------------- calibrate
 
 
 def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -398,7 +271,7 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
     parser.add_argument("--out", type=Path, required=True, help="new model folder to write")
-    # the defaults of cmbdet.pipeline.calibrate.OperatingRule (not imported here: it loads torch)
+    # the defaults of cmbdet.training.calibrate.OperatingRule (not imported here: it loads torch)
     for option, stage, default in (
         ("--min-sensitivity", "stage-2", 0.95),
         ("--min-stage1-sensitivity", "stage-1", 0.98),
@@ -412,16 +285,7 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
     parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     _add_network_options(parser, precision="float32")  # as the shipped thresholds
-    parser.set_defaults(handler=_run_calibrate)
-
-
-def _run_calibrate(args: argparse.Namespace) -> int:
-    from cmbdet.pipeline.run import calibrate_command
-
-    return calibrate_command(args)
-
-
-# ----------------------------------------------------------------------------- demo
+    parser.set_defaults(handler=calibrate_command)
 
 
 def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -437,16 +301,7 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     _add_network_options(parser)
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
-    parser.set_defaults(handler=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from cmbdet.pipeline.run import demo_command
-
-    return demo_command(args)
-
-
-# ----------------------------------------------------------------------------- evaluate
+    parser.set_defaults(handler=demo_command)
 
 
 def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -468,25 +323,7 @@ def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.Argumen
     parser.add_argument(
         "--overwrite", action="store_true", help="replace tables an earlier evaluate wrote there"
     )
-    parser.set_defaults(handler=_run_evaluate)
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from cmbdet.evaluation.evaluate import evaluate
-
-    metrics = evaluate(args.pred, args.truth, args.out, overwrite=args.overwrite)
-    for stage in ("stage1", "stage1+2"):
-        m = metrics[stage]
-        print(
-            f"{stage:>9}: sensitivity {m['sensitivity']:.3f}  precision {m['precision']:.3f}"
-            f"  F1 {m['f1']:.3f}  FP/subject {m['fp_per_subject']:.2f}  "
-            f"FROC mean {m['froc']['mean']:.3f}"
-        )
-    print(f"tables in {args.out}")
-    return EXIT_OK
-
-
-# ----------------------------------------------------------------------------- crossval
+    parser.set_defaults(handler=evaluate_command)
 
 
 def _add_crossval(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -503,25 +340,4 @@ def _add_crossval(commands: argparse._SubParsersAction, common: argparse.Argumen
     parser.add_argument("--folds", type=_positive_int, default=5)
     _add_training_options(parser, " per fold")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.set_defaults(handler=_run_crossval)
-
-
-def _run_crossval(args: argparse.Namespace) -> int:
-    import logging
-
-    from cmbdet.pipeline.crossval import crossval, format_table
-    from cmbdet.pipeline.train_model import TrainModelConfig
-
-    if not args.quiet:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = TrainModelConfig.from_options(
-        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp
-    )
-    result = crossval(args.data, args.out, args.folds, config, progress=not args.quiet)
-    print(format_table(result))
-    print(f"tables in {args.out}")
-    return EXIT_OK
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    parser.set_defaults(handler=crossval_command)

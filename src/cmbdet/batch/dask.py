@@ -2,7 +2,7 @@
 
 Dask schedules, retries and scales (on SLURM and other HPC systems through dask-jobqueue, see
 ``docs/slurm.md``); cmbdet submits one task per subject and collects the rows as they finish.
-A task is :func:`cmbdet.pipeline.batch.detect_subject`: it reads its inputs and writes its
+A task is :func:`cmbdet.batch.run.detect_subject`: it reads its inputs and writes its
 subject's outputs on a file system that the workers share with the driver, and returns a small
 row. When a worker dies, the scheduler reruns its tasks on others, up to
 ``distributed.scheduler.allowed-failures`` times (default 3); a rerun replaces whatever the
@@ -17,21 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmbdet.batch.subject import BatchRow, DetectSettings, Job, detect_subject, failed_row
 from cmbdet.errors import InputError
-from cmbdet.pipeline.batch import (
-    THREAD_VARIABLES,
-    BatchRow,
-    DetectSettings,
-    Job,
-    detect_subject,
-    failed_row,
-    threads_per_worker,
-)
+from cmbdet.processes import THREAD_VARIABLES, threads_per_worker
 
 if TYPE_CHECKING:
     from cmbdet.io.dataset import SubjectFiles
@@ -84,6 +77,15 @@ def connect(scheduler: str, workers: int = 1) -> Iterator[Any]:
         raise InputError(None, f"cannot reach the Dask scheduler {scheduler} ({error})") from None
     with client:
         yield client
+
+
+def on_dask(client: Any) -> Callable[[list[Job], DetectSettings], Iterator[BatchRow]]:
+    """The runner that detects the subjects on ``client``'s cluster (see :func:`run_on_dask`)."""
+
+    def run(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
+        return run_on_dask(client, jobs, settings)
+
+    return run
 
 
 def run_on_dask(client: Any, jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:

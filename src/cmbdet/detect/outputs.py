@@ -28,8 +28,8 @@ from cmbdet.io.writing import (
     remove_folders,
     staging_folder,
 )
-from cmbdet.pipeline.detector import Candidate, DetectionResult
-from cmbdet.report import write_subject_report
+from cmbdet.records import Candidate, DetectionResult
+from cmbdet.report.subject import write_subject_report
 
 COLUMNS = (
     "detection_id",

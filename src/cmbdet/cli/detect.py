@@ -1,27 +1,21 @@
-"""The ``detect``, ``train`` and ``demo`` commands (argument handling around the library)."""
+"""The ``detect`` and ``demo`` commands: one subject, a batch, or a generated subject.
+
+Heavy modules (torch, the networks, the generator) are imported inside the commands, so that
+``cmbdet --help`` and usage errors stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from cmbdet.errors import InputError
-from cmbdet.evaluation.matching import cmb_centres, match_detections
-from cmbdet.io.dataset import find_subjects, read_lesions_csv
-from cmbdet.io.inputs import discover_inputs
-from cmbdet.pipeline.batch import DetectSettings, run_batch
-from cmbdet.pipeline.detector import Detector
-from cmbdet.pipeline.distributed import LOCAL, connect
-from cmbdet.pipeline.outputs import check_output_folder, write_outputs
-
-EXIT_OK = 0
+from cmbdet.errors import EXIT_OK, InputError
 
 
 def detect_command(args: argparse.Namespace) -> int:
+    """``cmbdet detect``: one subject (``--swi``, ``--phase``) or a batch (``--dataset``,
+    ``--manifest``); returns the exit code."""
     single = args.swi is not None or args.phase is not None
     many = args.dataset is not None or args.manifest is not None
     if single == many:
@@ -35,22 +29,33 @@ def detect_command(args: argparse.Namespace) -> int:
             None,
             "--magnitude and --mask are for one subject (list them per subject in a --manifest)",
         )
+    return _detect_batch(args)
+
+
+def _detect_batch(args: argparse.Namespace) -> int:
+    from cmbdet.batch.dask import LOCAL, connect, on_dask
+    from cmbdet.batch.local import in_worker_processes
+    from cmbdet.batch.run import run_batch
+    from cmbdet.io.inputs import discover_inputs
+
     if args.scheduler not in (None, LOCAL) and args.workers != 1:
         raise InputError(None, "--workers is for this machine; the cluster's workers run the tasks")
     found = discover_inputs(args.dataset, args.manifest)
-    subjects = found.subjects
     settings = _detect_settings(args)
     batch = {"overwrite": args.overwrite, "debug": args.debug, "unusable": found.unusable}
     if args.scheduler is None:
-        summary = run_batch(subjects, args.out, settings, workers=args.workers, **batch)
+        runner = in_worker_processes(args.workers, args.debug)
+        summary = run_batch(found.subjects, args.out, settings, runner=runner, **batch)
     else:
         with connect(args.scheduler, args.workers) as client:
-            summary = run_batch(subjects, args.out, settings, dask_client=client, **batch)
+            summary = run_batch(found.subjects, args.out, settings, runner=on_dask(client), **batch)
     print(summary.line())
     return summary.exit_code
 
 
-def _detect_settings(args: argparse.Namespace) -> DetectSettings:
+def _detect_settings(args: argparse.Namespace):
+    from cmbdet.batch.subject import DetectSettings
+
     return DetectSettings(
         model_dir=args.model,
         threshold=args.threshold,
@@ -63,6 +68,9 @@ def _detect_settings(args: argparse.Namespace) -> DetectSettings:
 
 
 def _detect_single(args: argparse.Namespace) -> int:
+    from cmbdet.detect.detector import Detector
+    from cmbdet.detect.outputs import check_output_folder, write_outputs
+
     if args.swi is None or args.phase is None:
         raise InputError(None, "--swi and --phase are both required for one subject")
     if args.workers != 1 or args.scheduler is not None:
@@ -79,46 +87,15 @@ def _detect_single(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def train_command(args: argparse.Namespace) -> int:
-    from cmbdet.pipeline.train_model import TrainModelConfig, train_model
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = TrainModelConfig.from_options(
-        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp
-    )
-    out = train_model(args.data, args.out, config)
-    print(f"model written to {out}")
-    return EXIT_OK
-
-
-def calibrate_command(args: argparse.Namespace) -> int:
-    """Choose a model's thresholds again on validation subjects; write the new model."""
-    from cmbdet.pipeline.calibrate import OperatingRule, calibrate_model
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    rule = OperatingRule(args.min_stage1_sensitivity, args.min_sensitivity, args.max_fp)
-    out, point = calibrate_model(
-        args.model,
-        args.data,
-        args.out,
-        rule,
-        overwrite=args.overwrite,
-        device=args.device,
-        precision=args.precision,
-    )
-    metrics = point.metrics
-    print(
-        f"stage-1 threshold {point.stage1_threshold:g}, stage-2 threshold {point.threshold:g}: "
-        f"sensitivity {metrics['sensitivity']:.1%}, {metrics['fp_per_subject']:.2f} false "
-        f"positives per subject on {int(metrics['subjects'])} subjects ({int(metrics['cmbs'])} "
-        f"CMBs)"
-    )
-    print(f"model written to {out}")
-    return EXIT_OK
-
-
 def demo_command(args: argparse.Namespace) -> int:
-    """Generate a subject, detect, and compare with the generated truth."""
+    """``cmbdet demo``: generate a subject, detect, and compare with the generated truth."""
+    import numpy as np
+
+    from cmbdet.detect.detector import Detector
+    from cmbdet.detect.outputs import check_output_folder, write_outputs
+    from cmbdet.evaluation.matching import cmb_centres, match_detections
+    from cmbdet.io.dataset import find_subjects
+    from cmbdet.io.lesions import read_lesions_csv
     from cmbdet.synth.dataset import generate_dataset
 
     ours = {"detections.csv", "candidates.csv", "cmb_labels.nii.gz", "report.html", "run.json"}

@@ -1,0 +1,203 @@
+"""A batch's output folder: what it may hold, what an earlier run left complete (to skip) or
+unfinished (to clean), and whether it was made with the same model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cmbdet.batch.log import BATCH_LOG, read_batch_log
+from cmbdet.batch.subject import FAILED, SKIPPED, BatchRow, DetectSettings, Job
+from cmbdet.errors import InputError
+from cmbdet.io.writing import LOCK_NAME, check_not_inputs, is_staging_name, remove_folders
+
+if TYPE_CHECKING:
+    from cmbdet.detect.detector import Detector
+    from cmbdet.io.dataset import SubjectFiles
+
+
+COHORT_REPORT = "report.html"
+
+
+OUTPUT_FILES = (  # a subject's outputs (DESIGN.md): all there means complete
+    "detections.csv",
+    "candidates.csv",
+    "cmb_labels.nii.gz",
+    "report.html",
+    "run.json",
+)
+
+
+def plan_batch(
+    subjects: list[SubjectFiles], out_dir: Path, made_with: tuple, overwrite: bool
+) -> tuple[dict[str, BatchRow], list[Job]]:
+    """Rows of the subjects to skip (complete outputs), and jobs for the others."""
+    earlier = read_batch_log(out_dir / BATCH_LOG)
+    skipped: dict[str, BatchRow] = {}
+    jobs: list[Job] = []
+    for subject in subjects:
+        folder = out_dir / f"sub-{subject.subject_id}"  # out_dir is real; no link inside it
+        record = None if overwrite else complete_record(folder)
+        if record is None:
+            jobs.append((absolute_paths(subject), folder))
+            continue
+        if _made_with_record(record) != made_with:
+            raise InputError(
+                folder,
+                "was detected with another model, threshold or precision; rerun with the "
+                "same --model, --threshold and --precision, or redo every subject with "
+                "--overwrite",
+            )
+        skipped[subject.subject_id] = skipped_row(folder, record, earlier.get(subject.subject_id))
+    return skipped, jobs
+
+
+def check_batch_folder(
+    out_dir: Path, subjects: list[SubjectFiles], inputs: Iterable[Path | None] = ()
+) -> None:
+    """Refuse an output folder that a batch must not write into, before any work.
+
+    A batch folder holds ``batch.csv``, ``report.html``, ``sub-*/`` folders of outputs and the
+    staging folders, temporaries and lock of unfinished runs. Refused: a folder that holds the
+    subjects' input files or any of ``inputs`` (e.g. the model); anything else in it; a link
+    in it (never followed: it could lead outside the folder); and a subject's folder that
+    holds anything but its outputs (it is replaced as a whole when the subject is redone).
+
+    Raises:
+        InputError: naming the folder and the first problems.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    paths = [s.swi for s in subjects] + [s.phase for s in subjects]
+    paths += [s.magnitude for s in subjects] + [s.brainmask for s in subjects]
+    check_not_inputs(out_dir, [*paths, *inputs], replaced=False)
+    if not out_dir.is_dir():
+        return
+    links = sorted(p.name for p in out_dir.iterdir() if p.is_symlink())
+    if links:
+        raise InputError(
+            out_dir / links[0], "is a symbolic link; cmbdet never writes through links in --out"
+        )
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _written_by_batch(p))
+    if foreign:
+        raise InputError(
+            out_dir,
+            f"output folder holds files that are not from a cmbdet batch ({_some(foreign)}); "
+            "choose another --out",
+        )
+    for subject in subjects:
+        folder = out_dir / f"sub-{subject.subject_id}"
+        if not folder.is_dir():
+            continue
+        other = sorted(p.name for p in folder.iterdir() if not _is_output_file(p))
+        if other:
+            raise InputError(
+                folder,
+                f"holds files that cmbdet did not write ({_some(other)}); move them, or "
+                "choose another --out",
+            )
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _is_output_file(path: Path) -> bool:
+    return path.name in OUTPUT_FILES and path.is_file() and not path.is_symlink()
+
+
+def _written_by_batch(path: Path) -> bool:
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return path.name.startswith("sub-") or is_staging_name(path.name)
+    return path.name in (BATCH_LOG, COHORT_REPORT, LOCK_NAME) or path.name.startswith(
+        (f".{BATCH_LOG}.", f".{COHORT_REPORT}.")
+    )
+
+
+def remove_leftovers(out_dir: Path) -> None:
+    """Delete the staging folders and temporaries of writes that never finished (never
+    through a link).
+
+    Only one batch may write into a folder at a time (:func:`run_batch` holds its lock):
+    this would delete a running one's.
+    """
+    for path in Path(out_dir).iterdir():
+        if path.is_symlink():
+            continue
+        if path.is_dir() and is_staging_name(path.name):
+            remove_folders([path])
+        elif path.is_file() and path.name.startswith((f".{BATCH_LOG}.", f".{COHORT_REPORT}.")):
+            path.unlink(missing_ok=True)
+
+
+def complete_record(folder: Path) -> dict | None:
+    """``run.json`` of a subject folder with complete outputs; None when incomplete.
+
+    Complete means every output file is there and run.json reads: ``write_outputs`` writes
+    run.json last into a staging folder and renames the whole folder into place, so a killed
+    run never leaves a folder that passes this test.
+    """
+    if not all((folder / name).is_file() for name in OUTPUT_FILES):
+        return None
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> BatchRow:
+    """The row of a subject whose complete outputs are kept.
+
+    Args:
+        folder: ``out_dir/sub-<id>``.
+        record: its ``run.json``.
+        earlier: its row in the previous ``batch.csv``, for ``seconds``.
+    """
+    return BatchRow(
+        subject=folder.name.removeprefix("sub-"),
+        status=SKIPPED,
+        cmb_count=_count(record.get("detections")),
+        candidates=_count(record.get("candidates")),
+        seconds=earlier.seconds if earlier is not None and earlier.status != FAILED else None,
+        outputs=folder.name,
+    )
+
+
+def made_with(detector: Detector, settings: DetectSettings) -> tuple:
+    """(weights checksums, threshold, precision) that this batch's outputs record in run.json
+    (a cohort is detected in one precision: bfloat16 and float32 scores differ slightly)."""
+    checksums = {
+        stage: detector.info[stage]["weights"]["sha256"]
+        for stage in ("stage1", "stage2")
+        if stage in detector.info
+    }
+    threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
+    return checksums, threshold, detector.precision
+
+
+def _made_with_record(record: dict) -> tuple:
+    model = record.get("model")
+    checksums = model.get("sha256") if isinstance(model, dict) else None
+    # outputs of cmbdet before --precision were float32
+    return checksums, record.get("threshold"), record.get("precision", "float32")
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def absolute_paths(subject: SubjectFiles) -> SubjectFiles:
+    """The subject with absolute paths, valid on a worker whose working folder differs."""
+    paths = {
+        spec.name: getattr(subject, spec.name).resolve()
+        for spec in fields(subject)
+        if isinstance(getattr(subject, spec.name), Path)
+    }
+    return replace(subject, **paths)

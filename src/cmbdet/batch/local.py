@@ -1,0 +1,103 @@
+"""A batch on this machine: subjects in this process, or in spawned worker processes that
+share the cores (``cmbdet detect --dataset D --out O --workers N``)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import warnings
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+
+from cmbdet.batch.subject import BatchRow, DetectSettings, Job, detect_subject, failed_row
+from cmbdet.processes import exit_with_parent, limit_threads, threads_per_worker
+
+
+def in_this_process(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
+    """The runner that detects the subjects one after another in this process."""
+    return (detect_subject(subject, folder, settings) for subject, folder in jobs)
+
+
+def in_worker_processes(
+    workers: int, debug: bool = False
+) -> Callable[[list[Job], DetectSettings], Iterator[BatchRow]]:
+    """The runner that detects the subjects in ``workers`` spawned processes (in this one
+    when there are fewer than two jobs or workers)."""
+
+    def run(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
+        if min(workers, len(jobs)) < 2:
+            return in_this_process(jobs, settings)
+        return run_in_pool(jobs, settings, min(workers, len(jobs)), debug)
+
+    return run
+
+
+WORKER_DEATHS_ALLOWED = 2  # a subject whose worker process died this often is failed
+
+
+def run_in_pool(
+    jobs: list[Job], settings: DetectSettings, workers: int, debug: bool = False
+) -> Iterator[BatchRow]:
+    """Rows of ``jobs`` run in ``workers`` spawned processes, as they finish.
+
+    Only ``workers`` subjects are handed out at a time, so a worker process that dies (killed,
+    out of memory) loses only the subjects then running: they are retried in a fresh pool, and
+    failed once their worker has died :data:`WORKER_DEATHS_ALLOWED` times.
+    """
+    waiting = deque(jobs)
+    deaths: Counter[str] = Counter()
+    while waiting:
+        lost: list[Job] = []
+        with _worker_pool(workers, debug) as pool:
+            running: dict[concurrent.futures.Future, Job] = {}
+            while (waiting and not lost) or running:
+                while waiting and not lost and len(running) < workers:
+                    job = waiting.popleft()
+                    try:
+                        running[pool.submit(detect_subject, *job, settings)] = job
+                    except BrokenProcessPool:  # a worker died since the last result
+                        waiting.appendleft(job)
+                        break
+                if not running:
+                    break
+                finished, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in finished:
+                    job = running.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        lost.append(job)
+        for subject, folder in lost:
+            deaths[subject.subject_id] += 1
+            if deaths[subject.subject_id] < WORKER_DEATHS_ALLOWED:
+                waiting.appendleft((subject, folder))
+            else:
+                yield failed_row(
+                    subject.subject_id,
+                    f"unexpected: the worker process died {WORKER_DEATHS_ALLOWED} times while "
+                    "detecting this subject (out of memory?)",
+                )
+
+
+def _worker_pool(workers: int, debug: bool = False) -> concurrent.futures.ProcessPoolExecutor:
+    # spawn, not fork: a forked copy of a process that has started torch's threads can hang
+    return concurrent.futures.ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=start_worker,
+        initargs=(threads_per_worker(workers), os.getpid(), debug),
+    )
+
+
+def start_worker(threads: int, parent: int, debug: bool = False) -> None:
+    """Set up a worker process: cap its math threads, exit when ``parent`` does (a batch
+    killed by the OOM killer or ``kill -9`` leaves no worker behind), and keep Python's
+    warnings off stderr unless ``debug``."""
+    limit_threads(threads)
+    exit_with_parent(parent)
+    if not debug:
+        warnings.simplefilter("ignore")

@@ -1,0 +1,75 @@
+"""A batch's record of every subject: the ``batch.csv`` rows, and the summary a run ends with."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmbdet.batch.subject import DONE, FAILED, SKIPPED, BatchRow
+from cmbdet.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from cmbdet.io.writing import write_atomic
+
+BATCH_LOG = "batch.csv"
+
+
+LOG_COLUMNS = ("subject", "status", "cmb_count", "candidates", "seconds", "error", "outputs")
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """Every subject's row (in subject order) and where the outputs went."""
+
+    rows: list[BatchRow]
+    out_dir: Path
+
+    def count(self, status: str) -> int:
+        return sum(row.status == status for row in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        """1 if a subject failed unexpectedly, else 2 if one had bad input, else 0."""
+        failed = [row for row in self.rows if row.status == FAILED]
+        if any(not row.bad_input for row in failed):
+            return EXIT_FAILED
+        return EXIT_BAD_INPUT if failed else EXIT_OK
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a batch."""
+        return (
+            f"{self.count(DONE)} of {len(self.rows)} subjects done, {self.count(FAILED)} failed, "
+            f"{self.count(SKIPPED)} skipped (already complete); outputs in {self.out_dir}; "
+            f"log in {self.out_dir / BATCH_LOG}"
+        )
+
+
+def write_batch_log(path: Path, rows: Iterable[BatchRow]) -> None:
+    """``batch.csv``, one row per subject sorted by id; replaced atomically (temp + rename)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LOG_COLUMNS)
+    for row in sorted(rows, key=lambda row: row.subject):
+        writer.writerow(row.cells())
+    write_atomic(path, buffer.getvalue())
+
+
+def read_batch_log(path: Path) -> dict[str, BatchRow]:
+    """The rows of an earlier ``batch.csv`` by subject id; {} when missing or unreadable.
+
+    Only used to carry ``seconds`` over to skipped subjects, so a damaged log is no error.
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8")))
+        rows = {}
+        for cells in reader:
+            seconds = cells.get("seconds") or ""
+            rows[cells["subject"]] = BatchRow(
+                subject=cells["subject"],
+                status=cells.get("status") or "",
+                seconds=float(seconds) if seconds else None,
+            )
+        return rows
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, csv.Error):
+        return {}

@@ -1,0 +1,159 @@
+"""One subject of a batch: the task a worker runs (:func:`detect_subject`), what every subject
+is detected with (:class:`DetectSettings`), and its outcome (:class:`BatchRow`).
+
+This module imports neither numpy nor torch when it is imported: a spawned worker process
+imports it first and must cap its thread pools before those libraries start them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cmbdet.errors import InputError
+
+if TYPE_CHECKING:
+    from cmbdet.detect.detector import Detector
+    from cmbdet.io.dataset import SubjectFiles
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+Job = tuple["SubjectFiles", Path]  # a subject's input files and its output folder
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """What every subject of a batch is detected with: the ``detect`` options."""
+
+    model_dir: Path | None = None  # None: the model shipped with the cmbdet that runs the task
+    threshold: float | None = None  # None: the model's operating threshold
+    phase_units: str = "auto"
+    handedness: str = "auto"
+    phase_kind: str = "auto"
+    device: str = "auto"  # where the networks run in each worker: auto, cpu, cuda, cuda:N
+    precision: str = "auto"  # their number format: auto, float32, bfloat16
+
+    def detect_options(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`Detector.detect`."""
+        return {
+            "threshold": self.threshold,
+            "phase_units": self.phase_units,
+            "handedness": self.handedness,
+            "phase_kind": self.phase_kind,
+        }
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """The outcome of one subject: a row of ``batch.csv`` and of the cohort report.
+
+    Attributes:
+        subject: subject id, without ``sub-``.
+        status: ``done`` (detected in this run), ``skipped`` (complete outputs from an earlier
+            run), or ``failed``.
+        cmb_count: detections at the operating threshold; None when failed.
+        candidates: stage-1 candidates; None when failed.
+        seconds: wall time of the subject's detection and writing, s (for a skipped subject
+            as logged when it was done; None when unknown).
+        error: one line for a failed subject: ``<file>: <problem>`` for bad input,
+            ``unexpected <ExceptionType>: <message>`` otherwise; "" when not failed.
+        outputs: the subject's output folder relative to the batch folder; "" when failed.
+        bad_input: failed because of its input (exit code 2) rather than unexpectedly (1).
+        details: traceback of an unexpected failure (shown with ``--debug``, not logged).
+    """
+
+    subject: str
+    status: str
+    cmb_count: int | None = None
+    candidates: int | None = None
+    seconds: float | None = None
+    error: str = ""
+    outputs: str = ""
+    bad_input: bool = False
+    details: str = ""
+
+    def cells(self) -> list[str]:
+        """The row as ``batch.csv`` cells, in :data:`LOG_COLUMNS` order."""
+        return [
+            self.subject,
+            self.status,
+            "" if self.cmb_count is None else str(self.cmb_count),
+            "" if self.candidates is None else str(self.candidates),
+            "" if self.seconds is None else f"{self.seconds:.2f}",
+            self.error,
+            self.outputs,
+        ]
+
+
+def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSettings) -> BatchRow:
+    """Detect one subject and write its outputs into ``out_dir``; never raises for a bad subject.
+
+    Bad input and unexpected exceptions become a ``failed`` row (an interrupt still
+    propagates). Idempotent: run again, it replaces what an earlier attempt wrote, so a task
+    that a cluster retries after a worker died cannot leave two results.
+    """
+    from cmbdet.detect.outputs import write_outputs  # imports torch: after the thread caps
+
+    started = time.perf_counter()
+    try:
+        detector = loaded_detector(settings)
+        result = detector.detect(
+            subject.swi,
+            subject.phase,
+            subject.magnitude,
+            subject.brainmask,
+            **settings.detect_options(),
+        )
+        write_outputs(out_dir, result, result.reference, overwrite=True)
+    except InputError as error:
+        return failed_row(subject.subject_id, str(error), started, bad_input=True)
+    except Exception as error:
+        message = f"unexpected {type(error).__name__}: {error}"
+        return failed_row(subject.subject_id, message, started, details=traceback.format_exc())
+    return BatchRow(
+        subject=subject.subject_id,
+        status=DONE,
+        cmb_count=len(result.detections),
+        candidates=len(result.candidates),
+        seconds=time.perf_counter() - started,
+        outputs=Path(out_dir).name,
+    )
+
+
+def failed_row(
+    subject_id: str,
+    message: str,
+    started: float | None = None,
+    *,
+    bad_input: bool = False,
+    details: str = "",
+) -> BatchRow:
+    """A ``failed`` row; ``started`` is the ``time.perf_counter()`` when the subject began."""
+    return BatchRow(
+        subject=subject_id,
+        status=FAILED,
+        seconds=None if started is None else time.perf_counter() - started,
+        error=" ".join(message.split()),  # one line in the log
+        bad_input=bad_input,
+        details=details,
+    )
+
+
+_detectors: dict[tuple[Path | None, str, str], Detector] = {}
+
+
+_detectors_lock = threading.Lock()  # a Dask worker may run several tasks on threads
+
+
+def loaded_detector(settings: DetectSettings) -> Detector:
+    """The model of ``settings``, loaded once per process (and kept)."""
+    key = settings.model_dir, settings.device, settings.precision
+    with _detectors_lock:
+        if key not in _detectors:
+            from cmbdet.detect.detector import Detector
+
+            _detectors[key] = Detector.load(*key)
+        return _detectors[key]

@@ -1,0 +1,101 @@
+"""The ``cmbdet`` command line: :func:`main` runs a command from :mod:`.parser`, whose bodies
+live in :mod:`.detect` (``detect``, ``demo``), :mod:`.train` (``train``, ``calibrate``,
+``crossval``) and :mod:`.data` (``synth``, ``evaluate``).
+
+Exit codes (DESIGN.md, :mod:`cmbdet.errors`): 0 success; 2 bad input or usage, one line on
+stderr naming the file and the problem, no traceback; 1 an unexpected failure; 130
+interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+
+from cmbdet.cli.parser import build_parser
+from cmbdet.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    InputError,
+    print_one_line,
+)
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cmbdet`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help, --version, usage errors
+        return _exit_code(exit_request.code)
+    if not hasattr(args, "handler"):
+        print_one_line("cmbdet: error: a command is required (see cmbdet --help)")
+        return EXIT_BAD_INPUT
+    return _run(args.handler, args)
+
+
+def _run(handler: Handler, args: argparse.Namespace) -> int:
+    # nibabel logs header repairs straight to stderr; cmbdet's own checks say what matters
+    logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), _terminate_as_interrupt():
+            if not args.debug:  # stderr carries cmbdet's one-line messages, not library noise
+                warnings.simplefilter("ignore")
+            return handler(args)
+    except InputError as error:
+        print_one_line(f"cmbdet: error: {error}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print_one_line("cmbdet: interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if args.debug:
+            raise
+        print_one_line(
+            f"cmbdet: unexpected error: {type(error).__name__}: {error} "
+            "(rerun with --debug for the traceback)"
+        )
+        return EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (``kill``, a SLURM time limit) ends the command like Ctrl-C: staging folders
+    and temporaries are removed on the way out, and the exit code is 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_code(code: int | str | None) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

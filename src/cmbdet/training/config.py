@@ -1,0 +1,87 @@
+"""Every training setting and its default, in one place: the optimisation of each stage, the
+thresholds' rule, and the whole recipe of ``cmbdet train`` (what the command line's defaults
+are read from; no torch here, so ``cmbdet --help`` stays fast)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from cmbdet.config import JsonConfig
+from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.stage1.config import PositiveUnit, Stage1Config, check_positive_unit
+from cmbdet.stage2.patches import PatchConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig(JsonConfig):
+    """Optimisation settings (recorded beside the weights)."""
+
+    steps: int = 2000
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 50
+
+
+STAGE1_TRAINING = TrainConfig(steps=2500, batch_size=32, learning_rate=2e-3)
+STAGE2_TRAINING = TrainConfig(steps=1500, batch_size=32, learning_rate=1e-3)
+
+
+@dataclass(frozen=True)
+class OperatingRule(JsonConfig):
+    """How validation subjects set the thresholds (recorded in ``model.json``)."""
+
+    min_stage1_sensitivity: float = 0.98  # stage 1 keeps at least this
+    min_sensitivity: float = 0.95  # stage 1 + 2 keeps at least this...
+    # ...or, when set, the highest sensitivity at no more than this many false positives
+    # per subject (suits a stage 2 too weak for min_sensitivity)
+    max_fp_per_subject: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainModelConfig(JsonConfig):
+    """Settings of ``cmbdet train`` (all recorded in model.json)."""
+
+    stage1: TrainConfig = STAGE1_TRAINING
+    stage2: TrainConfig = STAGE2_TRAINING
+    preprocess: PreprocessConfig = PreprocessConfig(
+        target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
+    )
+    # the stage-1 network (its in_channels and pass_channels are set from ``preprocess``): three
+    # adjacent slices per pass read at once, which halves stage 1's time (benchmarks/RESULTS.md)
+    network: Stage1Config = Stage1Config(slices_per_pass=3, widths=(32, 32, 64, 96))
+    # positive crops per CMB, so that small CMBs (on one or two slices) are drawn as often as
+    # large ones; or "slice": per slice with a CMB
+    stage1_positives_per: PositiveUnit = "cmb"
+    patch: PatchConfig = PatchConfig(size=(20, 20, 7))
+    # stage-2 training crops are shifted from the candidate centre by up to this many voxels
+    patch_jitter: tuple[int, int, int] = (2, 2, 1)
+    stage2_views: int = 4  # test-time views averaged by stage 2 (cmbdet.stage2.inference.VIEWS)
+    stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
+    validation_share: float = 0.15
+    rule: OperatingRule = OperatingRule()  # how validation subjects set the thresholds
+    seed: int = 0
+
+    def __post_init__(self):  # before minutes of loading, not when the sampler is made
+        check_positive_unit(self.stage1_positives_per, "stage1_positives_per")
+
+    def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
+        """These settings with other step counts and seed."""
+        return replace(
+            self,
+            seed=seed,
+            stage1=replace(self.stage1, steps=stage1_steps, seed=seed),
+            stage2=replace(self.stage2, steps=stage2_steps, seed=seed),
+        )
+
+    @classmethod
+    def from_options(
+        cls, stage1_steps: int, stage2_steps: int, seed: int, max_fp: float | None
+    ) -> TrainModelConfig:
+        """The defaults with the command-line options of ``train`` and ``crossval``."""
+        config = cls().with_steps(stage1_steps, stage2_steps, seed)
+        return replace(config, rule=replace(config.rule, max_fp_per_subject=max_fp))
