@@ -12,10 +12,12 @@ import pytest
 from cmbdet.cli import build_parser, main
 from cmbdet.detect.detector import Detector
 from cmbdet.errors import InputError
+from cmbdet.evaluation.metrics import SubjectScores
 from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import read_model_json
 from cmbdet.synth.dataset import generate_dataset
 from cmbdet.training.calibrate import (
+    ScoredSubject,
     calibrate_model,
     choose_operating_point,
     choose_threshold,
@@ -32,10 +34,10 @@ def test_threshold_is_the_highest_that_keeps_the_sensitivity():
     lesions = [_cmb(1, 0.0), _cmb(2, 50.0)]
     candidates = np.array([[0.0, 0, 0], [50.0, 0, 0], [100.0, 0, 0]])
     scores = np.array([0.9, 0.4, 0.6])  # the false positive outranks the second CMB
-    threshold, metrics = choose_threshold([(candidates, scores, lesions)], 0.95)
+    threshold, metrics = choose_threshold([SubjectScores.of("", candidates, scores, lesions)], 0.95)
     assert threshold == pytest.approx(0.4)
     assert metrics["sensitivity"] == 1.0 and metrics["fp_per_subject"] == 1.0
-    threshold, metrics = choose_threshold([(candidates, scores, lesions)], 0.5)
+    threshold, metrics = choose_threshold([SubjectScores.of("", candidates, scores, lesions)], 0.5)
     assert threshold == pytest.approx(0.9) and metrics["fp_per_subject"] == 0.0
 
 
@@ -43,7 +45,7 @@ def test_unreachable_sensitivity_settles_for_what_is_reachable_at_the_highest_th
     lesions = [_cmb(1, 0.0), _cmb(2, 50.0)]  # the second CMB is never proposed
     candidates = np.array([[0.0, 0, 0], [100.0, 0, 0]])
     scores = np.array([0.8, 0.3])
-    threshold, metrics = choose_threshold([(candidates, scores, lesions)], 0.98)
+    threshold, metrics = choose_threshold([SubjectScores.of("", candidates, scores, lesions)], 0.98)
     assert threshold == pytest.approx(0.8) and metrics["sensitivity"] == 0.5
 
 
@@ -51,7 +53,7 @@ def test_fp_budget_picks_the_best_sensitivity_within_the_budget():
     lesions = [_cmb(1, 0.0), _cmb(2, 50.0), _cmb(3, 150.0)]
     candidates = np.array([[0.0, 0, 0], [100.0, 0, 0], [50.0, 0, 0], [200, 0, 0], [150, 0, 0]])
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.3])  # hit, FP, hit, FP, hit
-    validation = [(candidates, scores, lesions)]
+    validation = [SubjectScores.of("", candidates, scores, lesions)]
     threshold, metrics = choose_threshold_for_fp_budget(validation, 1.0)
     assert threshold == pytest.approx(0.7)  # 2 of 3 CMBs at 1 FP; 0.3 would need 2 FP
     assert metrics["sensitivity"] == pytest.approx(2 / 3) and metrics["fp_per_subject"] == 1.0
@@ -65,7 +67,9 @@ def test_fp_budget_no_threshold_can_meet_keeps_the_highest_threshold():
     lesions = [_cmb(1, 0.0)]
     candidates = np.array([[100.0, 0, 0], [200.0, 0, 0], [0.0, 0, 0]])
     scores = np.array([0.9999, 0.9999, 0.5])  # two false positives above every threshold
-    threshold, metrics = choose_threshold_for_fp_budget([(candidates, scores, lesions)], 1.0)
+    threshold, metrics = choose_threshold_for_fp_budget(
+        [SubjectScores.of("", candidates, scores, lesions)], 1.0
+    )
     assert threshold == pytest.approx(0.999) and metrics["fp_per_subject"] == 2.0
 
 
@@ -74,7 +78,7 @@ def test_stage1_threshold_comes_first_and_stage2_chooses_among_what_passes():
     candidates = np.array([[0.0, 0, 0], [50.0, 0, 0], [100.0, 0, 0], [150.0, 0, 0]])
     stage1 = np.array([0.9, 0.2, 0.8, 0.1])  # CMB 2 is weak in stage 1
     stage2 = np.array([0.99, 0.99, 0.3, 0.95])  # stage 2 would rank the 0.1 FP highly
-    scored = [(candidates, stage1, stage2, lesions)]
+    scored = [ScoredSubject(candidates, stage1, stage2, lesions)]
     point = choose_operating_point(scored, OperatingRule(min_stage1_sensitivity=1.0))
     assert point.stage1_threshold == pytest.approx(0.2)  # keeps CMB 2, drops the 0.1 FP
     assert point.threshold == pytest.approx(0.99) and point.metrics["fp_per_subject"] == 0.0

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from cmbdet.cli import main
-from cmbdet.detect.outputs import COLUMNS
 from cmbdet.errors import InputError
 from cmbdet.evaluation.evaluate import score_subjects
 from cmbdet.io.dataset import SubjectFiles
 from cmbdet.io.lesions import Lesion, write_lesions_csv
+from cmbdet.io.results import COLUMNS
 from cmbdet.synth.dataset import generate_dataset
 from cmbdet.training.config import TrainModelConfig
 from cmbdet.training.crossval import crossval, make_folds

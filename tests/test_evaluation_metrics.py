@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmbdet.cli import main
-from cmbdet.detect.outputs import COLUMNS
 from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
 from cmbdet.io.lesions import Lesion, write_lesions_csv
+from cmbdet.io.results import COLUMNS
 
 
 def _subject(name, candidates, scores, truth, ignored=()):

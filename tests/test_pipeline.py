@@ -16,8 +16,8 @@ import pytest
 
 from cmbdet.cli import main
 from cmbdet.detect.detector import Detector
-from cmbdet.detect.outputs import COLUMNS
 from cmbdet.io.dataset import find_subjects
+from cmbdet.io.results import COLUMNS
 from cmbdet.synth.dataset import generate_dataset
 
 

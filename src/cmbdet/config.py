@@ -5,7 +5,7 @@ file may override known keys only, with values of the kind the default has)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, fields
+from dataclasses import MISSING, Field, asdict, fields
 from typing import Any, TypeVar
 
 Config = TypeVar("Config")
@@ -35,11 +35,15 @@ class JsonConfig:
         """
         if not isinstance(values, dict):
             raise ValueError(f"must be a JSON object, not {type(values).__name__}")
-        known = {f.name: f.default for f in fields(cls)}
+        known = {f.name: _default(f) for f in fields(cls)}
         unknown = set(values) - set(known)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
         return cls(**{k: typed_value(k, v, known[k]) for k, v in values.items()})
+
+
+def _default(spec: Field) -> Any:
+    return spec.default_factory() if spec.default is MISSING else spec.default
 
 
 def _as_json(value: Any) -> Any:

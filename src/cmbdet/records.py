@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from cmbdet.io.nifti import Volume
 
@@ -36,6 +38,16 @@ class Candidate:
     stage1_score: float
     diameter_mm: float
     slices: int
+
+    @property
+    def centre_mm(self) -> tuple[float, float, float]:
+        """Centre, world mm (scanner RAS+)."""
+        return (self.x_mm, self.y_mm, self.z_mm)
+
+
+def centres_mm(candidates: list[Candidate]) -> np.ndarray:
+    """(N, 3) world centres of candidates, mm."""
+    return np.array([c.centre_mm for c in candidates], dtype=np.float64).reshape(-1, 3)
 
 
 @dataclass(frozen=True)

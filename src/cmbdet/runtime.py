@@ -59,8 +59,6 @@ def fold_batch_norm(net: torch.nn.Module) -> torch.nn.Module:
     return folded
 
 
-
-
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); False where this
     PyTorch cannot tell."""

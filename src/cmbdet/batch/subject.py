@@ -95,7 +95,7 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
     propagates). Idempotent: run again, it replaces what an earlier attempt wrote, so a task
     that a cluster retries after a worker died cannot leave two results.
     """
-    from cmbdet.detect.outputs import write_outputs  # imports torch: after the thread caps
+    from cmbdet.detect.outputs import write_outputs
 
     started = time.perf_counter()
     try:

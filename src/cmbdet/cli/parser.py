@@ -8,15 +8,14 @@ import math
 from pathlib import Path
 
 from cmbdet.cli.data import evaluate_command, synth_command
-from cmbdet.cli.detect import demo_command, detect_command
+from cmbdet.cli.demo import demo_command
+from cmbdet.cli.detect import detect_command
 from cmbdet.cli.train import calibrate_command, crossval_command, train_command
 from cmbdet.config import PRECISIONS
 from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
 from cmbdet.version import __version__
 
 PRESETS = ("hr", "lr", "tiny")
-
-
 
 
 MAX_FP_HELP = (

@@ -11,26 +11,28 @@ world millimetres through its affine, whatever its storage orientation.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.detect.checks import check_memory, check_swi_geometry
-from cmbdet.detect.model_spec import read_model_spec
+from cmbdet.detect.model_spec import ModelSpec, read_model_spec
 from cmbdet.errors import InputError
-from cmbdet.geometry import voxel_to_world
 from cmbdet.io.model_folder import load_weights
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
 from cmbdet.preprocess.config import PreprocessConfig
-from cmbdet.preprocess.pipeline import preprocess, slice_images
-from cmbdet.records import Candidate, DetectionResult
+from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
+from cmbdet.records import DetectionResult
 from cmbdet.runtime import prepare_for_inference, resolve_device, resolve_precision
 from cmbdet.stage1.inference import detect_candidates
+from cmbdet.stage1.link import LinkedCandidate
 from cmbdet.stage1.model import CandidateNet
 from cmbdet.stage2.inference import score_patches
 from cmbdet.stage2.model import PatchClassifier
-from cmbdet.stage2.patches import PatchConfig, extract_patches
+from cmbdet.stage2.patches import extract_patches
 from cmbdet.version import __version__
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -51,27 +53,42 @@ class Detector:
 
     def __init__(
         self,
-        folder: Path,
+        spec: ModelSpec,
         stage1: CandidateNet,
         stage2: PatchClassifier | None,
-        preprocess_config: PreprocessConfig,
-        patch_config: PatchConfig,
-        threshold: float,
-        info: dict,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ):
+        self.spec = spec
         self.device, self.dtype = torch.device(device), dtype
-        self.folder = Path(folder)
         # inference copies: batch norm folded into the convolutions, in the chosen precision
         self.stage1 = prepare_for_inference(stage1, self.device, dtype)
         self.stage2 = None
         if stage2 is not None:
             self.stage2 = prepare_for_inference(stage2, self.device, dtype)
-        self.preprocess_config, self.patch_config = preprocess_config, patch_config
-        self.threshold, self.info = threshold, info
-        # test-time symmetries averaged by stage 2; the threshold was chosen with this count
-        self.stage2_views = int(info.get("stage2", {}).get("test_views", 1))
+
+    @property
+    def folder(self) -> Path:
+        return self.spec.folder
+
+    @property
+    def info(self) -> dict:
+        """model.json as read."""
+        return self.spec.info
+
+    @property
+    def threshold(self) -> float:
+        """The model's stage-2 operating threshold."""
+        return self.spec.threshold
+
+    @property
+    def stage2_views(self) -> int:
+        """Test-time views stage 2 averages (its threshold was chosen with this count)."""
+        return self.spec.test_views
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return self.spec.preprocess
 
     @property
     def precision(self) -> str:
@@ -89,7 +106,7 @@ class Detector:
         ``device``: ``auto`` runs the networks on a CUDA GPU when PyTorch sees one, else on
         the CPU; ``cpu``, ``cuda`` or ``cuda:N`` choose. Preprocessing runs on the CPU.
         ``precision``: ``auto`` (bfloat16 on CPUs that have it in hardware, else float32),
-        ``float32`` or ``bfloat16``; see :func:`cmbdet.io.model_folder.resolve_precision`.
+        ``float32`` or ``bfloat16``; see :func:`cmbdet.runtime.resolve_precision`.
         """
         device = resolve_device(device)
         dtype = resolve_precision(precision, device)
@@ -101,17 +118,7 @@ class Detector:
             stage2 = load_weights(
                 folder, spec.stage2_weights.to_json(), PatchClassifier(spec.stage2)
             )
-        return cls(
-            folder,
-            stage1,
-            stage2,
-            spec.preprocess,
-            spec.patch,
-            spec.threshold,
-            spec.info,
-            device,
-            dtype,
-        )
+        return cls(spec, stage1, stage2, device, dtype)
 
     def detect(
         self,
@@ -129,7 +136,8 @@ class Detector:
         """Detect CMBs in one subject's files (bad input raises ``InputError``).
 
         ``threshold`` and ``stage1_threshold`` replace the model's operating point (stage-2
-        probability, stage-1 score); None keeps it.
+        probability, stage-1 score); None keeps it. ``phase_units``, ``handedness`` and
+        ``phase_kind`` are "auto" or the stored phase's (see :func:`preprocess`).
         """
         started = time.perf_counter()
         swi = load_volume(swi_path, "SWI")
@@ -137,26 +145,17 @@ class Detector:
         check_same_grid(swi, phase)
         magnitude = load_volume(magnitude_path, "magnitude") if magnitude_path else None
         mask = load_mask(mask_path, swi) if mask_path else None
-        loaded = time.perf_counter()
-        result = self.detect_volumes(
-            swi,
-            phase,
-            magnitude,
-            mask,
-            threshold=threshold,
-            stage1_threshold=stage1_threshold,
-            phase_units=phase_units,
-            handedness=handedness,
-            phase_kind=phase_kind,
-        )
-        result.record["timings_s"]["load"] = loaded - started
-        result.record["inputs"] = {
+        inputs = {
             "swi": str(swi_path),
             "phase": str(phase_path),
             "magnitude": str(magnitude_path) if magnitude_path else None,
             "mask": str(mask_path) if mask_path else None,
         }
-        return result
+        return self._detect(
+            _Inputs(swi, phase, magnitude, mask, inputs),
+            _Options(threshold, stage1_threshold, phase_units, handedness, phase_kind),
+            timings={"load": time.perf_counter() - started},
+        )
 
     def detect_volumes(
         self,
@@ -171,59 +170,64 @@ class Detector:
         handedness: str = "auto",
         phase_kind: str = "auto",
     ) -> DetectionResult:
-        """Detect CMBs in loaded volumes (canonical mask, if given); thresholds as
+        """Detect CMBs in loaded volumes (canonical mask, if given); options as
         :meth:`detect`."""
-        check_swi_geometry(swi)
-        check_memory(swi, self.preprocess_config.target_in_plane_mm)
-        timings = {}
+        return self._detect(
+            _Inputs(swi, phase, magnitude, mask, None),
+            _Options(threshold, stage1_threshold, phase_units, handedness, phase_kind),
+            timings={},
+        )
+
+    def _detect(self, inputs: _Inputs, options: _Options, timings: dict) -> DetectionResult:
+        """Check, preprocess, stage 1, stage 2; ``timings`` (s) gains each step's."""
+        check_swi_geometry(inputs.swi)
+        check_memory(inputs.swi, self.spec.preprocess.target_in_plane_mm)
         clock = time.perf_counter()
         pre = preprocess(
-            swi,
-            phase,
-            magnitude=magnitude,
-            mask=mask,
-            config=self.preprocess_config,
-            phase_units=phase_units,
-            handedness=handedness,
-            phase_kind=phase_kind,
+            inputs.swi,
+            inputs.phase,
+            magnitude=inputs.magnitude,
+            mask=inputs.mask,
+            config=self.spec.preprocess,
+            phase_units=options.phase_units,
+            handedness=options.handedness,
+            phase_kind=options.phase_kind,
         )
         images = slice_images(pre)
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
+        stage1_threshold = _chosen(options.stage1_threshold, self.spec.stage1_threshold)
         linked = detect_candidates(self.stage1, images, pre.spacing_mm[0], pre.brain)
-        if stage1_threshold is None:
-            stage1_threshold = float(self.info.get("stage1_threshold", 0.0))
         linked = [c for c in linked if c.score >= stage1_threshold]  # the stage-1 operating point
         timings["stage1"], clock = time.perf_counter() - clock, time.perf_counter()
-        model_centres = np.array([c.centre for c in linked]).reshape(-1, 3)
-        if self.stage2 is not None and len(linked):
-            patches = extract_patches(pre.swi, pre.phase_norm, model_centres, self.patch_config)
-            scores = score_patches(self.stage2, patches, views=self.stage2_views)
-        else:
-            scores = np.array([c.score for c in linked], dtype=np.float32)
+        scores = self._stage2_scores(pre, linked)
         timings["stage2"] = time.perf_counter() - clock
-        canonical = pre.grid.model_to_native(model_centres)
-        original = swi.reorientation.canonical_to_original_voxels(canonical)
-        world = voxel_to_world(original, swi.reorientation.original_affine)
-        candidates = [
-            Candidate(
-                float(w[0]),
-                float(w[1]),
-                float(w[2]),
-                float(o[0]),
-                float(o[1]),
-                float(o[2]),
-                float(score),
-                float(c.score),
-                float(c.size_px.max() * pre.spacing_mm[0]),
-                int(c.slices),
-            )
-            for c, o, w, score in zip(
-                linked, original.reshape(-1, 3), world.reshape(-1, 3), scores, strict=True
-            )
-        ]
-        candidates.sort(key=lambda c: -c.score)
-        chosen = self.threshold if threshold is None else float(threshold)
-        record = {
+        candidates = input_candidates(linked, scores, pre, inputs.swi)
+        threshold = _chosen(options.threshold, self.spec.threshold)
+        record = self._record(pre, threshold, stage1_threshold, len(candidates), timings)
+        if inputs.files is not None:
+            record["inputs"] = inputs.files
+        return DetectionResult(
+            candidates, threshold, record, reference=inputs.swi, phase=inputs.phase
+        )
+
+    def _stage2_scores(self, pre: Preprocessed, linked: list[LinkedCandidate]) -> np.ndarray:
+        """(N,) stage-2 probabilities of the candidates (their stage-1 scores for a model
+        without stage 2)."""
+        if self.stage2 is None or not linked:
+            return np.array([c.score for c in linked], dtype=np.float32)
+        patches = extract_patches(pre.swi, pre.phase_norm, model_centres(linked), self.spec.patch)
+        return score_patches(self.stage2, patches, views=self.spec.test_views)
+
+    def _record(
+        self,
+        pre: Preprocessed,
+        threshold: float,
+        stage1_threshold: float,
+        candidates: int,
+        timings: dict,
+    ) -> dict:
+        """What run.json records of this detection (the inputs are added by :meth:`detect`)."""
+        return {
             "cmbdet_version": __version__,
             "model": {
                 "folder": str(self.folder),
@@ -234,13 +238,39 @@ class Detector:
                     if k in self.info
                 },
             },
-            "threshold": chosen,
+            "threshold": threshold,
             "stage1_threshold": stage1_threshold,
             "stage2_views": self.stage2_views,
             "device": str(self.device),
             "precision": self.precision,
             "preprocessing": pre.record(),
             "timings_s": timings,
-            "candidates": len(candidates),
+            "candidates": candidates,
         }
-        return DetectionResult(candidates, chosen, record, reference=swi, phase=phase)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """One subject's loaded volumes (canonical mask, if any), and the files they came from
+    (None when given as volumes)."""
+
+    swi: Volume
+    phase: Volume
+    magnitude: Volume | None
+    mask: np.ndarray | None
+    files: dict | None
+
+
+@dataclass(frozen=True)
+class _Options:
+    """A detection's options: thresholds (None: the model's) and the phase's conventions."""
+
+    threshold: float | None
+    stage1_threshold: float | None
+    phase_units: str
+    handedness: str
+    phase_kind: str
+
+
+def _chosen(given: float | None, model: float) -> float:
+    return model if given is None else float(given)

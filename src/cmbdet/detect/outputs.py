@@ -7,7 +7,6 @@ an existing non-empty ``out_dir`` is replaced only with ``overwrite``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import shutil
@@ -18,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from cmbdet.errors import InputError
+from cmbdet.geometry import world_to_voxel
 from cmbdet.io.nifti import Volume, save_like
+from cmbdet.io.results import write_result_table
 from cmbdet.io.writing import (
     check_not_inputs,
     check_writable,
@@ -28,22 +29,9 @@ from cmbdet.io.writing import (
     remove_folders,
     staging_folder,
 )
-from cmbdet.records import Candidate, DetectionResult
+from cmbdet.records import Candidate, DetectionResult, centres_mm
 from cmbdet.report.subject import write_subject_report
 
-COLUMNS = (
-    "detection_id",
-    "x_mm",
-    "y_mm",
-    "z_mm",
-    "i",
-    "j",
-    "k",
-    "score",
-    "stage1_score",
-    "diameter_mm",
-    "slices",
-)
 MIN_LABEL_RADIUS_MM = 1.0
 
 
@@ -89,8 +77,8 @@ def write_outputs(
     remove_folders(leftovers_of(out))
     staging = staging_folder(out)
     try:
-        _write_table(staging / "detections.csv", result.detections)
-        _write_table(staging / "candidates.csv", result.candidates)
+        write_result_table(staging / "detections.csv", result.detections)
+        write_result_table(staging / "candidates.csv", result.candidates)
         labels = detection_labels(result.detections, reference)
         save_like(staging / "cmb_labels.nii.gz", labels, reference, np.int16)
         if result.reference is None:  # the report's crops and regions come from it
@@ -117,28 +105,13 @@ def _report_title(result: DetectionResult, out_dir: Path) -> str:
     return folder if folder.startswith("sub-") else out_dir.name
 
 
-def _write_table(path: Path, rows: list[Candidate]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for n, row in enumerate(rows, start=1):
-            # scores keep 6 decimals so that re-thresholding the table reproduces the run
-            cells = [
-                f"{getattr(row, c):.6f}" if "score" in c else f"{getattr(row, c):.3f}"
-                for c in COLUMNS[1:10]
-            ]
-            writer.writerow([n, *cells, row.slices])
-
-
 def detection_labels(detections: list[Candidate], reference: Volume) -> np.ndarray:
     """Instance map on the reference's canonical grid: detection n is a ball of value n."""
     shape = reference.shape
     labels = np.zeros(shape, dtype=np.int16)
-    affine_inverse = np.linalg.inv(reference.affine)
     spacing = np.asarray(reference.spacing_mm)
-    for n, detection in enumerate(detections, start=1):
-        centre = affine_inverse[:3, :3] @ [detection.x_mm, detection.y_mm, detection.z_mm]
-        centre += affine_inverse[:3, 3]
+    voxels = world_to_voxel(centres_mm(detections), reference.affine)  # (N, 3) canonical
+    for n, (detection, centre) in enumerate(zip(detections, voxels, strict=True), start=1):
         radius_mm = max(detection.diameter_mm / 2, MIN_LABEL_RADIUS_MM)
         reach = np.ceil(radius_mm / spacing).astype(int)
         low = np.maximum(np.floor(centre).astype(int) - reach, 0)

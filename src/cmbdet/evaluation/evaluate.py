@@ -20,46 +20,10 @@ from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
 from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
+from cmbdet.io.results import read_result_table, run_threshold
 from cmbdet.io.writing import check_writable, write_atomic
 
-CANDIDATE_COLUMNS = ("x_mm", "y_mm", "z_mm", "score", "stage1_score")
 TABLES = ("metrics.json", "per_subject.csv", "froc.png")
-
-
-def read_candidates(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World centres (N, 3), stage-2 scores (N,) and stage-1 scores (N,) of a candidates.csv.
-
-    Raises:
-        InputError: the file is missing or empty, lacks a column, or holds a value that is
-            not a finite number (the line is named).
-    """
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in CANDIDATE_COLUMNS if c not in (reader.fieldnames or [])]
-            if not reader.fieldnames:
-                raise InputError(path, "is empty: not a candidates table (no header)")
-            if missing:
-                raise InputError(path, f"candidates table lacks columns: {', '.join(missing)}")
-            values = np.array(
-                [
-                    [_finite(path, row, c, reader.line_num) for c in CANDIDATE_COLUMNS]
-                    for row in reader
-                ]
-            ).reshape(-1, len(CANDIDATE_COLUMNS))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InputError(path, f"not a readable candidates table ({error})") from None
-    return values[:, :3], values[:, 3], values[:, 4]
-
-
-def _finite(path: Path, row: dict, column: str, line: int) -> float:
-    try:
-        value = float(row[column])
-    except (TypeError, ValueError):
-        raise InputError(path, f"line {line}: {column} {row[column]!r} is not a number") from None
-    if not np.isfinite(value):
-        raise InputError(path, f"line {line}: {column} is {row[column]}, not a finite number")
-    return value
 
 
 def _prediction_folders(pred_dir: Path) -> dict[str, Path]:
@@ -146,11 +110,12 @@ def score_subjects(predictions: dict[str, Path], truth: dict[str, SubjectFiles])
                 truth[subject_id].swi.parent, "no ground truth (lesions.csv or labels)"
             )
         visible, ignored = cmb_centres(lesions)
-        centres, scores, stage1_scores = read_candidates(folder / "candidates.csv")
+        table = read_result_table(folder / "candidates.csv")
         threshold = run_threshold(folder)
+        centres, scores = table.centres_mm, table.scores
         final.append(SubjectScores(subject_id, centres, scores, visible, ignored))
         operating.append(SubjectScores(subject_id, centres, scores - threshold, visible, ignored))
-        stage1.append(SubjectScores(subject_id, centres, stage1_scores, visible, ignored))
+        stage1.append(SubjectScores(subject_id, centres, table.stage1_scores, visible, ignored))
         all_lesions.append(lesions)
         thresholds.append(threshold)
     distinct = sorted(set(thresholds))
@@ -223,29 +188,6 @@ def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: flo
         "missed_by_region": misses_by_region,
         "false_positives_on": false_positives,
     }
-
-
-def run_threshold(folder: Path) -> float:
-    """The stage-2 threshold recorded in a ``detect`` output folder's run.json.
-
-    Raises:
-        InputError: run.json is missing or unreadable, or its threshold is not a number in
-            [0, 1] (which detections a run made depends on it).
-    """
-    run = folder / "run.json"
-    if not run.is_file():
-        raise InputError(
-            run, "run record is missing: the run's threshold is unknown (detect writes run.json)"
-        )
-    try:
-        threshold = json.loads(run.read_text(encoding="utf-8"))["threshold"]
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
-        raise InputError(run, f"not a readable run record ({error!r})") from None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise InputError(run, f"threshold {threshold!r} is not a number")
-    if not 0.0 <= threshold <= 1.0:
-        raise InputError(run, f"threshold {threshold!r} is not a probability in [0, 1]")
-    return float(threshold)
 
 
 def _froc_json(result: dict) -> dict:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from cmbdet.evaluation.matching import MATCH_RADIUS_MM, match_detections
+from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 
 FROC_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -26,6 +26,16 @@ class SubjectScores:
     scores: np.ndarray
     truth_mm: np.ndarray
     ignored_mm: np.ndarray
+
+    @classmethod
+    def of(
+        cls, subject_id: str, candidates_mm: np.ndarray, scores: np.ndarray, lesions: list
+    ) -> SubjectScores:
+        """A subject's scored candidates against its ground-truth lesions (visible CMBs are
+        the truth, invisible ones ignored, mimics neither)."""
+        visible, ignored = cmb_centres(lesions)
+        candidates = np.asarray(candidates_mm, dtype=np.float64).reshape(-1, 3)
+        return cls(subject_id, candidates, np.asarray(scores, np.float64), visible, ignored)
 
 
 @dataclass(frozen=True)

@@ -225,11 +225,11 @@ class SliceSampler:
         volume = self.volumes[v]
         depth, channels, nx, ny = volume.images.shape
         k = self.slices_per_pass
-        # one slice: no draw, so that runs of the single-slice network replay as before
+        # one slice: no draw of the run's start, so that one-slice training replays draw for draw
         first = z if k == 1 else int(np.clip(z - rng.integers(k), 0, max(0, depth - k)))
         boxes = volume.boxes[z]
         if positive:
-            if box_index is None:  # per slice: drawn here, after the run's place, as always
+            if box_index is None:  # per slice: drawn here, after the run's start
                 box_index = rng.integers(len(boxes))
             target = boxes[box_index]
             centre = (target[:2] + target[2:]) / 2 + rng.uniform(-0.35, 0.35, 2) * self.crop

@@ -46,16 +46,16 @@ def decode(
         stride: the network's output stride.
         score_threshold: minimum objectness.
         max_detections: per image, highest scores kept.
-        valid_shape: (H, W) of the unpadded image; peaks in the padding are dropped.
+        valid_shape: (X, Y) of the unpadded image; peaks in the padding are dropped.
     """
-    probability = torch.sigmoid(outputs["heatmap"].float())  # (B, 1, h, w)
+    probability = torch.sigmoid(outputs["heatmap"].float())  # (B, 1, nx, ny)
     peaks = probability == _max_filter3(probability)
     probability = probability * peaks
-    batch, _, height, width = probability.shape
+    batch, _, _, ny = probability.shape
     flat = probability.view(batch, -1)
     k = min(max_detections, flat.shape[1])
     scores, indices = flat.topk(k, dim=1)  # (B, k), all images at once
-    ix, iy = indices // width, indices % width
+    ix, iy = indices // ny, indices % ny
     image = torch.arange(batch)[:, None].expand_as(indices)
     offset = outputs["offset"].float()[image, :, ix, iy]  # (B, k, 2)
     size = torch.exp(outputs["size"].float()[image, :, ix, iy].clamp(-2.0, 6.0))  # (B, k, 2)

@@ -53,14 +53,13 @@ def _downsample_stage(in_channels: int, out_channels: int, blocks: int) -> nn.Se
 class CandidateNet(nn.Module):
     """Backbone (strides 2-16), top-down neck to stride 4, dense head.
 
-    Input: (B, K C, H, W), K = ``slices_per_pass`` adjacent slice images of C channels each,
-    slice-major, or the ``pass_channels`` of them (:func:`pass_input`); H and W multiples of
+    Input: (B, K C, X, Y), K = ``slices_per_pass`` adjacent slice images of C channels each,
+    slice-major, or the ``pass_channels`` of them (:func:`pass_input`); X and Y multiples of
     16 (pad with :func:`pad_to_multiple`).
-    Eval output: dict of ``heatmap`` (B, K, H/4, W/4) logits, ``offset`` (B, 2 K, H/4, W/4) in
-    cells (x, y order of array axes 0, 1), ``size`` (B, 2 K, H/4, W/4) log box size in pixels;
-    channels slice-major (:func:`per_slice` gives one image per slice).
-    In training mode the targets are those of the B K slices, in the order of
-    :func:`per_slice`.
+    Output: dict of ``heatmap`` (B, K, X/4, Y/4) logits, ``offset`` (B, 2 K, X/4, Y/4) in
+    cells (x, y order of array axes 0, 1), ``size`` (B, 2 K, X/4, Y/4) log box size in pixels;
+    channels slice-major (:func:`per_slice` gives one image per slice, the order training
+    targets follow).
     """
 
     def __init__(self, config: Stage1Config = Stage1Config()):
@@ -83,13 +82,13 @@ class CandidateNet(nn.Module):
         nn.init.constant_(self.heatmap.bias, -4.6)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        c2 = self.stage2(self.stem(images))  # (B, w2, H/4, W/4)
-        c3 = self.stage3(c2)  # (B, w3, H/8, W/8)
-        c4 = self.stage4(c3)  # (B, w4, H/16, W/16)
+        c2 = self.stage2(self.stem(images))  # (B, w2, X/4, Y/4)
+        c3 = self.stage3(c2)  # (B, w3, X/8, Y/8)
+        c4 = self.stage4(c3)  # (B, w4, X/16, Y/16)
         p = self.lateral[2](c4)
         p = self.lateral[1](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
         p = self.lateral[0](c2) + F.interpolate(p, size=c2.shape[-2:], mode="nearest")
-        features = self.smooth(p)  # (B, n, H/4, W/4)
+        features = self.smooth(p)  # (B, n, X/4, Y/4)
         return {
             "heatmap": self.heatmap(features),
             "offset": self.offset(features),
@@ -98,7 +97,7 @@ class CandidateNet(nn.Module):
 
 
 def pass_input(stacks: Stacks, pass_channels: tuple[int, ...]) -> Stacks:
-    """(B, K C, H, W) stacked slice images (NumPy or torch) -> the channels a network with
+    """(B, K C, X, Y) stacked slice images (NumPy or torch) -> the channels a network with
     these ``pass_channels`` reads (a copy), or the stacks themselves where it reads them all."""
     return stacks[:, list(pass_channels)] if pass_channels else stacks
 
@@ -118,7 +117,7 @@ def per_slice(outputs: dict[str, torch.Tensor], slices_per_pass: int) -> dict[st
 
 
 def pad_to_multiple(images: torch.Tensor, multiple: int = 16) -> torch.Tensor:
-    """Zero-pad (B, C, H, W) at the high end of H and W to multiples of ``multiple``."""
-    height, width = images.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    return F.pad(images, (0, pad_w, 0, pad_h)) if pad_h or pad_w else images
+    """Zero-pad (B, C, X, Y) at the high end of X and Y to multiples of ``multiple``."""
+    nx, ny = images.shape[-2:]
+    pad_x, pad_y = (-nx) % multiple, (-ny) % multiple
+    return F.pad(images, (0, pad_y, 0, pad_x)) if pad_x or pad_y else images  # last axis first

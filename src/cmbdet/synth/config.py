@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from cmbdet.config import JsonConfig
 from cmbdet.synth.lesions import LesionCounts
 from cmbdet.synth.vessels import VeinCounts
 
@@ -44,7 +45,7 @@ PRESETS = {
 
 
 @dataclass(frozen=True)
-class ProtocolRanges:
+class ProtocolRanges(JsonConfig):
     """Ranges of the randomised 3 T SWI protocol (uniform draws)."""
 
     field_t: float = 3.0
@@ -103,7 +104,7 @@ class Protocol:
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(JsonConfig):
     """Everything that defines a synthetic dataset besides its seed and size."""
 
     preset: str = "lr"

@@ -7,7 +7,7 @@ import json
 import multiprocessing
 import os
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -181,7 +181,7 @@ def _dataset_info(config: SynthConfig, seed: int) -> dict:
         "seed": seed,
         "subject_seed_rule": "numpy SeedSequence(entropy=seed, spawn_key=(subject index,))",
         "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)},
-        "settings": _jsonable(asdict(config)),
+        "settings": config.to_json(),
         "files": {
             "swi": "Haacke SWI (magnitude x negative-phase-mask^4), int16 scanner units",
             "phase": _phase_description(config),
@@ -201,14 +201,6 @@ def _phase_description(config: SynthConfig) -> str:
         else f"integers, -{INTEGER_PHASE_MAX}..{INTEGER_PHASE_MAX - 1} for -pi..pi"
     )
     return f"{kind} phase, {units}, {config.handedness}-handed"
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _prepare_output(out_dir: Path, info: dict, indices: range, overwrite: bool) -> None:

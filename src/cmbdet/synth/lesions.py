@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cmbdet.atlas import REGION_DEEP, REGION_INFRATENTORIAL, REGION_LOBAR, REGION_NAMES
+from cmbdet.config import JsonConfig
 from cmbdet.synth.anatomy import WorkAnatomy
 from cmbdet.synth.field import sphere_field
 from cmbdet.synth.vessels import subvoxel_offsets
@@ -66,7 +67,7 @@ class FocalLesion:
 
 
 @dataclass(frozen=True)
-class LesionCounts:
+class LesionCounts(JsonConfig):
     """How many lesions a subject gets.
 
     CMB counts follow the clinical picture: many subjects have none, the rest a heavy tail.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cmbdet.config import JsonConfig
 from cmbdet.synth.anatomy import WorkAnatomy
 
 
@@ -38,7 +39,7 @@ class Vein:
 
 
 @dataclass(frozen=True)
-class VeinCounts:
+class VeinCounts(JsonConfig):
     """How many small veins of each orientation a subject gets (drawn uniformly in range)."""
 
     through_plane: tuple[int, int] = (45, 110)

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from cmbdet.errors import InputError
-from cmbdet.evaluation.matching import cmb_centres
 from cmbdet.evaluation.metrics import SubjectScores, count
 from cmbdet.io.dataset import (
     ground_truth_fingerprint,
     load_ground_truth,
     subjects_with_ground_truth,
 )
+from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import write_model_json
 from cmbdet.io.writing import (
     check_not_inputs,
@@ -33,6 +33,7 @@ from cmbdet.io.writing import (
     remove_folders,
     staging_folder,
 )
+from cmbdet.records import DetectionResult
 from cmbdet.training.config import OperatingRule
 
 log = logging.getLogger(__name__)
@@ -60,20 +61,51 @@ class OperatingPoint:
         }
 
 
-def choose_operating_point(scored, rule: OperatingRule = OperatingRule()) -> OperatingPoint:
-    """Stage-1 threshold first (on stage-1 scores alone), then the stage-2 threshold among
-    the candidates that pass it.
+@dataclass(frozen=True)
+class ScoredSubject:
+    """A validation subject's candidates, both stages' scores and its truth.
 
-    Args:
-        scored: per subject (candidate world centres (N, 3) mm, stage-1 scores (N,),
-            stage-2 probabilities (N,), lesions).
+    Attributes:
+        candidates_mm: (N, 3) candidate centres, world mm.
+        stage1_scores: (N,) stage-1 scores.
+        scores: (N,) stage-2 probabilities.
+        lesions: the subject's ground truth.
     """
+
+    candidates_mm: np.ndarray
+    stage1_scores: np.ndarray
+    scores: np.ndarray
+    lesions: list[Lesion]
+
+    @classmethod
+    def of_result(cls, result: DetectionResult, lesions: list[Lesion]) -> ScoredSubject:
+        """A subject's detection result (every candidate) against its truth."""
+        candidates = result.candidates
+        return cls(
+            np.array([[c.x_mm, c.y_mm, c.z_mm] for c in candidates]).reshape(-1, 3),
+            np.array([c.stage1_score for c in candidates]),
+            np.array([c.score for c in candidates]),
+            lesions,
+        )
+
+
+def choose_operating_point(
+    scored: list[ScoredSubject], rule: OperatingRule = OperatingRule()
+) -> OperatingPoint:
+    """Stage-1 threshold first (on stage-1 scores alone), then the stage-2 threshold among
+    the candidates that pass it."""
     stage1_threshold, stage1_metrics = choose_threshold(
-        [(world, s1, lesions) for world, s1, _, lesions in scored], rule.min_stage1_sensitivity
+        [SubjectScores.of("", s.candidates_mm, s.stage1_scores, s.lesions) for s in scored],
+        rule.min_stage1_sensitivity,
     )
     kept = [
-        (world, np.where(s1 >= stage1_threshold, s2, 0.0), lesions)
-        for world, s1, s2, lesions in scored
+        SubjectScores.of(
+            "",
+            s.candidates_mm,
+            np.where(s.stage1_scores >= stage1_threshold, s.scores, 0.0),
+            s.lesions,
+        )
+        for s in scored
     ]
     if rule.max_fp_per_subject is None:
         threshold, metrics = choose_threshold(kept, rule.min_sensitivity)
@@ -82,13 +114,12 @@ def choose_operating_point(scored, rule: OperatingRule = OperatingRule()) -> Ope
     return OperatingPoint(stage1_threshold, threshold, stage1_metrics, metrics)
 
 
-def choose_threshold_for_fp_budget(validation, max_fp_per_subject: float) -> tuple[float, dict]:
+def choose_threshold_for_fp_budget(
+    validation: list[SubjectScores], max_fp_per_subject: float
+) -> tuple[float, dict]:
     """The threshold with the highest pooled validation sensitivity whose false positives per
     subject stay within ``max_fp_per_subject`` (the highest such threshold on ties; the highest
     threshold tried when none does).
-
-    Args:
-        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
 
     Returns:
         The threshold and its sensitivity, precision, F1 and false positives per subject.
@@ -102,12 +133,9 @@ def choose_threshold_for_fp_budget(validation, max_fp_per_subject: float) -> tup
     return best_threshold, best or _validation_outcome(validation, best_threshold)
 
 
-def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
+def choose_threshold(validation: list[SubjectScores], min_sensitivity: float) -> tuple[float, dict]:
     """The highest score threshold whose pooled validation sensitivity reaches
     ``min_sensitivity``, or, when no threshold does, all that the lowest threshold reaches.
-
-    Args:
-        validation: per subject (candidate world centres (N, 3), scores (N,), lesions).
 
     Returns:
         The threshold and its sensitivity, precision, F1 and false positives per subject.
@@ -122,14 +150,10 @@ def choose_threshold(validation, min_sensitivity: float) -> tuple[float, dict]:
     return lowest, metrics
 
 
-def _validation_outcome(validation, threshold: float) -> dict:
+def _validation_outcome(validation: list[SubjectScores], threshold: float) -> dict:
     """Pooled counts at ``threshold``; no CMBs or no detections give 0 rather than NaN, as
     model.json wants numbers."""
-    subjects = [
-        SubjectScores("", world, scores, *cmb_centres(lesions))
-        for world, scores, lesions in validation
-    ]
-    counts = count(subjects, threshold)
+    counts = count(validation, threshold)
     metrics = {k: float(np.nan_to_num(v)) for k, v in counts.to_json().items()}
     return {**metrics, "cmbs": counts.true_positives + counts.false_negatives}
 
@@ -175,15 +199,7 @@ def calibrate_model(
         result = detector.detect(
             files.swi, files.phase, mask_path=files.brainmask, stage1_threshold=0.0
         )
-        candidates = result.candidates
-        scored.append(
-            (
-                np.array([[c.x_mm, c.y_mm, c.z_mm] for c in candidates]).reshape(-1, 3),
-                np.array([c.stage1_score for c in candidates]),
-                np.array([c.score for c in candidates]),
-                load_ground_truth(files) or [],
-            )
-        )
+        scored.append(ScoredSubject.of_result(result, load_ground_truth(files) or []))
         if n % 10 == 0 or n == len(subjects):
             log.info("scored %d/%d calibration subjects", n, len(subjects))
     point = choose_operating_point(scored, rule)

@@ -14,26 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
+from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import cmb_centres, match_detections
-from cmbdet.geometry import voxel_to_world
 from cmbdet.io.dataset import (
     SubjectFiles,
     ground_truth_fingerprint,
     load_ground_truth,
     subjects_with_ground_truth,
 )
+from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import write_model_json
-from cmbdet.io.nifti import load_labels, load_mask, load_volume
+from cmbdet.io.nifti import Volume, load_labels, load_mask, load_volume
 from cmbdet.io.writing import check_writable, write_atomic
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
+from cmbdet.records import centres_mm
+from cmbdet.stage1.data import TrainingVolume
 from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.model import CandidateNet
 from cmbdet.stage2.config import Stage2Config
 from cmbdet.stage2.inference import score_patches
+from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import PatchConfig, extract_patches
-from cmbdet.training.calibrate import choose_operating_point
+from cmbdet.training.calibrate import OperatingPoint, ScoredSubject, choose_operating_point
 from cmbdet.training.config import TrainModelConfig
 from cmbdet.training.stage1 import train_stage1, training_volume
 from cmbdet.training.stage2 import PatchSet, train_stage2
@@ -42,14 +46,26 @@ from cmbdet.version import __version__
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class _Subject:
+    """A training subject, preprocessed: its files, input SWI, model-grid images and truth."""
+
     files: SubjectFiles
+    swi: Volume
     pre: Preprocessed
-    images: np.ndarray
-    affine: np.ndarray
-    lesions: list
-    labels: np.ndarray | None
+    images: np.ndarray  # (Z, C, X', Y') slice images
+    lesions: list[Lesion]
+    labels: np.ndarray  # (X, Y, Z) instance labels, native canonical grid
+
+
+@dataclass(frozen=True)
+class _CandidatePatches:
+    """A subject's stage-1 candidates as labelled patches (1: on a visible CMB), with their
+    world centres (N, 3) mm and stage-1 scores (N,)."""
+
+    patches: PatchSet
+    centres_mm: np.ndarray
+    stage1_scores: np.ndarray
 
 
 def split_subjects(ids: list[str], config: TrainModelConfig) -> dict[str, list[str]]:
@@ -88,68 +104,24 @@ def train_model(
         for key, files in subjects_with_ground_truth(data_dirs).items()
         if only_subjects is None or files.subject_id in only_subjects
     }
-    splits_path = out_dir / "splits.json"
-    if splits_path.exists():  # resuming: keep the split
-        splits = json.loads(splits_path.read_text())
-    else:
-        splits = split_subjects(sorted(subjects), config)
-        write_atomic(splits_path, json.dumps(splits, indent=2) + "\n")
-    by_id = subjects
-
-    volumes = []
-    for n, subject_id in enumerate(splits["stage1"], 1):
-        subject = _load(by_id[subject_id], config)
-        volumes.append(
-            training_volume(
-                subject.images,
-                subject.pre.brain,
-                subject.labels,
-                subject.lesions,
-                subject.pre.spacing_mm[0],
-            )
-        )
-        _log_loaded(n, len(splits["stage1"]), "stage-1 training")
+    splits = _load_or_make_splits(out_dir / "splits.json", sorted(subjects), config)
     stage1_config = replace(
         config.network,
         in_channels=config.preprocess.channels,
         pass_channels=_pass_channels(config.preprocess, config.network.slices_per_pass),
     )
+    volumes = [_stage1_volume(subjects[key], config) for key in _logged(splits, "stage1")]
     stage1, stage1_weights = train_stage1(
         volumes, out_dir, config.stage1, stage1_config, positives_per=config.stage1_positives_per
     )
     del volumes
-
-    margin = np.asarray(config.patch_jitter) * 2
-    training_patch = PatchConfig(size=tuple(int(n) for n in np.add(config.patch.size, margin)))
-    stage2_sets = []
-    for n, subject_id in enumerate(splits["stage2"], 1):
-        patches, _, _ = _candidate_patches(stage1, _load(by_id[subject_id], config), training_patch)
-        stage2_sets.append(patches)
-        _log_loaded(n, len(splits["stage2"]), "stage-2 training")
-    stage2_data = PatchSet.concatenate(stage2_sets)
-    if len(stage2_data.labels) == 0:
-        raise InputError(
-            None,
-            "stage 1 proposed no candidates on the stage-2 subjects: "
-            "train stage 1 longer (--stage1-steps)",
-        )
-    stage2, stage2_weights = train_stage2(
-        stage2_data, out_dir, config.stage2, Stage2Config(), crop=config.patch.size
+    stage2, stage2_weights = _train_stage2(
+        stage1, [subjects[k] for k in splits["stage2"]], out_dir, config
     )
-
-    validation = []  # per subject: world centres, stage-1 scores, stage-2 scores, lesions
-    for subject_id in splits["validation"]:
-        subject = _load(by_id[subject_id], config)
-        patches, candidates, stage1_scores = _candidate_patches(stage1, subject, config.patch)
-        scores = score_patches(stage2, patches.patches, views=config.stage2_views)
-        validation.append((candidates, stage1_scores, scores, subject.lesions))
+    validation = [_scored(stage1, stage2, subjects[key], config) for key in splits["validation"]]
     point = choose_operating_point(validation, config.rule)
     log.info("operating point on validation subjects: %s", point)
-
-    info = {
-        "name": out_dir.name,
-        "cmbdet_version": __version__,
-        "preprocessing": config.preprocess.to_json(),
+    stages = {
         "stage1": {
             "config": stage1_config.to_json(),
             "weights": stage1_weights,
@@ -163,17 +135,89 @@ def train_model(
             "patch": config.patch.to_json(),
             "test_views": config.stage2_views,
         },
+    }
+    training_data = {
+        "folders": [str(folder) for folder in data_dirs],
+        "fingerprint": ground_truth_fingerprint(subjects),
+        "subjects": len(subjects),
+        "splits": splits,
+    }
+    write_model_json(out_dir, _model_json(out_dir.name, config, stages, point, training_data))
+    return out_dir
+
+
+def _model_json(
+    name: str, config: TrainModelConfig, stages: dict, point: OperatingPoint, data: dict
+) -> dict:
+    """model.json of a trained model (schema: :mod:`cmbdet.detect.model_spec`)."""
+    return {
+        "name": name,
+        "cmbdet_version": __version__,
+        "preprocessing": config.preprocess.to_json(),
+        **stages,
         **point.to_json(),
         "operating_rule": config.rule.to_json(),
-        "training_data": {
-            "folders": [str(folder) for folder in data_dirs],
-            "fingerprint": ground_truth_fingerprint(subjects),
-            "subjects": len(subjects),
-            "splits": splits,
-        },
+        "training_data": data,
     }
-    write_model_json(out_dir, info)
-    return out_dir
+
+
+def _load_or_make_splits(path: Path, keys: list[str], config: TrainModelConfig) -> dict:
+    """The saved split when resuming, else a new one (saved)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    splits = split_subjects(keys, config)
+    write_atomic(path, json.dumps(splits, indent=2) + "\n")
+    return splits
+
+
+def _logged(splits: dict[str, list[str]], part: str):
+    """The subject keys of a part of the split, logging progress as they are loaded."""
+    keys = splits[part]
+    for n, key in enumerate(keys, 1):
+        yield key
+        if n % 10 == 0 or n == len(keys):
+            log.info("loaded %d/%d %s subjects", n, len(keys), part)
+
+
+def _stage1_volume(files: SubjectFiles, config: TrainModelConfig) -> TrainingVolume:
+    subject = _load(files, config)
+    pre = subject.pre
+    return training_volume(
+        subject.images, pre.brain, subject.labels, subject.lesions, pre.spacing_mm[0]
+    )
+
+
+def _train_stage2(
+    stage1: CandidateNet, subjects: list[SubjectFiles], out_dir: Path, config: TrainModelConfig
+):
+    """Stage 2 on the stage-1 candidates of ``subjects``, as patches larger than the network's
+    by the centre jitter (cropped at random offsets while training)."""
+    margin = np.asarray(config.patch_jitter) * 2
+    training_patch = PatchConfig(size=tuple(int(n) for n in np.add(config.patch.size, margin)))
+    data = PatchSet.concatenate(
+        [
+            _candidate_patches(stage1, _load(files, config), training_patch).patches
+            for files in subjects
+        ]
+    )
+    if len(data.labels) == 0:
+        raise InputError(
+            None,
+            "stage 1 proposed no candidates on the stage-2 subjects: "
+            "train stage 1 longer (--stage1-steps)",
+        )
+    log.info("loaded %d stage-2 subjects", len(subjects))
+    return train_stage2(data, out_dir, config.stage2, Stage2Config(), crop=config.patch.size)
+
+
+def _scored(
+    stage1: CandidateNet, stage2: PatchClassifier, files: SubjectFiles, config: TrainModelConfig
+) -> ScoredSubject:
+    """A validation subject's candidates with both stages' scores, and its truth."""
+    subject = _load(files, config)
+    found = _candidate_patches(stage1, subject, config.patch)
+    scores = score_patches(stage2, found.patches.patches, views=config.stage2_views)
+    return ScoredSubject(found.centres_mm, found.stage1_scores, scores, subject.lesions)
 
 
 def _pass_channels(preprocess: PreprocessConfig, slices_per_pass: int) -> tuple[int, ...]:
@@ -186,12 +230,6 @@ def _pass_channels(preprocess: PreprocessConfig, slices_per_pass: int) -> tuple[
     return () if len(distinct) == slices_per_pass * preprocess.channels else distinct
 
 
-def _log_loaded(done: int, total: int, what: str) -> None:
-    """A progress line every 10 subjects and at the end of a part."""
-    if done % 10 == 0 or done == total:
-        log.info("loaded %d/%d %s subjects", done, total, what)
-
-
 def _load(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
     swi = load_volume(files.swi, "SWI")
     phase = load_volume(files.phase, "phase")
@@ -201,17 +239,18 @@ def _load(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
     lesions = load_ground_truth(files) or []
     if labels is None:
         raise InputError(files.labels or files.swi, "training needs labels.nii.gz")
-    return _Subject(files, pre, slice_images(pre), swi.affine, lesions, labels)
+    return _Subject(files, swi, pre, slice_images(pre), lesions, labels)
 
 
-def _candidate_patches(stage1: CandidateNet, subject: _Subject, patch: PatchConfig):
-    """Stage-1 candidates of a subject as labelled patches of size ``patch``, their world
-    centres and stage-1 scores."""
+def _candidate_patches(
+    stage1: CandidateNet, subject: _Subject, patch: PatchConfig
+) -> _CandidatePatches:
+    """A subject's stage-1 candidates as patches of size ``patch``, labelled by the truth."""
     pre = subject.pre
     linked = detect_candidates(stage1, subject.images, pre.spacing_mm[0], pre.brain)
-    centres = np.array([c.centre for c in linked]).reshape(-1, 3)
-    world = voxel_to_world(pre.grid.model_to_native(centres), subject.affine)
-    hits = match_detections(world, *cmb_centres(subject.lesions)).detection_is_hit
-    patches = extract_patches(pre.swi, pre.phase_norm, centres, patch)
     stage1_scores = np.array([c.score for c in linked])
-    return PatchSet(patches.astype(np.float16), hits.astype(np.int64)), world, stage1_scores
+    world = centres_mm(input_candidates(linked, stage1_scores, pre, subject.swi))
+    hits = match_detections(world, *cmb_centres(subject.lesions)).detection_is_hit
+    patches = extract_patches(pre.swi, pre.phase_norm, model_centres(linked), patch)
+    labelled = PatchSet(patches.astype(np.float16), hits.astype(np.int64))
+    return _CandidatePatches(labelled, world, stage1_scores)

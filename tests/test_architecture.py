@@ -1,0 +1,149 @@
+"""The package's architecture rules (README, "Layout"), checked on the source so that later work
+cannot quietly undo them:
+
+- no import cycle between modules, nor between packages (imports inside functions count);
+- nothing that ``cmbdet detect`` imports holds training code (optimisers, losses, backward
+  passes, training loops), calibration, cross-validation or the generator;
+- the report does not import the generator;
+- no module over 450 lines; package ``__init__`` files import nothing (the root's lazy
+  ``Detector`` and the command line's entry point aside).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SOURCE / "cmbdet"
+MAX_LINES = 450
+# where ``cmbdet detect`` (one subject or a batch) starts
+DETECT_ENTRY = ("cmbdet.cli.detect", "cmbdet.detect.detector", "cmbdet.batch.run")
+TRAINING_CODE = re.compile(
+    r"torch\.optim|\.backward\(|zero_grad|clip_grad|binary_cross_entropy|cross_entropy\(|"
+    r"def train_|def detection_loss|def classification_loss"
+)
+NOT_FOR_DETECTION = ("cmbdet.training", "cmbdet.synth")
+IMPORTING_INITS = {"cmbdet", "cmbdet.cli"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+@cache
+def _imports() -> dict[str, frozenset[str]]:
+    """Every cmbdet module each module imports, wherever the import statement stands."""
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:  # ``from cmbdet.io import nifti`` names a module
+                    submodule = f"{node.module}.{alias.name}"
+                    found.add(submodule if submodule in modules else node.module)
+        graph[name] = frozenset(m for m in found if m in modules and m != name)
+    return graph
+
+
+def _cycles(graph: dict[str, frozenset[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one node (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                other = stack.pop()
+                on_stack.discard(other)
+                component.append(other)
+                if other == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _closure(starts: tuple[str, ...]) -> set[str]:
+    graph, seen, todo = _imports(), set(), list(starts)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph[module])
+    return seen
+
+
+def test_the_rules_see_the_whole_package():
+    graph = _imports()
+    assert len(graph) > 60
+    assert "cmbdet.detect.model_spec" in graph["cmbdet.detect.detector"]
+    assert "cmbdet.training.stage1" in graph["cmbdet.training.model"]
+    assert _cycles({"a": frozenset({"b"}), "b": frozenset({"a"}), "c": frozenset()}) == [["a", "b"]]
+
+
+def test_no_import_cycle_between_modules():
+    assert _cycles(_imports()) == []
+
+
+def test_no_import_cycle_between_packages():
+    packages: dict[str, set[str]] = {}
+    for module, imported in _imports().items():
+        if module == "cmbdet":  # the root's lazy ``Detector`` is a convenience for users
+            continue
+        edges = packages.setdefault(_package(module), set())
+        edges |= {_package(m) for m in imported if _package(m) != _package(module)}
+    assert _cycles({k: frozenset(v) for k, v in packages.items()}) == []
+
+
+def test_detection_imports_no_training_calibration_or_generator_code():
+    reached = _closure(DETECT_ENTRY)
+    assert "cmbdet.stage2.inference" in reached and "cmbdet.report.subject" in reached
+    assert sorted(m for m in reached if m.startswith(NOT_FOR_DETECTION)) == []
+    holding = [m for m in reached if TRAINING_CODE.search(_modules()[m].read_text())]
+    assert sorted(holding) == []
+
+
+def test_the_report_does_not_import_the_generator():
+    report = tuple(m for m in _modules() if m.startswith("cmbdet.report"))
+    assert sorted(m for m in _closure(report) if m.startswith("cmbdet.synth")) == []
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_modules_stay_small_and_package_inits_import_nothing(module):
+    path = _modules()[module]
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_LINES, f"{module}: split it by what it does"
+    if path.name == "__init__.py" and module not in IMPORTING_INITS:
+        tree = ast.parse(text)
+        assert not [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
