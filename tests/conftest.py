@@ -53,3 +53,33 @@ def make_random_model(tmp_path_factory) -> Callable[[str, float], Path]:
         return folder
 
     return make
+
+
+@pytest.fixture
+def small_stage1() -> Callable[..., CandidateNet]:
+    """A factory of small seeded stage-1 networks: ``small_stage1(slices_per_pass,
+    pass_channels)``."""
+
+    def make(slices_per_pass: int = 1, pass_channels: tuple[int, ...] = ()) -> CandidateNet:
+        torch.manual_seed(0)
+        config = Stage1Config(
+            widths=(8, 16, 16, 16),
+            neck_width=16,
+            slices_per_pass=slices_per_pass,
+            pass_channels=pass_channels,
+        )
+        return CandidateNet(config)
+
+    return make
+
+
+@pytest.fixture
+def net(small_stage1) -> CandidateNet:
+    """A small seeded stage-1 network reading one slice per pass."""
+    return small_stage1()
+
+
+@pytest.fixture(scope="session")
+def quick_model(make_random_model) -> Path:
+    """An untrained model that proposes no candidates: a subject takes well under a second."""
+    return make_random_model("quick-test-model", -4.0)

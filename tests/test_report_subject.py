@@ -1,4 +1,4 @@
-"""report.html and the cohort page, on a small in-memory phantom shaped like the MNI brain.
+"""report.html (and its regions), on a small in-memory phantom shaped like the MNI brain.
 
 The phantom's axial slices are ellipses whose areas follow the MNI brain's (so the approximate
 region map has something true to find), placed in world space at a known shift from MNI, with
@@ -22,8 +22,7 @@ from cmbdet.geometry import Reorientation, spacing_mm
 from cmbdet.io.nifti import Volume
 from cmbdet.records import Candidate, DetectionResult
 from cmbdet.report import subject as subject_module
-from cmbdet.report.cohort import CohortRow, write_cohort_report
-from cmbdet.report.crops import CROP_PIXELS, png_bytes, sample_view
+from cmbdet.report.crops import CROP_PIXELS
 from cmbdet.report.regions import (
     MNI_AXIAL_AREA_MM2,
     MNI_AXIAL_AREA_Z_MM,
@@ -235,41 +234,6 @@ def test_title_and_paths_are_escaped(phantom, tmp_path):
 # ----------------------------------------------------------------------------- crops
 
 
-def test_crops_follow_the_radiological_convention():
-    shape = (40, 40, 20)
-    x, y, z = np.indices(shape).astype(np.float32)  # value = canonical index on one axis
-    centre = np.array([20.0, 20.0, 10.0])
-    spacing = (1.0, 1.0, 2.0)
-    axial_x = sample_view(x, spacing, centre, "axial")
-    axial_y = sample_view(y, spacing, centre, "axial")
-    assert axial_x[32, 0] > axial_x[32, -1]  # the patient's right (+x) on the image's left
-    assert axial_y[0, 32] > axial_y[-1, 32]  # anterior at the top
-    sagittal_y = sample_view(y, spacing, centre, "sagittal")
-    sagittal_z = sample_view(z, spacing, centre, "sagittal")
-    assert sagittal_y[32, 0] > sagittal_y[32, -1]  # anterior on the left
-    assert sagittal_z[0, 32] > sagittal_z[-1, 32]  # superior at the top
-    coronal_z = sample_view(z, spacing, centre, "coronal")
-    assert coronal_z[0, 32] > coronal_z[-1, 32]
-    # the pixel grid is square in mm: 25.6 mm span 25.6 / 2 slices on z, 25.6 voxels on y
-    np.testing.assert_allclose(np.ptp(sagittal_z) * 2.0, np.ptp(sagittal_y), rtol=0.05)
-
-
-def test_a_detection_at_the_volume_edge_gets_a_padded_crop():
-    data = np.full((30, 30, 8), 5.0, dtype=np.float32)
-    image = sample_view(data, (1.0, 1.0, 2.0), np.array([0.0, 29.0, 4.0]), "axial")
-    assert image.shape == (CROP_PIXELS, CROP_PIXELS)
-    # corner voxel: x = 0 is the patient's far left (the image's right), y = 29 the anterior
-    # end (the top); beyond them, half a voxel past the last centre, the crop is padded
-    assert np.isnan(image[:, 34:]).all() and np.isnan(image[:30]).all()
-    assert np.allclose(image[34:, :30], 5.0)
-
-
-def test_png_encoding_round_trips():
-    grey = np.random.default_rng(3).integers(0, 256, (17, 23), dtype=np.uint8)
-    decoded = matplotlib.image.imread(io.BytesIO(png_bytes(grey)), format="png")
-    np.testing.assert_array_equal(np.round(decoded * 255).astype(np.uint8), grey)
-
-
 # ----------------------------------------------------------------------------- regions
 
 
@@ -306,28 +270,3 @@ def test_write_outputs_adds_the_report_and_its_time(phantom, tmp_path):
 
 
 # ----------------------------------------------------------------------------- cohort
-
-
-def test_cohort_page_links_each_subject_and_escapes_ids(tmp_path):
-    rows = [
-        CohortRow("sub-0001", "done", 3, 40, 12.5, None, "sub-0001/report.html"),
-        CohortRow('sub-<b>&"x', "done", 0, 12, 9.0, None, 'sub-<b>&"x/report.html'),
-        CohortRow("sub 0003", "done", 1, 20, 10.0, None, "sub 0003/report.html"),
-        CohortRow("sub-0004", "failed", error="phase.nii.gz: file is empty <0 bytes>"),
-    ]
-    path = tmp_path / "cohort.html"
-    write_cohort_report(path, rows, "study <A>")
-    html = path.read_text(encoding="utf-8")
-    links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', html)
-    assert links == [
-        ("sub-0001/report.html", "sub-0001"),
-        ("sub-%3Cb%3E%26%22x/report.html", "sub-&lt;b&gt;&amp;&quot;x"),
-        ("sub%200003/report.html", "sub 0003"),
-    ]
-    assert "<b>" not in html and "<A>" not in html and "study &lt;A&gt;" in html
-    assert "file is empty &lt;0 bytes&gt;" in html
-    assert "4 (3 done, 1 failed)" in html
-    assert "4 in all; median 1 per subject" in html and "2 of 3 subjects" in html
-    table = re.search(r'<table class="list">.*?</table>', html, re.S).group(0)
-    assert table.count("<tr") == 1 + len(rows)  # header + one per subject
-    assert table.count('class="problem"') == 1

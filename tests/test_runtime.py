@@ -15,6 +15,7 @@ from cmbdet.errors import InputError
 from cmbdet.io.dataset import find_subjects
 from cmbdet.runtime import (
     PRECISIONS,
+    fold_batch_norm,
     network_input,
     prepare_for_inference,
     resolve_device,
@@ -145,3 +146,29 @@ def test_cuda_gives_the_cpu_candidates(subject, make_random_model):
     np.testing.assert_allclose(*centres, atol=0.05)
     scores = [np.array([c.score for c in r.candidates]) for r in (on_cpu, on_gpu)]
     np.testing.assert_allclose(*scores, atol=1e-3)
+
+
+SMALL = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
+
+
+def test_folding_batch_norm_keeps_the_outputs_and_the_original():
+    torch.manual_seed(0)
+    stage1, stage2 = CandidateNet(SMALL), PatchClassifier(Stage2Config(widths=(4, 4, 8, 8, 8)))
+    for net in (stage1, stage2):  # non-trivial running statistics and affine parameters
+        for norm in (
+            m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ):
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.data.uniform_(0.5, 1.5)
+            norm.bias.data.uniform_(-0.2, 0.2)
+    slices, patches = torch.randn(2, 2, 64, 48), torch.randn(3, 2, 20, 20, 7)
+    folded1, folded2 = fold_batch_norm(stage1), fold_batch_norm(stage2)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded1.modules())
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded2.modules())
+    with torch.no_grad():
+        expected = stage1.eval()(slices)
+        for key, value in folded1(slices).items():
+            torch.testing.assert_close(value, expected[key], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(folded2(patches), stage2.eval()(patches), atol=1e-4, rtol=1e-4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in stage1.modules())  # original kept

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from cmbdet.batch.folder import COHORT_REPORT
-from cmbdet.batch.local import run_in_pool
-from cmbdet.batch.log import BATCH_LOG, LOG_COLUMNS, BatchSummary, read_batch_log, write_batch_log
-from cmbdet.batch.subject import FAILED, BatchRow, DetectSettings
+from cmbdet.batch.log import BATCH_LOG, LOG_COLUMNS
 from cmbdet.cli import main
 from cmbdet.detect.detector import Detector
 from cmbdet.io.dataset import find_subjects
@@ -33,12 +25,6 @@ IDS = ["0000", "0001", "0002"]
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return generate_dataset(tmp_path_factory.mktemp("data"), "tiny", 3, seed=1, progress=False)
-
-
-@pytest.fixture(scope="module")
-def quick_model(make_random_model):
-    """An untrained model that proposes no candidates: a subject takes well under a second."""
-    return make_random_model("quick-test-model", -4.0)
 
 
 @pytest.fixture(scope="module")
@@ -257,61 +243,6 @@ def test_an_unexpected_failure_exits_1(dataset, quick_model, tmp_path, monkeypat
     assert "sub-0002: failed: unexpected RuntimeError" in capsys.readouterr().err
 
 
-def test_a_local_worker_that_dies_costs_no_subject(dataset, quick_model, tmp_path):
-    jobs = [(s, tmp_path / f"sub-{s.subject_id}") for s in find_subjects(dataset)]
-    killed = []
-
-    def kill_a_worker():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            workers = multiprocessing.active_children()
-            if workers:
-                time.sleep(0.5)  # let it start (and maybe take a subject)
-                os.kill(workers[0].pid, signal.SIGKILL)
-                killed.append(workers[0].pid)
-                return
-            time.sleep(0.02)
-
-    threading.Thread(target=kill_a_worker, daemon=True).start()
-    rows = list(run_in_pool(jobs, DetectSettings(model_dir=quick_model), workers=2))
-    assert killed
-    assert sorted(row.subject for row in rows) == IDS  # each exactly once
-    assert all(row.status == "done" for row in rows)  # the lost ones ran again in a new pool
-
-
-def test_exit_code_rule():
-    def summary(*rows):
-        return BatchSummary(list(rows), out_dir=None).exit_code
-
-    done, skipped = BatchRow("a", "done"), BatchRow("b", "skipped")
-    bad_input = BatchRow("c", FAILED, error="swi.nii.gz: truncated", bad_input=True)
-    unexpected = BatchRow("d", FAILED, error="unexpected ValueError: x")
-    assert summary(done, skipped) == 0
-    assert summary(done, bad_input) == 2
-    assert summary(done, unexpected) == 1
-    assert summary(bad_input, unexpected) == 1
-
-
-def test_the_log_is_sorted_quoted_and_replaced_whole(tmp_path):
-    log = tmp_path / BATCH_LOG
-    rows = [
-        BatchRow("02", "done", 3, 40, 2.5, outputs="sub-02"),
-        BatchRow("01", FAILED, error='a.nii: bad, "quoted"', bad_input=True),
-    ]
-    write_batch_log(log, rows)
-    assert [p.name for p in tmp_path.iterdir()] == [BATCH_LOG]  # no temporary file left
-    assert _log(tmp_path) == [
-        dict(
-            zip(LOG_COLUMNS, ["01", "failed", "", "", "", 'a.nii: bad, "quoted"', ""], strict=True)
-        ),
-        dict(zip(LOG_COLUMNS, ["02", "done", "3", "40", "2.50", "", "sub-02"], strict=True)),
-    ]
-    again = read_batch_log(log)
-    assert again["02"].seconds == 2.5 and again["01"].status == FAILED
-    log.write_text("not,a\nlog")
-    assert read_batch_log(log) == {}  # a damaged log only loses the carried-over seconds
-
-
 # ----------------------------------------------------------------------------- hardening
 
 
@@ -432,35 +363,3 @@ def test_without_a_terminal_each_subject_gets_a_progress_line(
     assert len(lines) == 3 and all(PROGRESS.fullmatch(line) for line in lines)
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
     assert lines[-1].endswith("all done")
-
-
-def test_workers_exit_when_the_batch_is_killed(quick_model, tmp_path):
-    # a batch process whose two worker processes report their ids, then is killed (-9)
-    script = tmp_path / "batch.py"
-    script.write_text(
-        "import os, sys, time\n"
-        "from cmbdet.batch.local import _worker_pool\n"
-        "if __name__ == '__main__':\n"
-        "    pool = _worker_pool(2)\n"
-        "    pids = {pool.submit(os.getpid).result() for _ in range(8)}\n"
-        "    print(' '.join(map(str, pids)), flush=True)\n"
-        "    time.sleep(120)\n"
-    )
-    batch = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
-    workers = [int(pid) for pid in batch.stdout.readline().split()]
-    assert workers and batch.pid not in workers
-    batch.kill()
-    batch.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
-        time.sleep(0.2)
-    assert not any(_alive(pid) for pid in workers)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -7,11 +7,8 @@ import torch
 
 from cmbdet.errors import InputError
 from cmbdet.io.model_folder import load_weights, read_model_json, save_weights, write_model_json
-from cmbdet.runtime import fold_batch_norm
 from cmbdet.stage1.config import Stage1Config
 from cmbdet.stage1.model import CandidateNet
-from cmbdet.stage2.config import Stage2Config
-from cmbdet.stage2.model import PatchClassifier
 
 SMALL = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
 
@@ -46,24 +43,28 @@ def test_missing_model_json_is_a_clear_error(tmp_path):
         read_model_json(tmp_path)
 
 
-def test_folding_batch_norm_keeps_the_outputs_and_the_original():
-    torch.manual_seed(0)
-    stage1, stage2 = CandidateNet(SMALL), PatchClassifier(Stage2Config(widths=(4, 4, 8, 8, 8)))
-    for net in (stage1, stage2):  # non-trivial running statistics and affine parameters
-        for norm in (
-            m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-        ):
-            norm.running_mean.uniform_(-0.5, 0.5)
-            norm.running_var.uniform_(0.5, 2.0)
-            norm.weight.data.uniform_(0.5, 1.5)
-            norm.bias.data.uniform_(-0.2, 0.2)
-    slices, patches = torch.randn(2, 2, 64, 48), torch.randn(3, 2, 20, 20, 7)
-    folded1, folded2 = fold_batch_norm(stage1), fold_batch_norm(stage2)
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded1.modules())
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded2.modules())
-    with torch.no_grad():
-        expected = stage1.eval()(slices)
-        for key, value in folded1(slices).items():
-            torch.testing.assert_close(value, expected[key], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(folded2(patches), stage2.eval()(patches), atol=1e-4, rtol=1e-4)
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in stage1.modules())  # original kept
+def test_stage1_model_folder_round_trip(tmp_path):
+    from cmbdet.detect.model_spec import read_model_spec
+    from cmbdet.io.model_folder import load_weights, save_weights, write_model_json
+    from cmbdet.preprocess.config import PreprocessConfig
+    from cmbdet.training.config import TrainConfig
+
+    config = Stage1Config(
+        widths=(4, 8, 8, 8), neck_width=8, slices_per_pass=2, pass_channels=(1, 2)
+    )
+    net = CandidateNet(config)
+    stage1 = {
+        "config": config.to_json(),
+        "weights": save_weights(tmp_path, "stage1", net),
+        "training": TrainConfig(steps=3).to_json(),
+    }
+    preprocessing = PreprocessConfig(target_in_plane_mm=0.7).to_json()
+    write_model_json(tmp_path, {"preprocessing": preprocessing, "stage1": stage1})
+    spec = read_model_spec(tmp_path)
+    loaded = load_weights(tmp_path, spec.stage1_weights.to_json(), CandidateNet(spec.stage1))
+    assert spec.preprocess.target_in_plane_mm == 0.7
+    assert spec.info["stage1"]["training"]["steps"] == 3
+    assert loaded.config == config  # the channels it reads included
+    net.eval()
+    images = torch.randn(1, 2, 32, 32)
+    torch.testing.assert_close(net(images)["heatmap"], loaded(images)["heatmap"])
