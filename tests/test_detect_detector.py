@@ -52,19 +52,7 @@ def test_storage_orientation_does_not_change_world_coordinates(model_dir, subjec
 def test_detect_cli_writes_the_output_contract(model_dir, subjects, tmp_path, capsys):
     subject = subjects[1]  # LPS-stored: outputs must overlay the input file
     out = tmp_path / "out"
-    argv = [
-        "detect",
-        "--swi",
-        str(subject.swi),
-        "--phase",
-        str(subject.phase),
-        "--out",
-        str(out),
-        "--model",
-        str(model_dir),
-        "--threshold",
-        "0.0",
-    ]
+    argv = _single(subject, out, model_dir, "--threshold", "0.0")
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "candidates.csv",

@@ -34,7 +34,7 @@ def _set(path: str, value):
         *parents, key = path.split(".")
         node = info
         for name in parents:
-            node = node[name]
+            node = node.setdefault(name, {})
         node[key] = value
 
     return change
@@ -81,7 +81,9 @@ DAMAGE = [
     (_set("threshold", math.inf), "threshold must be a probability"),
     (_set("stage1_threshold", -1e9), "stage1_threshold must be a probability"),
     (_set("surprise", 1), "unknown keys in model.json: ['surprise']"),
-    (_set("training_data", [1]), "training_data must be an object"),
+    (_set("training_data", [1]), "training_data must be a JSON object"),
+    (_set("training_data.made_with", "cmbdet train"), "made_with must be a list of text"),
+    (_set("calibration.by", "hand"), "unknown keys in calibration: ['by']"),
 ]
 
 

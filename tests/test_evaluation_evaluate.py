@@ -13,27 +13,17 @@ from cmbdet.io.results import COLUMNS
 
 
 def test_evaluate_command_writes_the_tables(tmp_path):
-    truth = tmp_path / "truth" / "sub-0001"
-    truth.mkdir(parents=True)
-    for name in ("swi", "phase"):
-        (truth / f"{name}.nii.gz").write_bytes(b"")  # only the layout is read
-    write_lesions_csv(
-        truth / "lesions.csv",
-        [
-            Lesion(1, "cmb", 0.0, 0.0, 0.0, 0, 0, 0, 3.0, True),
-            Lesion(2, "cmb", 50.0, 0.0, 0.0, 0, 0, 0, 3.0, True),
-            Lesion(3, "calcification", 90.0, 0.0, 0.0, 0, 0, 0, 3.0, True),
-        ],
-    )
-    pred = tmp_path / "pred" / "sub-0001"
-    pred.mkdir(parents=True)
-    with open(pred / "candidates.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        writer.writerow([1, 1.0, 0, 0, 0, 0, 0, 0.95, 0.9, 3, 2])
-        writer.writerow([2, 90.0, 0, 0, 0, 0, 0, 0.6, 0.8, 3, 2])  # on the calcification
-        writer.writerow([3, 53.0, 4.0, 0, 0, 0, 0, 0.4, 0.5, 3, 2])  # exactly 5 mm away
-    (pred / "run.json").write_text(json.dumps({"threshold": 0.5}))
+    lesions = [
+        Lesion(1, "cmb", 0.0, 0.0, 0.0, 0, 0, 0, 3.0, True),
+        Lesion(2, "cmb", 50.0, 0.0, 0.0, 0, 0, 0, 3.0, True),
+        Lesion(3, "calcification", 90.0, 0.0, 0.0, 0, 0, 0, 3.0, True),
+    ]
+    rows = [
+        [1, 1.0, 0, 0, 0, 0, 0, 0.95, 0.9, 3, 2],
+        [2, 90.0, 0, 0, 0, 0, 0, 0.6, 0.8, 3, 2],  # on the calcification
+        [3, 53.0, 4.0, 0, 0, 0, 0, 0.4, 0.5, 3, 2],  # exactly 5 mm away
+    ]
+    _evaluation_case(tmp_path, lesions, rows)
     out = tmp_path / "eval"
     assert (
         main(
@@ -60,21 +50,23 @@ def test_evaluate_command_writes_the_tables(tmp_path):
     assert (out / "per_subject.csv").read_text().startswith("subject,tp,fp,fn")
 
 
-def _evaluation_case(tmp_path, *, lesions=True):
-    """A truth dataset and predictions folder of one subject: (pred, truth)."""
+ONE_CMB = [Lesion(1, "cmb", 0.0, 0.0, 0.0, 0, 0, 0, 3.0, True)]
+HIT_AND_MISS = [[1, 1.0, 0, 0, 0, 0, 0, 0.95, 0.9, 3, 2], [2, 40.0, 0, 0, 0, 0, 0, 0.6, 0.8, 3, 2]]
+
+
+def _evaluation_case(tmp_path, lesions=ONE_CMB, rows=HIT_AND_MISS):
+    """A truth dataset and predictions folder (threshold 0.5) of one subject: (pred, truth)."""
     truth = tmp_path / "truth" / "sub-0001"
     truth.mkdir(parents=True)
     for name in ("swi", "phase"):
         (truth / f"{name}.nii.gz").write_bytes(b"")  # only the layout is read
-    cmbs = [Lesion(1, "cmb", 0.0, 0.0, 0.0, 0, 0, 0, 3.0, True)] if lesions else []
-    write_lesions_csv(truth / "lesions.csv", cmbs)
+    write_lesions_csv(truth / "lesions.csv", lesions)
     pred = tmp_path / "pred" / "sub-0001"
     pred.mkdir(parents=True)
     with open(pred / "candidates.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
-        writer.writerow([1, 1.0, 0, 0, 0, 0, 0, 0.95, 0.9, 3, 2])
-        writer.writerow([2, 40.0, 0, 0, 0, 0, 0, 0.6, 0.8, 3, 2])
+        writer.writerows(rows)
     (pred / "run.json").write_text(json.dumps({"threshold": 0.5}))
     return tmp_path / "pred", tmp_path / "truth"
 
@@ -137,7 +129,7 @@ def test_evaluate_refuses_predictions_it_cannot_trust(tmp_path, capsys, damage, 
 
 
 def test_metrics_json_is_valid_json_when_the_truth_has_no_cmbs(tmp_path):
-    pred, truth = _evaluation_case(tmp_path, lesions=False)
+    pred, truth = _evaluation_case(tmp_path, lesions=[])
     assert _evaluate(pred, truth, tmp_path / "eval") == 0
 
     def refuse(constant):

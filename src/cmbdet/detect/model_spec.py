@@ -12,9 +12,12 @@ The schema (format 1; every other key is an error):
   (1-8 views averaged at test time);
 - ``threshold`` (stage-2 probability, default 0.5) and ``stage1_threshold`` (default 0), each
   in [0, 1];
-- records of how the model was made, each an object: ``operating_rule``, ``training_data``,
-  ``calibration``, ``validation_metrics``, ``validation_metrics_stage1`` (their ``made_with``
-  lists are written by hand: the commands that made the data and the model).
+- records of how the model was made: ``operating_rule`` (the rule that chose the thresholds);
+  ``training_data`` (``folders``, ``fingerprint``, ``subjects``, ``splits``) and
+  ``calibration`` (``from_model``, ``folders``, ``fingerprint``, ``subjects``, ``rule``,
+  ``precision``), each with an optional ``made_with``: the commands that made the data and the
+  model, a list of lines written by hand (the shipped model has them); and
+  ``validation_metrics`` / ``validation_metrics_stage1`` (numbers by name).
 """
 
 from __future__ import annotations
@@ -32,13 +35,21 @@ from cmbdet.stage2.config import Stage2Config
 from cmbdet.stage2.patches import PatchConfig
 
 IDENTITY_KEYS = ("format", "name", "description", "cmbdet_version")
-RECORD_KEYS = (
-    "operating_rule",
-    "training_data",
-    "calibration",
-    "validation_metrics",
-    "validation_metrics_stage1",
-)
+RECORD_KEYS = {  # key: the keys it may hold (None: any)
+    "operating_rule": None,
+    "training_data": ("folders", "fingerprint", "subjects", "splits", "made_with"),
+    "calibration": (
+        "from_model",
+        "folders",
+        "fingerprint",
+        "subjects",
+        "rule",
+        "precision",
+        "made_with",
+    ),
+    "validation_metrics": None,
+    "validation_metrics_stage1": None,
+}
 TOP_KEYS = (*IDENTITY_KEYS, "preprocessing", "stage1", "stage2", "threshold", "stage1_threshold")
 STAGE_KEYS = {
     "stage1": ("config", "weights", "training", "positives_per"),
@@ -104,9 +115,7 @@ def read_model_spec(folder: str | Path) -> ModelSpec:
 
 def _parse(folder: Path, info: Any) -> ModelSpec:
     _known_keys("model.json", info, (*TOP_KEYS, *RECORD_KEYS))
-    for key in RECORD_KEYS:
-        if key in info and not isinstance(info[key], dict):
-            raise ValueError(f"{key} must be an object")
+    _check_records(info)
     for key in ("name", "description", "cmbdet_version"):
         if key in info and not isinstance(info[key], str):
             raise ValueError(f"{key} must be text")
@@ -135,6 +144,21 @@ def _parse(folder: Path, info: Any) -> ModelSpec:
         threshold=_probability(info, "threshold", 0.5),
         stage1_threshold=_probability(info, "stage1_threshold", 0.0),
     )
+
+
+def _check_records(info: dict) -> None:
+    """The records of how the model was made: objects of their known keys, ``made_with`` a
+    list of text lines (they are records: detection reads none of them)."""
+    for key, known in RECORD_KEYS.items():
+        if key not in info:
+            continue
+        if known is None and not isinstance(info[key], dict):
+            raise ValueError(f"{key} must be an object")
+        if known is not None:
+            _known_keys(key, info[key], known)
+        made_with = info[key].get("made_with", [])
+        if not isinstance(made_with, list) or not all(isinstance(x, str) for x in made_with):
+            raise ValueError(f"{key}.made_with must be a list of text lines")
 
 
 def _known_keys(where: str, values: Any, known: tuple[str, ...]) -> None:

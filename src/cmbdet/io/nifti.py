@@ -19,6 +19,7 @@ import numpy as np
 
 from cmbdet.errors import InputError
 from cmbdet.geometry import Reorientation, spacing_mm, voxel_to_world
+from cmbdet.io.writing import current_umask
 
 GRID_TOLERANCE_MM = 1e-3
 MIN_VOXEL_MM, MAX_VOXEL_MM = 1e-3, 1e3  # any medical image; SWI limits are the detector's
@@ -367,18 +368,12 @@ def save_volume(
     os.close(handle)
     try:
         nib.save(image, temporary)
-        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes it owner-only
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it owner-only
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _cast(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
