@@ -4,7 +4,7 @@
         --models runs/model-v3-cal src/cmbdet/models/default
 
 For each subject, preprocessed once per preprocessing configuration: the FRST candidate
-detector on the preprocessed SWI (:func:`cmbdet.stage1.frst.frst_candidates`), then stage 1
+detector on the preprocessed SWI (:func:`frst.frst_candidates`, beside this script), then stage 1
 (network over the slices, decoding, linking: what ``detect`` times as ``stage1``) of every model
 in every precision, in turn, so that a busy machine slows them all alike. Medians per test set;
 the ratio FRST / stage 1 is the issue's speed target (>= 20x). FRST is NumPy/SciPy and runs on

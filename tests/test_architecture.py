@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -25,7 +27,7 @@ MAX_LINES = 450
 DETECT_ENTRY = ("cmbdet.cli.detect", "cmbdet.detect.detector", "cmbdet.batch.run")
 TRAINING_CODE = re.compile(
     r"torch\.optim|\.backward\(|zero_grad|clip_grad|binary_cross_entropy|cross_entropy\(|"
-    r"def train_|def detection_loss|def classification_loss"
+    r"def train(_stage\d|_model)?\(|def detection_loss|def classification_loss"
 )
 NOT_FOR_DETECTION = ("cmbdet.training", "cmbdet.synth")
 IMPORTING_INITS = {"cmbdet", "cmbdet.cli"}
@@ -147,3 +149,37 @@ def test_modules_stay_small_and_package_inits_import_nothing(module):
     if path.name == "__init__.py" and module not in IMPORTING_INITS:
         tree = ast.parse(text)
         assert not [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+
+
+def test_a_detect_run_loads_no_training_or_generator_code(quick_model, tmp_path):
+    """What ``cmbdet detect`` really imports, command line included: of the training package
+    only its torch-free settings (the command line shows the training defaults)."""
+    from cmbdet.synth.dataset import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", "tiny", 1, seed=4, progress=False)
+    subject = data / "sub-0000"
+    argv = [
+        "detect",
+        "--swi",
+        str(subject / "swi.nii.gz"),
+        "--phase",
+        str(subject / "phase.nii.gz"),
+    ]
+    argv += ["--out", str(tmp_path / "out"), "--model", str(quick_model)]
+    code = (
+        "import sys; from cmbdet.cli import main; code = main(sys.argv[1:]); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('cmbdet')))); "
+        "sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.splitlines()[-1].split()
+    assert "cmbdet.detect.detector" in loaded and "cmbdet.stage2.inference" in loaded
+    settings_only = {"cmbdet.training", "cmbdet.training.config"}
+    assert sorted(set(m for m in loaded if m.startswith(NOT_FOR_DETECTION)) - settings_only) == []
+    holding = [
+        m for m in loaded if m in _modules() and TRAINING_CODE.search(_modules()[m].read_text())
+    ]
+    assert holding == []

@@ -18,11 +18,11 @@ from dataclasses import replace
 import pytest
 
 from cmbdet.batch.dask import on_dask
-from cmbdet.batch.folder import OUTPUT_FILES
 from cmbdet.batch.log import BATCH_LOG
 from cmbdet.batch.run import run_batch
 from cmbdet.batch.subject import DetectSettings
 from cmbdet.cli import main
+from cmbdet.detect.outputs import OUTPUT_FILES
 from cmbdet.io.dataset import find_subjects
 from cmbdet.synth.dataset import generate_dataset
 

@@ -186,3 +186,10 @@ def test_an_overflowing_scale_factor_is_one_line_on_stderr(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "infinite values" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("value", ["2", "-0.1", "nan"])
+def test_calibration_sensitivities_must_be_fractions(value, capsys, tmp_path):
+    argv = ["calibrate", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*argv, f"--min-sensitivity={value}"]) == 2
+    assert "--min-sensitivity" in capsys.readouterr().err

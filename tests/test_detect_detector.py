@@ -243,3 +243,18 @@ def test_a_terminated_detect_leaves_nothing_behind(model_dir, subjects, tmp_path
     run.wait(timeout=60)
     assert run.returncode == 130 and run.stderr.read().strip() == "cmbdet: interrupted"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_holding_linked_inputs_is_refused(model_dir, subjects, tmp_path, capsys):
+    annex = tmp_path / "annex"  # git-annex / DataLad: the dataset holds links to the objects
+    annex.mkdir()
+    folder = tmp_path / "ds" / "sub-0000"
+    folder.mkdir(parents=True)
+    for name, source in (("swi.nii.gz", subjects[0].swi), ("phase.nii.gz", subjects[0].phase)):
+        (annex / name).write_bytes(source.read_bytes())
+        (folder / name).symlink_to(annex / name)
+    argv = ["detect", "--swi", str(folder / "swi.nii.gz"), "--phase", str(folder / "phase.nii.gz")]
+    argv += ["--out", str(folder), "--model", str(model_dir), "--overwrite"]
+    assert main(argv) == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["phase.nii.gz", "swi.nii.gz"]

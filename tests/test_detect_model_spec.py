@@ -9,8 +9,7 @@ import shutil
 import pytest
 
 from cmbdet.cli import main
-from cmbdet.detect.detector import DEFAULT_MODEL
-from cmbdet.detect.model_spec import read_model_spec
+from cmbdet.detect.model_spec import DEFAULT_MODEL, read_model_spec
 from cmbdet.errors import InputError
 
 

@@ -8,10 +8,10 @@ import pytest
 
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import (
+    check_subject_id,
     find_subjects,
     load_ground_truth,
     read_dataset_json,
-    subject_dir,
     write_dataset_json,
 )
 from cmbdet.io.lesions import (
@@ -31,7 +31,7 @@ def _nifti(path, data, affine=None):
 
 
 def _subject(dataset, subject_id, *extra):
-    folder = subject_dir(dataset, subject_id)
+    folder = dataset / f"sub-{check_subject_id(subject_id)}"
     folder.mkdir(parents=True)
     for name in ("swi", "phase", *extra):
         _nifti(folder / f"{name}.nii.gz", np.ones((4, 4, 4)))
@@ -74,10 +74,13 @@ def test_find_subjects_errors(tmp_path):
     assert str(folder / "phase.nii.gz") in str(caught.value)
 
 
-def test_subject_dir_accepts_prefix_and_rejects_paths(tmp_path):
-    assert subject_dir(tmp_path, "sub-07") == subject_dir(tmp_path, "07") == tmp_path / "sub-07"
+def test_subject_ids_accept_the_prefix_and_reject_paths():
+    assert check_subject_id("sub-07") == check_subject_id("07") == "07"
     with pytest.raises(ValueError):
-        subject_dir(tmp_path, "../x")
+        check_subject_id("../x")
+    assert check_subject_id("磁" * 42) == "磁" * 42  # 126 bytes
+    with pytest.raises(ValueError, match="129 bytes"):  # too long for its folder's names
+        check_subject_id("磁" * 43)
 
 
 # ----------------------------------------------------------------------------- dataset.json

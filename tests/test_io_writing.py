@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from cmbdet.io.writing import (
     leftovers_of,
     publish,
     real_output_path,
+    refuse_links,
     staging_folder,
     write_atomic,
 )
@@ -70,26 +72,52 @@ def test_staging_names_are_private_and_carry_their_owner(tmp_path):
     assert final.stat().st_mode & 0o777 == 0o777 & ~_umask()
 
 
-def test_publish_replaces_an_existing_folder_whole(tmp_path):
+def test_publish_into_an_existing_folder_replaces_its_files_one_by_one(tmp_path):
+    final = tmp_path / "out"  # e.g. a mount point: only its contents can be replaced
+    final.mkdir()
+    for name in ("run.json", "a.csv", "keep.txt"):
+        (final / name).write_text("old")
+    staging = staging_folder(final)
+    assert staging.parent == final
+    (staging / "a.csv").write_text("new")
+    (staging / "run.json").write_text("new")
+    publish(staging, final, last="run.json")
+    contents = {p.name: p.read_text() for p in final.iterdir()}
+    assert contents == {"a.csv": "new", "run.json": "new", "keep.txt": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_interrupted_publish_leaves_a_folder_that_reads_as_incomplete(tmp_path, monkeypatch):
     final = tmp_path / "out"
     final.mkdir()
-    (final / "old.txt").write_text("old")
+    (final / "run.json").write_text("old")
     staging = staging_folder(final)
-    (staging / "new.txt").write_text("new")
-    publish(staging, final)
-    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # old set aside, then gone
+    for name in ("a.csv", "b.csv", "run.json"):
+        (staging / name).write_text("new")
+    replace = os.replace
+
+    def interrupted(source, target):
+        if Path(target).name == "b.csv":
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        publish(staging, final, last="run.json")
+    assert not (final / "run.json").exists()  # the old record is gone before any new file
 
 
 def test_publish_refuses_a_link_at_the_final_name(tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "thesis.txt").write_text("x")
-    (tmp_path / "out").symlink_to(victim)
     staging = staging_folder(tmp_path / "out")
+    (tmp_path / "out").symlink_to(victim)  # planted while the run writes
     with pytest.raises(InputError, match="symbolic link"):
         publish(staging, tmp_path / "out")
-    assert (victim / "thesis.txt").read_text() == "x"
+    with pytest.raises(InputError, match="symbolic link"):
+        staging_folder(tmp_path / "out")
+    assert sorted(p.name for p in victim.iterdir()) == ["thesis.txt"]
 
 
 def test_leftovers_are_those_of_dead_runs_of_this_host(tmp_path):
@@ -171,6 +199,27 @@ def test_a_link_at_the_lock_name_is_refused(tmp_path):
         with folder_lock(folder):
             pass
     assert victim.read_text() == "x"
+
+
+def test_a_hard_link_at_the_lock_name_is_refused(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    os.link(victim, folder / LOCK_NAME)
+    with pytest.raises(InputError, match="hard link"):
+        with folder_lock(folder):
+            pass
+    assert victim.read_text() == "keep"
+
+
+def test_refuse_links_finds_a_link_anywhere_in_the_tree(tmp_path):
+    (tmp_path / "fold-1" / "model").mkdir(parents=True)
+    refuse_links(tmp_path)  # no link: fine
+    (tmp_path / "fold-1" / "model" / "checkpoint-stage1").symlink_to(tmp_path.parent)
+    with pytest.raises(InputError, match="symbolic link") as caught:
+        refuse_links(tmp_path)
+    assert caught.value.path == tmp_path / "fold-1" / "model" / "checkpoint-stage1"
 
 
 def test_a_process_exits_when_its_parent_is_killed():

@@ -432,3 +432,26 @@ def test_synth_refuses_unwritable_folders_links_and_absurd_counts(tmp_path):
                 tmp_path / "r", "tiny", 1, seed=0, progress=False, cmb_richness=richness
             )
     assert not (tmp_path / "huge").exists() and not (tmp_path / "r").exists()
+
+
+def test_terminating_synth_with_workers_does_not_wait_for_the_queue(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    code = "import sys; from cmbdet.cli import main; sys.exit(main())"
+    argv = ["synth", "--out", str(out), "--preset", "tiny", "--n", "40", "--workers", "2"]
+    run = subprocess.Popen(
+        [sys.executable, "-c", code, *argv, "--quiet"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("sub-*"))) < 2:
+        time.sleep(0.1)  # the workers are up and writing subjects
+    run.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    run.wait(timeout=120)
+    assert run.returncode == 130 and "interrupted" in run.stderr.read()
+    assert time.monotonic() - stopped < 15  # 40 subjects would take a minute or more
+    assert len(list(out.glob("sub-*"))) < 40

@@ -148,7 +148,7 @@ def test_calibrate_refuses_its_own_model_folder_and_data_without_truth(
     with pytest.raises(InputError, match="no subjects with ground truth"):
         calibrate_model(model, [no_truth.parent], tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()
-    with pytest.raises(InputError, match="holds the input"):  # --overwrite would delete data
+    with pytest.raises(InputError, match="holds"):  # --overwrite would delete the data
         calibrate_model(model, [no_truth.parent], tmp_path, overwrite=True, device="cpu")
     assert (no_truth / "swi.nii.gz").is_file()
 

@@ -24,3 +24,19 @@ def test_stage1_positive_unit_is_checked_when_set():
     assert TrainModelConfig(stage1_positives_per="cmb").stage1_positives_per == "cmb"
     with pytest.raises(ValueError, match="stage1_positives_per"):
         TrainModelConfig(stage1_positives_per="lesion")
+
+
+def test_a_damaged_saved_split_is_bad_input(tmp_path):
+    from cmbdet.training.model import _load_or_make_splits
+
+    keys = [f"d/{n:04d}" for n in range(6)]
+    path = tmp_path / "splits.json"
+    splits = _load_or_make_splits(path, keys, TrainModelConfig())  # made and saved
+    assert _load_or_make_splits(path, keys, TrainModelConfig()) == splits  # resumed
+    for damage, problem in (('{"stage1": [', "not a split"), ("[1, 2]", "not a split")):
+        path.write_text(damage)
+        with pytest.raises(InputError, match=problem):
+            _load_or_make_splits(path, keys, TrainModelConfig())
+    path.write_text('{"stage1": ["x/0001"], "stage2": [], "validation": []}')
+    with pytest.raises(InputError, match="lack"):
+        _load_or_make_splits(path, keys, TrainModelConfig())

@@ -4,6 +4,8 @@ command that started them."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
 import threading
 import time
@@ -54,3 +56,19 @@ def limit_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def worker_pool(pool: concurrent.futures.ProcessPoolExecutor):
+    """Use ``pool`` in a ``with`` block that, when left by an error or an interrupt (Ctrl-C,
+    SIGTERM), cancels the queued jobs and ends the worker processes at once; leaving a plain
+    ``with`` block would first wait for every job submitted."""
+    try:
+        yield pool
+    except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        raise
+    pool.shutdown(wait=True)

@@ -2,7 +2,7 @@
 
 Dask schedules, retries and scales (on SLURM and other HPC systems through dask-jobqueue, see
 ``docs/slurm.md``); cmbdet submits one task per subject and collects the rows as they finish.
-A task is :func:`cmbdet.batch.run.detect_subject`: it reads its inputs and writes its
+A task is :func:`cmbdet.batch.subject.detect_subject`: it reads its inputs and writes its
 subject's outputs on a file system that the workers share with the driver, and returns a small
 row. When a worker dies, the scheduler reruns its tasks on others, up to
 ``distributed.scheduler.allowed-failures`` times (default 3); a rerun replaces whatever the

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from cmbdet.batch.log import BATCH_LOG, read_batch_log
 from cmbdet.batch.subject import FAILED, SKIPPED, BatchRow, DetectSettings, Job
+from cmbdet.detect.outputs import OUTPUT_FILES, foreign_files
 from cmbdet.errors import InputError
 from cmbdet.io.writing import LOCK_NAME, check_not_inputs, is_staging_name, remove_folders
 
@@ -20,15 +21,6 @@ if TYPE_CHECKING:
 
 
 COHORT_REPORT = "report.html"
-
-
-OUTPUT_FILES = (  # a subject's outputs (DESIGN.md): all there means complete
-    "detections.csv",
-    "candidates.csv",
-    "cmb_labels.nii.gz",
-    "report.html",
-    "run.json",
-)
 
 
 def plan_batch(
@@ -93,7 +85,7 @@ def check_batch_folder(
         folder = out_dir / f"sub-{subject.subject_id}"
         if not folder.is_dir():
             continue
-        other = sorted(p.name for p in folder.iterdir() if not _is_output_file(p))
+        other = foreign_files(folder)
         if other:
             raise InputError(
                 folder,
@@ -104,10 +96,6 @@ def check_batch_folder(
 
 def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-
-
-def _is_output_file(path: Path) -> bool:
-    return path.name in OUTPUT_FILES and path.is_file() and not path.is_symlink()
 
 
 def _written_by_batch(path: Path) -> bool:

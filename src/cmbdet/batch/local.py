@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 
 from cmbdet.batch.subject import BatchRow, DetectSettings, Job, detect_subject, failed_row
-from cmbdet.processes import exit_with_parent, limit_threads, threads_per_worker
+from cmbdet.processes import exit_with_parent, limit_threads, threads_per_worker, worker_pool
 
 
 def in_this_process(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
@@ -50,7 +50,7 @@ def run_in_pool(
     deaths: Counter[str] = Counter()
     while waiting:
         lost: list[Job] = []
-        with _worker_pool(workers, debug) as pool:
+        with worker_pool(_worker_pool(workers, debug)) as pool:
             running: dict[concurrent.futures.Future, Job] = {}
             while (waiting and not lost) or running:
                 while waiting and not lost and len(running) < workers:

@@ -7,7 +7,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from cmbdet.errors import EXIT_OK, InputError
+from cmbdet.errors import EXIT_OK
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -15,24 +15,21 @@ def demo_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cmbdet.detect.detector import Detector
+    from cmbdet.detect.model_spec import DEFAULT_MODEL
     from cmbdet.detect.outputs import check_output_folder, write_outputs
     from cmbdet.evaluation.matching import cmb_centres, match_detections
     from cmbdet.io.dataset import find_subjects
     from cmbdet.io.lesions import read_lesions_csv
     from cmbdet.synth.dataset import generate_dataset
 
-    ours = {"detections.csv", "candidates.csv", "cmb_labels.nii.gz", "report.html", "run.json"}
-    if args.out.is_dir() and not {p.name for p in args.out.iterdir()} <= ours:
-        raise InputError(
-            args.out, "exists and holds files a demo did not write; choose another --out"
-        )
-    check_output_folder(args.out, True, (args.model,))  # a demo's own outputs are replaced
+    # a demo's own outputs are replaced; a folder with anything else is refused
+    out = check_output_folder(args.out, True, (args.model, DEFAULT_MODEL))
     detector = Detector.load(args.model, args.device, args.precision)
     with tempfile.TemporaryDirectory() as scratch:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)
         (subject,) = find_subjects(data)
         result = detector.detect(subject.swi, subject.phase)
-        write_outputs(args.out, result, result.reference, overwrite=True)
+        write_outputs(out, result, result.reference, overwrite=True)
         lesions = read_lesions_csv(subject.lesions_csv)
     truth, ignored = cmb_centres(lesions)
     found = np.array([[d.x_mm, d.y_mm, d.z_mm] for d in result.detections])

@@ -67,19 +67,20 @@ def _detect_settings(args: argparse.Namespace):
 
 def _detect_single(args: argparse.Namespace) -> int:
     from cmbdet.detect.detector import Detector
+    from cmbdet.detect.model_spec import DEFAULT_MODEL
     from cmbdet.detect.outputs import check_output_folder, write_outputs
 
     if args.swi is None or args.phase is None:
         raise InputError(None, "--swi and --phase are both required for one subject")
     if args.workers != 1 or args.scheduler is not None:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
-    inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model)
-    check_output_folder(args.out, args.overwrite, inputs)
+    inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model, DEFAULT_MODEL)
+    out = check_output_folder(args.out, args.overwrite, inputs)
     settings = _detect_settings(args)
     detector = Detector.load(settings.model_dir, settings.device, settings.precision)
     result = detector.detect(
         args.swi, args.phase, args.magnitude, args.mask, **settings.detect_options()
     )
-    write_outputs(args.out, result, result.reference, overwrite=args.overwrite)
+    write_outputs(out, result, result.reference, overwrite=args.overwrite)
     print(f"{len(result.detections)} CMBs found; outputs in {args.out}")
     return EXIT_OK

@@ -13,6 +13,7 @@ from cmbdet.cli.detect import detect_command
 from cmbdet.cli.train import calibrate_command, crossval_command, train_command
 from cmbdet.config import PRECISIONS
 from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
+from cmbdet.training.config import STAGE1_TRAINING, STAGE2_TRAINING, OperatingRule
 from cmbdet.version import __version__
 
 PRESETS = ("hr", "lr", "tiny")
@@ -245,8 +246,6 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
     """--stage1-steps, --stage2-steps, --seed and --max-fp of ``train`` and ``crossval``."""
-    from cmbdet.training.config import STAGE1_TRAINING, STAGE2_TRAINING  # torch-free
-
     for stage, steps in (("1", STAGE1_TRAINING.steps), ("2", STAGE2_TRAINING.steps)):
         parser.add_argument(
             f"--stage{stage}-steps",
@@ -270,14 +269,14 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
     parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
     parser.add_argument("--out", type=Path, required=True, help="new model folder to write")
-    # the defaults of cmbdet.training.calibrate.OperatingRule (not imported here: it loads torch)
+    rule = OperatingRule()
     for option, stage, default in (
-        ("--min-sensitivity", "stage-2", 0.95),
-        ("--min-stage1-sensitivity", "stage-1", 0.98),
+        ("--min-sensitivity", "stage-2", rule.min_sensitivity),
+        ("--min-stage1-sensitivity", "stage-1", rule.min_stage1_sensitivity),
     ):
         parser.add_argument(
             option,
-            type=_positive_float,
+            type=_probability,
             default=default,
             help=f"the highest {stage} threshold keeping this sensitivity (default: {default})",
         )

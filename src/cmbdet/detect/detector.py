@@ -19,8 +19,7 @@ import torch
 
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.detect.checks import check_memory, check_swi_geometry
-from cmbdet.detect.model_spec import ModelSpec, read_model_spec
-from cmbdet.errors import InputError
+from cmbdet.detect.model_spec import ModelSpec, default_model_dir, read_model_spec
 from cmbdet.io.model_folder import load_weights
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
 from cmbdet.preprocess.config import PreprocessConfig
@@ -34,18 +33,6 @@ from cmbdet.stage2.inference import score_patches
 from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import extract_patches
 from cmbdet.version import __version__
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"
-
-
-def default_model_dir() -> Path:
-    """The shipped model's folder (an InputError if this installation lacks it)."""
-    if not (DEFAULT_MODEL / "model.json").is_file():
-        raise InputError(
-            DEFAULT_MODEL,
-            "the shipped model is missing from this installation (pass --model MODEL_DIR)",
-        )
-    return DEFAULT_MODEL
 
 
 class Detector:

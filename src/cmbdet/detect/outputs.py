@@ -1,14 +1,16 @@
 """Write a subject's results in the DESIGN.md output contract, all or nothing.
 
-Files go to a private staging folder beside ``out_dir`` that is renamed into place at the end,
-so an interrupted run leaves no partial output (and the next run cleans its staging folder);
-an existing non-empty ``out_dir`` is replaced only with ``overwrite``.
+Files go to a private staging folder (:mod:`cmbdet.io.writing`) that becomes the output folder
+at the end, so an interrupted run leaves no partial output (and the next run cleans what it
+left). An existing output folder is replaced only with ``overwrite``, and only when it holds
+nothing but a subject's outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -23,6 +25,7 @@ from cmbdet.io.results import write_result_table
 from cmbdet.io.writing import (
     check_not_inputs,
     check_writable,
+    is_staging_name,
     leftovers_of,
     publish,
     real_output_path,
@@ -32,15 +35,23 @@ from cmbdet.io.writing import (
 from cmbdet.records import Candidate, DetectionResult, centres_mm
 from cmbdet.report.subject import write_subject_report
 
+OUTPUT_FILES = (  # a subject's outputs (DESIGN.md): all there means complete
+    "detections.csv",
+    "candidates.csv",
+    "cmb_labels.nii.gz",
+    "report.html",
+    "run.json",  # written last
+)
 MIN_LABEL_RADIUS_MM = 1.0
 
 
 def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:
     """Refuse, before any work, an output folder that cannot take a subject's outputs.
 
-    Refused: a file where the folder should be; a non-empty folder without ``overwrite``; a
-    folder that is or holds one of ``inputs`` or the working folder (replacing it would
-    delete them); a place that cannot be written.
+    Refused: a file where the folder should be; a non-empty folder without ``overwrite``, and
+    with it one that holds anything but a subject's outputs (replacing them would delete it);
+    a folder that is or holds one of ``inputs`` or the working folder; a place that cannot be
+    written.
 
     Returns:
         The folder's real path (a link given as ``out_dir`` itself followed).
@@ -52,10 +63,36 @@ def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | 
     if out.exists() and not out.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
     check_not_inputs(out, inputs, replaced=True, shown=out_dir)
+    held = foreign_files(out)
+    if held:
+        raise InputError(
+            out_dir,
+            f"output folder holds files that cmbdet detect did not write ({_some(held)}); "
+            "choose another --out",
+        )
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(out_dir, "output folder is not empty (use --overwrite to replace it)")
-    check_writable(out.parent, "--out", shown=out_dir)  # staging goes beside it
+    check_writable(out if out.is_dir() else out.parent, "--out", shown=out_dir)
     return out
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """The entries of an output folder that are not a subject's outputs (nor the staging
+    folders of unfinished runs), sorted; [] for a missing folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_symlink()
+        or not (
+            (p.is_file() and p.name in OUTPUT_FILES) or (p.is_dir() and is_staging_name(p.name))
+        )
+    )
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def write_outputs(
@@ -64,37 +101,46 @@ def write_outputs(
     """detections.csv, candidates.csv, cmb_labels.nii.gz, report.html and run.json into
     ``out_dir`` (``run.json`` gains the report's writing time under ``timings_s``).
 
-    The files are written into a private staging folder beside ``out_dir`` and the folder is
-    renamed into place (:mod:`cmbdet.io.writing`); what killed runs of the same output left
-    beside it is cleaned first.
+    ``out_dir`` is used as given (a link there is refused, never followed: resolve a link the
+    user gave with :func:`check_output_folder`). What killed runs of the same output left is
+    cleaned first.
+
+    Raises:
+        InputError: ``out_dir`` is a link or a file, holds files that are not outputs, or is
+            not empty without ``overwrite``.
     """
-    out = real_output_path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(out_dir, "output path exists and is not a folder")
+    out = Path(os.path.abspath(out_dir))
+    remove_folders(leftovers_of(out))
+    held = foreign_files(out)
+    if held:
+        raise InputError(out_dir, f"holds files that cmbdet detect did not write ({_some(held)})")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(out_dir, "output folder is not empty (use --overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_folders(leftovers_of(out))
     staging = staging_folder(out)
     try:
-        write_result_table(staging / "detections.csv", result.detections)
-        write_result_table(staging / "candidates.csv", result.candidates)
-        labels = detection_labels(result.detections, reference)
-        save_like(staging / "cmb_labels.nii.gz", labels, reference, np.int16)
-        if result.reference is None:  # the report's crops and regions come from it
-            result = dataclasses.replace(result, reference=reference)
-        started = time.perf_counter()
-        write_subject_report(staging / "report.html", result, _report_title(result, out))
-        timings = {**result.record.get("timings_s", {}), "report": time.perf_counter() - started}
-        record = {**result.record, "detections": len(result.detections), "timings_s": timings}
-        (staging / "run.json").write_text(
-            json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
-        )
-        publish(staging, out)
+        _write_files(staging, result, reference, _report_title(result, out))
+        publish(staging, out, last="run.json")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Path(out_dir)
+
+
+def _write_files(folder: Path, result: DetectionResult, reference: Volume, title: str) -> None:
+    write_result_table(folder / "detections.csv", result.detections)
+    write_result_table(folder / "candidates.csv", result.candidates)
+    labels = detection_labels(result.detections, reference)
+    save_like(folder / "cmb_labels.nii.gz", labels, reference, np.int16)
+    if result.reference is None:  # the report's crops and regions come from it
+        result = dataclasses.replace(result, reference=reference)
+    started = time.perf_counter()
+    write_subject_report(folder / "report.html", result, title)
+    timings = {**result.record.get("timings_s", {}), "report": time.perf_counter() - started}
+    record = {**result.record, "detections": len(result.detections), "timings_s": timings}
+    (folder / "run.json").write_text(
+        json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
+    )
 
 
 def _report_title(result: DetectionResult, out_dir: Path) -> str:

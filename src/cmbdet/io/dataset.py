@@ -38,7 +38,7 @@ class UnusableSubject:
     problem: InputError
 
 
-MAX_SUBJECT_ID = 128  # characters: sub-<id> and its staging names stay within 255 bytes
+MAX_SUBJECT_ID = 128  # bytes (UTF-8): sub-<id> and its staging names stay within 255 bytes
 
 
 def check_subject_id(subject_id: str) -> str:
@@ -46,16 +46,17 @@ def check_subject_id(subject_id: str) -> str:
 
     Raises:
         ValueError: empty, a path (``/``, ``\\``, ``.``, ``..``), control characters
-            (newlines, NUL) or longer than :data:`MAX_SUBJECT_ID` characters.
+            (newlines, NUL) or longer than :data:`MAX_SUBJECT_ID` bytes (UTF-8).
     """
     subject_id = subject_id.removeprefix("sub-")
     if not subject_id or "/" in subject_id or "\\" in subject_id or subject_id in (".", ".."):
         raise ValueError(f"invalid subject id {subject_id!r}")
     if any(ord(c) < 32 or ord(c) == 127 for c in subject_id):
         raise ValueError(f"invalid subject id {subject_id!r}: it holds control characters")
-    if len(subject_id) > MAX_SUBJECT_ID:
+    size = len(subject_id.encode("utf-8"))
+    if size > MAX_SUBJECT_ID:
         raise ValueError(
-            f"invalid subject id {subject_id[:20]!r}...: {len(subject_id)} characters, at most "
+            f"invalid subject id {subject_id[:20]!r}...: {size} bytes in UTF-8, at most "
             f"{MAX_SUBJECT_ID}"
         )
     return subject_id
@@ -64,15 +65,6 @@ def check_subject_id(subject_id: str) -> str:
 def printable(text: str) -> str:
     """``text`` with control characters shown as ``?`` (for logs of ids that are refused)."""
     return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
-
-
-def subject_dir(dataset_dir: str | Path, subject_id: str) -> Path:
-    """``<dataset_dir>/sub-<id>``; ``subject_id`` may be given with or without ``sub-``.
-
-    Raises:
-        ValueError: an id that cannot name a folder (:func:`check_subject_id`).
-    """
-    return Path(dataset_dir) / f"sub-{check_subject_id(subject_id)}"
 
 
 def find_subjects(dataset_dir: str | Path) -> list[SubjectFiles]:

@@ -1,10 +1,12 @@
 """Which subjects a batch runs on: a cmbdet dataset folder, a BIDS dataset, or a CSV manifest.
 
-All three give the same list of :class:`~cmbdet.io.dataset.SubjectFiles`, sorted by subject id.
-Discovery never guesses: a subject whose files cannot be told apart (two SWI images for one
-session), a manifest with a missing column or file, or a folder with no usable subject is an
-``InputError`` naming the folder or file (and line) before any work starts. Files that exist
-but cannot be read are found later, per subject, by the detector.
+All three give the same list of :class:`~cmbdet.io.dataset.SubjectFiles`, sorted by subject id
+(:func:`discover_inputs`). Discovery never guesses: a dataset's subject whose files cannot be
+told apart (two SWI images for one session) or are incomplete (no phase) is listed as
+unusable, naming its folder, and the batch logs it as failed and runs the others; a manifest
+with a missing column or file, or a folder with no subject at all, is an ``InputError`` naming
+the folder or file (and line) before any work starts. Files that exist but cannot be read are
+found later, per subject, by the detector.
 
 **BIDS.** A folder with ``dataset_description.json``, or with ``sub-<label>/anat/``,
 ``sub-<label>/swi/`` or ``sub-<label>/ses-<label>/`` folders. In each ``anat/`` or ``swi/``
@@ -61,23 +63,11 @@ class Discovery:
     unusable: list[UnusableSubject]
 
 
-def find_inputs(dataset: Path | None = None, manifest: Path | None = None) -> list[SubjectFiles]:
-    """The subjects of a dataset folder (cmbdet layout or BIDS) or of a CSV manifest.
-
-    Raises:
-        InputError: neither or both given, or the discovery problems listed in the module
-            docstring, an unusable subject's included.
-    """
-    found = discover_inputs(dataset, manifest)
-    if found.unusable:
-        raise found.unusable[0].problem
-    return found.subjects
-
-
 def discover_inputs(dataset: Path | None = None, manifest: Path | None = None) -> Discovery:
-    """As :func:`find_inputs`, but a dataset's unusable subjects are returned, not raised, so
-    that a batch can log them and run the others. A manifest is the user's own list: any
-    problem in it is raised.
+    """The subjects of a dataset folder (cmbdet layout or BIDS) or of a CSV manifest. A
+    dataset's unusable subjects (the problems listed in the module docstring) are returned,
+    not raised, so that a batch can log them and run the others; a manifest is the user's own
+    list, so any problem in it is raised.
 
     Raises:
         InputError: neither or both given; a missing, unreadable or empty dataset or
@@ -115,23 +105,10 @@ def dataset_kind(folder: Path) -> str:
 # ----------------------------------------------------------------------------- BIDS
 
 
-def find_bids_subjects(root: Path) -> list[SubjectFiles]:
-    """Every subject (or subject and session) of a BIDS dataset that has SWI and phase images.
-
-    Raises:
-        InputError: the folder is missing; a subject or session has an SWI image but no
-            phase (or the reverse), or more than one of either (the folder and files are
-            named); or no subject has SWI images at all.
-    """
-    subjects, unusable = scan_bids_subjects(root)
-    if unusable:
-        raise unusable[0].problem
-    return subjects
-
-
 def scan_bids_subjects(root: Path) -> tuple[list[SubjectFiles], list[UnusableSubject]]:
-    """The usable subjects (or subjects and sessions) of a BIDS dataset, and those with
-    SWI-related images that cannot run (see :func:`find_bids_subjects`), each sorted by id.
+    """The usable subjects (or subjects and sessions) of a BIDS dataset that have SWI and phase
+    images, and those with SWI-related images that cannot run (an SWI but no phase or the
+    reverse, or more than one of either: the folder and files are named), each sorted by id.
 
     Raises:
         InputError: the folder is missing, or no subject has SWI-related images at all.

@@ -5,11 +5,12 @@ through a link, nothing outside the output folder touched, and one batch per fol
   ``O_CREAT | O_EXCL``, owner-only until complete) in the target's folder and renamed over the
   target. A reader never sees half a file, and a link planted at the target's name is
   replaced by the file, never written through.
-- **Folders** are staged the same way (``tempfile.mkdtemp``, a private folder beside the final
-  one) and renamed into place; an existing folder is set aside first and deleted after, so it
-  is never half-deleted. Staging names carry the host and process that made them
-  (``.NAME.partial-HOST-PID-RANDOM``): a later run cleans what killed runs of this host left,
-  never what a live run is writing.
+- **Folders** are staged in a private folder (``tempfile.mkdtemp``): beside a folder that does
+  not exist yet, which the staging folder then becomes by one rename; inside an existing one
+  (it may be a mount point, or sit in a folder the user cannot write), whose files are then
+  replaced one by one, the file that marks the folder complete removed first and written last.
+  Staging names carry the host and process that made them (``.NAME.partial-HOST-PID-RANDOM``):
+  a later run cleans what killed runs of this host left, never what a live run is writing.
 - **Locks**: a batch holds ``.cmbdet.lock`` in its output folder (an ``flock`` on a file that
   records host, process and command), so a second batch into the same folder is refused with
   who holds it, and the lock of a run that died is free again.
@@ -31,14 +32,12 @@ import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cmbdet.errors import InputError
 
 LOCK_NAME = ".cmbdet.lock"
-STAGING_KINDS = ("partial", "replaced")
 # the host part of staging names: 8 hex digits of the host name's hash (names may be long)
 HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 # .NAME.partial-HOST-PID-RANDOM (this version) or .NAME.partial-HEX (earlier versions)
@@ -71,10 +70,21 @@ def write_atomic(path: str | Path, content: str | bytes) -> Path:
 
 
 def current_umask() -> int:
-    """This process's file-creation mask."""
-    mask = os.umask(0)
+    """This process's file-creation mask, read without changing it (threads may be writing)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return _UMASK_AT_IMPORT
+
+
+def _umask_at_import() -> int:
+    mask = os.umask(0)  # where /proc is missing: read once, before any thread writes
     os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
 
 
 # ----------------------------------------------------------------------------- folders
@@ -86,50 +96,69 @@ def owner_tag() -> str:
 
 
 def staging_folder(final: Path) -> Path:
-    """A new private, empty folder beside ``final`` to write into, then :func:`publish`."""
-    final = Path(final)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{owner_tag()}-", dir=final.parent))
-
-
-def publish(staging: Path, final: Path) -> None:
-    """Rename the staged folder to ``final``.
-
-    An existing ``final`` is renamed aside first and deleted afterwards, so at every moment
-    either the old or the new folder is complete. A link at ``final`` is refused.
+    """A new private, empty folder to write ``final``'s files into, then :func:`publish`:
+    beside ``final`` when it does not exist, inside it when it does.
 
     Raises:
-        InputError: ``final`` is a link, or a file.
+        InputError: ``final`` is a link or a file.
+    """
+    final = Path(final)
+    _check_folder_place(final)
+    where = final if final.is_dir() else final.parent
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{owner_tag()}-", dir=where))
+
+
+def publish(staging: Path, final: Path, last: str | None = None) -> None:
+    """Put the staged files of :func:`staging_folder` in place.
+
+    A staging folder beside a missing ``final`` becomes ``final`` by one rename. One inside an
+    existing ``final`` gives up its files one by one, each replacing its namesake by a rename;
+    ``last`` (the file that says the folder is complete, e.g. ``run.json``) is removed first
+    and moved in last, so an interrupted publish leaves a folder that reads as incomplete.
+    Other files of ``final`` are left alone (callers check what it holds first).
+
+    Raises:
+        InputError: ``final`` is a link or a file.
     """
     staging, final = Path(staging), Path(final)
-    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it owner-only
+    _check_folder_place(final)
+    if staging.parent != final:
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it owner-only
+        os.rename(staging, final)  # fails on a non-empty folder that appeared meanwhile
+        return
+    names = sorted(p.name for p in staging.iterdir())
+    if last is not None and last in names:
+        (final / last).unlink(missing_ok=True)
+        names = [name for name in names if name != last] + [last]
+    for name in names:
+        os.replace(staging / name, final / name)
+    staging.rmdir()
+
+
+def _check_folder_place(final: Path) -> None:
     if final.is_symlink():
         raise InputError(final, "is a symbolic link; cmbdet does not write through links")
     if final.exists() and not final.is_dir():
         raise InputError(final, "output path exists and is not a folder")
-    if not final.exists():
-        os.replace(staging, final)
-        return
-    aside = final.parent / f".{final.name}.replaced-{owner_tag()}-{uuid.uuid4().hex[:8]}"
-    os.replace(final, aside)
-    os.replace(staging, final)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def leftovers_of(final: Path) -> list[Path]:
-    """Staging and set-aside folders beside ``final`` that runs writing ``final`` left behind
+    """Staging folders, beside ``final`` or inside it, that runs writing ``final`` left behind
     when they were killed: this host's whose process is gone, and unattributed ones (left by
-    cmbdet before 0.2). Links and live runs' folders are never listed."""
+    earlier versions of cmbdet). Links and live runs' folders are never listed."""
     final = Path(final)
+    places = [final.parent] + ([final] if _is_real_folder(final) else [])
     found = []
-    with contextlib.suppress(OSError):
-        for entry in final.parent.iterdir():
-            match = _STAGING_NAME.fullmatch(entry.name)
-            if match is None or match["name"] != final.name or not _is_real_folder(entry):
-                continue
-            if match["host"] is None or (
-                match["host"] == HOST_TAG and not process_alive(int(match["pid"]))
-            ):
-                found.append(entry)
+    for place in places:
+        with contextlib.suppress(OSError):
+            for entry in place.iterdir():
+                match = _STAGING_NAME.fullmatch(entry.name)
+                if match is None or match["name"] != final.name or not _is_real_folder(entry):
+                    continue
+                if match["host"] is None or (
+                    match["host"] == HOST_TAG and not process_alive(int(match["pid"]))
+                ):
+                    found.append(entry)
     return found
 
 
@@ -203,10 +232,33 @@ def check_not_inputs(
     """
     root, shown = Path(out).resolve(), out if shown is None else shown
     for path in inputs:
-        if path is not None and Path(path).resolve().is_relative_to(root):
+        if path is not None and any(p.is_relative_to(root) for p in _both_paths(Path(path))):
             raise InputError(shown, f"{role} folder holds the input {path}; choose another {role}")
     if replaced and Path.cwd().resolve().is_relative_to(root):
         raise InputError(shown, f"{role} is the current folder or holds it; choose a new folder")
+
+
+def refuse_links(folder: Path, role: str = "--out") -> None:
+    """Refuse an output folder with a symbolic link anywhere inside it (a command that writes
+    into an existing tree, e.g. resuming training, would otherwise write where it leads).
+
+    Raises:
+        InputError: naming the link.
+    """
+    for root, folders, files in os.walk(folder):  # never descends into linked folders
+        for name in sorted(folders + files):
+            if os.path.islink(os.path.join(root, name)):
+                raise InputError(
+                    Path(root) / name,
+                    f"is a symbolic link inside {role}; cmbdet never writes through links",
+                )
+
+
+def _both_paths(path: Path) -> tuple[Path, Path]:
+    """Where ``path`` is named (its folders resolved) and where its file lies (every link
+    followed): an input reached through a link (git-annex, DataLad) sits in both places."""
+    named = Path(os.path.abspath(path.expanduser()))
+    return named.parent.resolve() / named.name, named.resolve()
 
 
 def real_output_path(out: Path) -> Path:
@@ -243,12 +295,7 @@ def folder_lock(folder: Path) -> Iterator[Path]:
 
 def _acquire(path: Path) -> int:
     for _ in range(10):  # retried only when a holder removed the file as we opened it
-        try:
-            handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as error:
-            if error.errno in (errno.ELOOP, errno.EISDIR):
-                raise InputError(path, "is a link or a folder, not cmbdet's lock file") from None
-            raise
+        handle = _open_lock_file(path)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -267,13 +314,32 @@ def _acquire(path: Path) -> int:
     raise InputError(path.parent, _held_by(path))
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file, opened for reading and writing (created if missing), never through a
+    link: a symbolic link, a folder or a hard-linked file there is refused."""
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.EISDIR):
+            raise InputError(path, "is a link or a folder, not cmbdet's lock file") from None
+        if error.errno in (errno.EACCES, errno.EPERM):
+            raise InputError(
+                path, "cannot be opened (permission denied): another user's lock? delete it"
+            ) from None
+        raise
+    if os.fstat(handle).st_nlink > 1:
+        os.close(handle)
+        raise InputError(path, "is a hard link to another file, not cmbdet's lock file")
+    return handle
+
+
 def _acquire_without_flock(path: Path) -> int:
     """Where the file system has no ``flock``: the lock is held while its recorded process of
     this host lives; one of another host is trusted until its file is deleted by hand."""
     holder = _read_holder(path)
     if holder and not _holder_is_gone(holder):
         raise InputError(path.parent, _held_by(path))
-    handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    handle = _open_lock_file(path)
     _record_holder(handle)
     return handle
 

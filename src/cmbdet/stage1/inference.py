@@ -28,7 +28,7 @@ def detect_slices(
     batch_size: int = 8,
 ) -> list[SliceDetections]:
     """Boxes on every slice, the network running where it is (device, dtype: see
-    :func:`cmbdet.io.model_folder.prepare_for_inference`).
+    :func:`cmbdet.runtime.prepare_for_inference`).
 
     Slices without brain are skipped, and each batch of slices is cropped to the
     in-plane bounding box of its brain plus a margin (the brain fills a third less of the

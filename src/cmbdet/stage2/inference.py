@@ -40,7 +40,7 @@ def score_patches(
     views: int = 1,
 ) -> np.ndarray:
     """CMB probability (N,) of each patch (N, C, X, Y, Z), the network running where it is
-    (device, dtype: see :func:`cmbdet.io.model_folder.prepare_for_inference`).
+    (device, dtype: see :func:`cmbdet.runtime.prepare_for_inference`).
 
     ``views`` > 1 averages the logits over the first ``views`` symmetries of :data:`VIEWS`
     (test-time augmentation; the model's threshold must have been chosen with the same count).

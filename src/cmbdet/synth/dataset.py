@@ -27,7 +27,7 @@ from cmbdet.io.writing import (
     remove_folders,
     staging_folder,
 )
-from cmbdet.processes import exit_with_parent
+from cmbdet.processes import exit_with_parent, threads_per_worker, worker_pool
 from cmbdet.synth import GENERATOR_VERSION
 from cmbdet.synth.anatomy import ATLAS_VERSION, load_atlas
 from cmbdet.synth.config import PRESETS, SynthConfig
@@ -120,14 +120,15 @@ def generate_dataset(
                 _write_subject(out_dir, config, seed, index, overwrite)
                 bar.update()
         else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
+            threads = threads_per_worker(workers)
             context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(
+            pool = concurrent.futures.ProcessPoolExecutor(
                 workers,
                 mp_context=context,
                 initializer=_start_worker,
                 initargs=(threads, os.getpid()),
-            ) as pool:
+            )
+            with worker_pool(pool):
                 futures = [
                     pool.submit(_write_subject, out_dir, config, seed, index, overwrite)
                     for index in indices

@@ -27,6 +27,7 @@ from cmbdet.io.model_folder import write_model_json
 from cmbdet.io.writing import (
     check_not_inputs,
     check_writable,
+    is_staging_name,
     leftovers_of,
     publish,
     real_output_path,
@@ -182,16 +183,15 @@ def calibrate_model(
     from cmbdet.detect.detector import Detector
 
     out_dir = real_output_path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(out_dir, "output path exists and is not a folder")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise InputError(out_dir, "exists and is not empty; choose another --out or --overwrite")
+    _check_model_folder(out_dir, overwrite)
     detector = Detector.load(model_dir, device, precision)
     if out_dir.exists() and out_dir.resolve() == detector.folder.resolve():
         raise InputError(out_dir, "is the model being calibrated; write to another folder")
-    check_not_inputs(out_dir, [detector.folder, *data_dirs], replaced=True)
-    check_writable(out_dir.parent, shown=out_dir)  # the new folder is staged beside it
     subjects = subjects_with_ground_truth(data_dirs)
+    inputs = [detector.folder, *data_dirs]
+    inputs += [p for s in subjects.values() for p in (s.swi, s.phase, s.brainmask, s.labels)]
+    check_not_inputs(out_dir, inputs, replaced=True)
+    check_writable(out_dir if out_dir.is_dir() else out_dir.parent, shown=out_dir)
     if not subjects:
         raise InputError(data_dirs[0], "no subjects with ground truth (lesions.csv or labels)")
     scored = []
@@ -219,9 +219,39 @@ def calibrate_model(
     return out_dir, point
 
 
+def _check_model_folder(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that is a file, holds anything but a model (model.json, weights),
+    or is a model folder already, without ``overwrite``.
+
+    Raises:
+        InputError: naming ``out_dir``.
+    """
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise InputError(out_dir, "output path exists and is not a folder")
+    if not out_dir.is_dir():
+        return
+    entries = list(out_dir.iterdir())
+    foreign = sorted(
+        p.name
+        for p in entries
+        if p.is_symlink()
+        or not (
+            (p.is_file() and (p.name == "model.json" or p.suffix == ".safetensors"))
+            or (p.is_dir() and is_staging_name(p.name))
+        )
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise InputError(
+            out_dir, f"holds files that are not a model's ({shown}); choose another --out"
+        )
+    if entries and not overwrite:
+        raise InputError(out_dir, "exists and is not empty; choose another --out or --overwrite")
+
+
 def _write_model_folder(source: Path, info: dict, out_dir: Path) -> None:
-    """The weights of ``source`` and ``info`` as model.json, staged beside ``out_dir`` and
-    moved into place (an existing folder is replaced only when complete)."""
+    """The weights of ``source`` and ``info`` as model.json into ``out_dir`` (staged, then
+    put in place with model.json last: see :func:`cmbdet.io.writing.publish`)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_folders(leftovers_of(out_dir))
     staging = staging_folder(out_dir)
@@ -230,7 +260,7 @@ def _write_model_folder(source: Path, info: dict, out_dir: Path) -> None:
             if stage in info:
                 shutil.copy2(source / info[stage]["weights"]["file"], staging)
         write_model_json(staging, {**info, "name": out_dir.name})
-        publish(staging, out_dir)
+        publish(staging, out_dir, last="model.json")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -34,7 +34,7 @@ from cmbdet.detect.outputs import write_outputs
 from cmbdet.errors import InputError
 from cmbdet.evaluation.evaluate import json_safe, score_subjects, write_tables
 from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
-from cmbdet.io.writing import check_writable, write_atomic
+from cmbdet.io.writing import check_writable, refuse_links, write_atomic
 from cmbdet.training.config import TrainModelConfig
 from cmbdet.training.model import train_model
 from cmbdet.version import __version__
@@ -85,6 +85,7 @@ def crossval(
     subjects = {s.subject_id: s for s in find_subjects(data_dir)}
     counts = _visible_cmb_counts(subjects)
     check_writable(out_dir)
+    refuse_links(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     split = _load_or_make_split(out_dir, data_dir, counts, folds, config.seed)
     timings = {}
@@ -135,8 +136,11 @@ def _load_or_make_split(
 ) -> list[list[str]]:
     path = out_dir / "folds.json"
     if path.exists():
-        saved = json.loads(path.read_text())
-        saved_ids = sorted(i for fold in saved["folds"] for i in fold)
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            saved_ids = sorted(str(i) for fold in saved["folds"] for i in fold)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+            raise InputError(path, f"is not a split cmbdet crossval wrote ({error!r})") from None
         if len(saved["folds"]) != folds or saved_ids != sorted(counts):
             raise InputError(
                 path,

@@ -26,7 +26,7 @@ from cmbdet.io.dataset import (
 from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import write_model_json
 from cmbdet.io.nifti import Volume, load_labels, load_mask, load_volume
-from cmbdet.io.writing import check_writable, write_atomic
+from cmbdet.io.writing import check_writable, refuse_links, write_atomic
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
 from cmbdet.records import centres_mm
@@ -98,6 +98,7 @@ def train_model(
     """
     out_dir = Path(out_dir)
     check_writable(out_dir)
+    refuse_links(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     subjects = {
         key: files
@@ -162,9 +163,23 @@ def _model_json(
 
 
 def _load_or_make_splits(path: Path, keys: list[str], config: TrainModelConfig) -> dict:
-    """The saved split when resuming, else a new one (saved)."""
+    """The saved split when resuming, else a new one (saved).
+
+    Raises:
+        InputError: a saved split that is damaged or names subjects the data lack.
+    """
     if path.exists():
-        return json.loads(path.read_text())
+        try:
+            splits = json.loads(path.read_text(encoding="utf-8"))
+            parts = [splits[part] for part in ("stage1", "stage2", "validation")]
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+            raise InputError(path, f"is not a split cmbdet train wrote ({error!r})") from None
+        named = [key for part in parts for key in (part if isinstance(part, list) else [part])]
+        if any(key not in keys for key in named):
+            raise InputError(
+                path, "names subjects the --data folders lack; choose another --out to start over"
+            )
+        return splits
     splits = split_subjects(keys, config)
     write_atomic(path, json.dumps(splits, indent=2) + "\n")
     return splits
