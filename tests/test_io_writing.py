@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -220,35 +219,3 @@ def test_refuse_links_finds_a_link_anywhere_in_the_tree(tmp_path):
     with pytest.raises(InputError, match="symbolic link") as caught:
         refuse_links(tmp_path)
     assert caught.value.path == tmp_path / "fold-1" / "model" / "checkpoint-stage1"
-
-
-def test_a_process_exits_when_its_parent_is_killed():
-    # parent: starts a child that watches it (cmbdet.processes.exit_with_parent), prints the
-    # child's pid, then waits
-    child_code = (
-        "import os, sys, time; from cmbdet.processes import exit_with_parent; "
-        "exit_with_parent(int(sys.argv[1])); time.sleep(60)"
-    )
-    parent_code = (
-        "import os, subprocess, sys, time; "
-        f"c = subprocess.Popen([sys.executable, '-c', {child_code!r}, str(os.getpid())]); "
-        "print(c.pid, flush=True); time.sleep(60)"
-    )
-    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE)
-    child = int(parent.stdout.readline())
-    time.sleep(0.5)
-    parent.kill()
-    parent.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _running(child):
-        time.sleep(0.2)
-    assert not _running(child)
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs and is not a zombie (an exited child not yet reaped by init)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
