@@ -152,8 +152,8 @@ def test_modules_stay_small_and_package_inits_import_nothing(module):
 
 
 def test_a_detect_run_loads_no_training_or_generator_code(quick_model, tmp_path):
-    """What ``cmbdet detect`` really imports, command line included: of the training package
-    only its torch-free settings (the command line shows the training defaults)."""
+    """What ``cmbdet detect`` really imports, command line included: of the training package and
+    the generator only their torch-free settings (the command line shows their defaults)."""
     from cmbdet.synth.dataset import generate_dataset
 
     data = generate_dataset(tmp_path / "data", "tiny", 1, seed=4, progress=False)
@@ -177,7 +177,8 @@ def test_a_detect_run_loads_no_training_or_generator_code(quick_model, tmp_path)
     assert done.returncode == 0, done.stderr
     loaded = done.stdout.splitlines()[-1].split()
     assert "cmbdet.detect.detector" in loaded and "cmbdet.stage2.inference" in loaded
-    settings_only = {"cmbdet.training", "cmbdet.training.config"}
+    settings_only = {"cmbdet.training", "cmbdet.training.config", "cmbdet.synth"}
+    settings_only |= {"cmbdet.synth.families", "cmbdet.synth.presets"}
     assert sorted(set(m for m in loaded if m.startswith(NOT_FOR_DETECTION)) - settings_only) == []
     holding = [
         m for m in loaded if m in _modules() and TRAINING_CODE.search(_modules()[m].read_text())

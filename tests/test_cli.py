@@ -11,6 +11,7 @@ import pytest
 from cmbdet import __version__
 from cmbdet.cli import main
 from cmbdet.errors import InputError
+from cmbdet.synth.families import FamilyWeights
 
 
 @pytest.fixture
@@ -56,8 +57,12 @@ def test_synth_passes_every_setting(fake_synth, capsys, tmp_path):
     _, calls = fake_synth
     argv = ["synth", "--out", str(tmp_path / "d"), "--preset", "tiny", "--n", "3", "--seed", "5"]
     argv += ["--workers", "2", "--orientation", "lps", "--phase-units", "integer", "--quiet"]
-    argv += ["--start", "7"]
+    argv += ["--start", "7", "--family", "veins=medullary", "--exclude-family", "iron=dark"]
+    argv += ["--skull-stripped"]
     assert main(argv) == 0
+    families = calls[0].pop("families")
+    expected = FamilyWeights().forced("veins", "medullary").forced("skull", "stripped")
+    assert families == expected.without("iron", "dark")
     assert calls == [
         {
             "out_dir": tmp_path / "d",
@@ -193,3 +198,13 @@ def test_calibration_sensitivities_must_be_fractions(value, capsys, tmp_path):
     argv = ["calibrate", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
     assert main([*argv, f"--min-sensitivity={value}"]) == 2
     assert "--min-sensitivity" in capsys.readouterr().err
+
+
+def test_a_family_option_must_name_a_known_family(fake_synth, capsys, tmp_path):
+    _, calls = fake_synth
+    argv = ["synth", "--out", str(tmp_path / "d"), "--preset", "tiny", "--n", "1"]
+    assert main([*argv, "--family", "veins=spaghetti"]) == 2
+    assert "unknown veins family 'spaghetti'" in capsys.readouterr().err
+    assert main([*argv, "--family", "veins=medullary", "--exclude-family", "veins=medullary"]) == 2
+    assert "leaves no value" in capsys.readouterr().err
+    assert calls == []

@@ -23,17 +23,19 @@ from cmbdet.preprocess.phase import (
 from cmbdet.preprocess.pipeline import preprocess, preprocess_arrays, slice_images
 from cmbdet.preprocess.resample import resample_to
 from cmbdet.synth.config import PRESETS, SynthConfig
+from cmbdet.synth.families import standard_weights
 from cmbdet.synth.subject import generate_subject
 
 SHAPE, SPACING = PRESETS["tiny"].shape, PRESETS["tiny"].spacing_mm
-SEEDS = (0, 3, 7)  # seed 7 has ten visible CMBs
+SEEDS = (0, 3, 1)  # seed 1 has ten visible CMBs
+# the phase conventions are tested on the standard appearance (skull-stripped or ringing
+# subjects have their own tests in test_synth_*)
+STANDARD_TINY = SynthConfig(preset="tiny", families=standard_weights())
 
 
 @pytest.fixture(scope="module")
 def subjects():
-    return {
-        k: generate_subject(SynthConfig(preset="tiny"), np.random.SeedSequence(k)) for k in SEEDS
-    }
+    return {k: generate_subject(STANDARD_TINY, np.random.SeedSequence(k)) for k in SEEDS}
 
 
 def stored(phase: np.ndarray, handedness: str = "right", units: str = "radians") -> np.ndarray:
@@ -213,7 +215,7 @@ def test_normalised_swi_and_phase(subjects):
 
 @pytest.fixture(scope="module")
 def prepared(subjects):
-    subject = subjects[7]
+    subject = subjects[1]
     phase = stored(subject.hp_phase, "left", "integer")
     config = PreprocessConfig(target_in_plane_mm=0.8)
     return subject, preprocess_arrays(subject.swi, phase, SPACING, config=config)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from cmbdet.errors import EXIT_OK
+from cmbdet.errors import EXIT_OK, InputError
+from cmbdet.synth.families import FamilyWeights, standard_weights
 
 
 def synth_command(args: argparse.Namespace) -> int:
     """``cmbdet synth``: write a synthetic dataset."""
     from cmbdet.synth.dataset import generate_dataset  # heavy: imported only when used
 
+    families = family_weights(args)
     generate_dataset(
         out_dir=args.out,
         preset=args.preset,
@@ -25,10 +27,34 @@ def synth_command(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         start=args.start,
         cmb_richness=args.cmb_richness,
+        families=families,
     )
     if not args.quiet:
         print(f"wrote {args.n} subjects to {args.out}")
     return EXIT_OK
+
+
+def family_weights(args: argparse.Namespace) -> FamilyWeights:
+    """The family weights of ``synth``'s options: ``--standard``, then ``--snr``,
+    ``--skull-stripped``, ``--family`` (forced) and ``--exclude-family`` (left out).
+
+    Raises:
+        InputError: the options leave an axis with no value to draw.
+    """
+    weights = standard_weights() if args.standard else FamilyWeights()
+    forced = list(args.family)
+    if args.snr == "low":
+        forced.append(("snr", "low"))
+    if args.skull_stripped:
+        forced.append(("skull", "stripped"))
+    try:
+        for axis, value in forced:
+            weights = weights.forced(axis, value)
+        for axis, value in args.exclude_family:
+            weights = weights.without(axis, value)
+    except ValueError as error:
+        raise InputError(None, f"--family / --exclude-family: {error}") from None
+    return weights
 
 
 def evaluate_command(args: argparse.Namespace) -> int:

@@ -13,11 +13,10 @@ from cmbdet.cli.detect import detect_command
 from cmbdet.cli.train import calibrate_command, crossval_command, train_command
 from cmbdet.config import PRECISIONS
 from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
+from cmbdet.synth.families import AXES, parse_choice
+from cmbdet.synth.presets import PRESET_HELP, PRESETS
 from cmbdet.training.config import STAGE1_TRAINING, STAGE2_TRAINING, OperatingRule
 from cmbdet.version import __version__
-
-PRESETS = ("hr", "lr", "tiny")
-
 
 MAX_FP_HELP = (
     "choose the operating threshold as the highest validation sensitivity at no more than "
@@ -141,7 +140,13 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Write a synthetic dataset in the layout of DESIGN.md (sub-<id>/ folders).",
     )
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
-    parser.add_argument("--preset", choices=PRESETS, required=True, help="protocol preset")
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        required=True,
+        help="the acquisition: "
+        + "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items()),
+    )
     parser.add_argument("--n", type=_positive_int, required=True, help="number of subjects")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     parser.add_argument(
@@ -171,8 +176,51 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         default=1.0,
         help="CMB-rich training data: typical CMB count times this (default: 1, clinical)",
     )
+    _add_family_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=synth_command)
+
+
+def _add_family_options(parser: argparse.ArgumentParser) -> None:
+    """What the generator varies per subject (cmbdet.synth.families), and how to fix it."""
+    axes = "; ".join(f"{axis}: {', '.join(values)}" for axis, values in AXES.items())
+    parser.add_argument(
+        "--snr",
+        choices=("mixed", "low"),
+        default="mixed",
+        help="low: white-matter SNR 5-12 for every subject (default: mixed, 20%% of subjects low)",
+    )
+    parser.add_argument(
+        "--skull-stripped", action="store_true", help="every subject skull-stripped"
+    )
+    parser.add_argument(
+        "--family",
+        type=_family_choice,
+        action="append",
+        default=[],
+        metavar="AXIS=VALUE",
+        help=f"every subject of this family, e.g. veins=medullary (repeatable; {axes})",
+    )
+    parser.add_argument(
+        "--exclude-family",
+        type=_family_choice,
+        action="append",
+        default=[],
+        metavar="AXIS=VALUE",
+        help="no subject of this family, e.g. contrast=bright_csf (repeatable)",
+    )
+    parser.add_argument(
+        "--standard",
+        action="store_true",
+        help="every subject of the standard families (generator 1.0's one appearance)",
+    )
+
+
+def _family_choice(text: str) -> tuple[str, str]:
+    try:
+        return parse_choice(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

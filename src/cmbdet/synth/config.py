@@ -5,59 +5,15 @@ Every value here is recorded in ``dataset.json`` so that a dataset states what m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from cmbdet.config import JsonConfig
+from cmbdet.synth.families import FamilyWeights
 from cmbdet.synth.lesions import LesionCounts
+from cmbdet.synth.presets import LOW_SNR, PRESETS, PROTOCOLS, Grid, ProtocolRanges
 from cmbdet.synth.vessels import VeinCounts
-
-
-@dataclass(frozen=True)
-class Grid:
-    """An acquisition grid: matrix (X, Y, Z) and voxel size in mm, canonical RAS."""
-
-    shape: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-
-    @property
-    def fov_mm(self) -> tuple[float, float, float]:
-        return tuple(n * s for n, s in zip(self.shape, self.spacing_mm, strict=True))
-
-    def work_grid(self, in_plane_mm: float = 1.0) -> Grid:
-        """The coarser grid (about ``in_plane_mm`` in-plane, same slices) that covers the same
-        field of view; smooth quantities are computed there and interpolated."""
-        fov = self.fov_mm
-        shape = (
-            max(8, round(fov[0] / in_plane_mm)),
-            max(8, round(fov[1] / in_plane_mm)),
-            self.shape[2],
-        )
-        return Grid(shape, (fov[0] / shape[0], fov[1] / shape[1], self.spacing_mm[2]))
-
-
-PRESETS = {
-    "hr": Grid((512, 448, 72), (0.5, 0.5, 2.0)),  # the paper's high in-plane resolution set
-    "lr": Grid((288, 252, 72), (0.8, 0.8, 2.0)),  # its low in-plane resolution set
-    "tiny": Grid((168, 200, 24), (1.0, 1.0, 2.0)),  # tests: whole head in-plane, thin slab
-}
-
-
-@dataclass(frozen=True)
-class ProtocolRanges(JsonConfig):
-    """Ranges of the randomised 3 T SWI protocol (uniform draws)."""
-
-    field_t: float = 3.0
-    te_ms: tuple[float, float] = (13.0, 25.0)
-    tr_ms: tuple[float, float] = (25.0, 45.0)  # at least TE + 8 ms
-    flip_deg: tuple[float, float] = (12.0, 20.0)
-    snr_white_matter: tuple[float, float] = (12.0, 40.0)
-    b0_tilt_deg: tuple[float, float] = (0.0, 15.0)
-    hp_window_per_256mm: tuple[float, float] = (24.0, 64.0)  # k-space samples per 256 mm FOV
-    stored_max_intensity: tuple[float, float] = (300.0, 4000.0)  # scanner integer scale
-    venous_delta_chi_ppm: tuple[float, float] = (0.3, 0.6)
-    venous_r2star_per_s: tuple[float, float] = (50.0, 100.0)
 
 
 @dataclass(frozen=True)
@@ -115,16 +71,42 @@ class SynthConfig(JsonConfig):
     protocol: ProtocolRanges = field(default_factory=ProtocolRanges)
     veins: VeinCounts = field(default_factory=VeinCounts)
     lesions: LesionCounts = field(default_factory=LesionCounts)
+    families: FamilyWeights = field(default_factory=FamilyWeights)
 
     @property
     def grid(self) -> Grid:
         return PRESETS[self.preset]
 
+    @classmethod
+    def for_preset(cls, preset: str, **settings) -> SynthConfig:
+        """The settings of a preset: its grid and its protocol ranges (:data:`PROTOCOLS`)."""
+        return cls(preset=preset, protocol=PROTOCOLS.get(preset, ProtocolRanges()), **settings)
 
-def draw_protocol(ranges: ProtocolRanges, grid: Grid, rng: np.random.Generator) -> Protocol:
-    """Draw one subject's protocol."""
+
+CONTRAST_TIMING = {  # a contrast family's TR (ms) and flip (degrees) ranges; None: the preset's
+    "swi_3d": None,
+    "t1_weighted": ((25.0, 40.0), (22.0, 35.0)),
+    "bright_csf": ((500.0, 800.0), (15.0, 25.0)),  # 2D T2*-weighted GRE
+    "low_contrast": ((25.0, 40.0), (4.0, 8.0)),
+}
+
+
+def draw_protocol(
+    ranges: ProtocolRanges,
+    grid: Grid,
+    rng: np.random.Generator,
+    families: dict[str, str] | None = None,
+) -> Protocol:
+    """Draw one subject's protocol; the subject's ``contrast`` and ``snr`` families (see
+    :mod:`cmbdet.synth.families`) replace the preset's timing and SNR ranges."""
     from cmbdet.synth.field import tilted_b0
 
+    families = families or {}
+    timing = CONTRAST_TIMING.get(families.get("contrast", "swi_3d"))
+    if timing is not None:
+        ranges = replace(ranges, tr_ms=timing[0], flip_deg=timing[1])
+    if families.get("snr") == "low":
+        ranges = replace(ranges, snr_white_matter=LOW_SNR)
     te_ms = rng.uniform(*ranges.te_ms)
     tr_ms = rng.uniform(max(ranges.tr_ms[0], te_ms + 8.0), max(ranges.tr_ms[1], te_ms + 9.0))
     tilt = rng.uniform(*ranges.b0_tilt_deg)
@@ -145,8 +127,24 @@ def draw_protocol(ranges: ProtocolRanges, grid: Grid, rng: np.random.Generator) 
     )
 
 
+def tissue_at(tissue: Tissue, field_t: float) -> Tissue:
+    """A 3 T tissue at another field: T1 interpolated between its measured 1.5, 3 and 7 T
+    values (white and grey matter [Wright08]; CSF unchanged), R2* rising linearly with B0
+    (0.35 + 0.65 B0 / 3 T of its 3 T value [LiTQ09])."""
+    t1_ratio = float(np.interp(field_t, (1.5, 3.0, 7.0), (0.76, 1.0, 1.3)))
+    t1 = tissue.t1_s if tissue.t1_s > 3.0 else tissue.t1_s * t1_ratio
+    return replace(tissue, t1_s=t1, r2star_per_s=tissue.r2star_per_s * r2star_scale(field_t))
+
+
+def r2star_scale(field_t: float) -> float:
+    """R2* at ``field_t`` over R2* at 3 T."""
+    return 0.35 + 0.65 * field_t / 3.0
+
+
 def gre_signal(tissue: Tissue, protocol: Protocol, r2star_extra: float | np.ndarray = 0.0):
-    """Spoiled gradient-echo magnitude ``M0 sin(a)(1-E1)/(1-cos(a)E1) exp(-TE R2*)``."""
+    """Spoiled gradient-echo magnitude ``M0 sin(a)(1-E1)/(1-cos(a)E1) exp(-TE R2*)`` (the
+    tissue's 3 T values taken to the protocol's field)."""
+    tissue = tissue_at(tissue, protocol.field_t)
     alpha = np.deg2rad(protocol.flip_deg)
     e1 = np.exp(-protocol.tr_s / tissue.t1_s)
     steady_state = tissue.m0 * np.sin(alpha) * (1 - e1) / (1 - np.cos(alpha) * e1)

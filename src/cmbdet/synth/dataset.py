@@ -31,6 +31,7 @@ from cmbdet.processes import exit_with_parent, threads_per_worker, worker_pool
 from cmbdet.synth import GENERATOR_VERSION
 from cmbdet.synth.anatomy import ATLAS_VERSION, load_atlas
 from cmbdet.synth.config import PRESETS, SynthConfig
+from cmbdet.synth.families import FamilyWeights
 from cmbdet.synth.lesions import LesionCounts
 from cmbdet.synth.subject import SyntheticSubject, generate_subject
 from cmbdet.version import __version__
@@ -85,11 +86,15 @@ def generate_dataset(
     progress: bool = True,
     start: int = 0,
     cmb_richness: float = 1.0,
+    families: FamilyWeights | None = None,
 ) -> Path:
     """Generate subjects ``start .. start + n - 1`` into ``out_dir``.
 
+    ``preset`` names the grid and the protocol ranges (:data:`cmbdet.synth.config.PRESETS`).
     ``cmb_richness`` > 1 makes CMB-rich training data: the typical count of a subject with CMBs
     is multiplied by it and fewer subjects have none (1 is the clinical distribution).
+    ``families``: how often each family of appearance is drawn (default: every family,
+    :class:`~cmbdet.synth.families.FamilyWeights`).
 
     Each subject is written to a temporary folder and renamed into place, so an interrupted run
     never leaves a half-written ``sub-*`` folder. An existing dataset may be extended with more
@@ -99,13 +104,16 @@ def generate_dataset(
         InputError: bad arguments, or ``out_dir`` holds something that would be overwritten.
     """
     out_dir = real_output_path(out_dir)
-    config = SynthConfig(
-        preset=preset,
+    if preset not in PRESETS:
+        raise InputError(None, f"unknown preset {preset!r} (choose {', '.join(PRESETS)})")
+    config = SynthConfig.for_preset(
+        preset,
         handedness=handedness,
         phase_units=phase_units,
         orientation=orientation.upper(),
         phase_kind=phase_kind,
         lesions=rich_lesion_counts(cmb_richness),
+        families=families or FamilyWeights(),
     )
     _check_arguments(config, n, seed, workers, start)
     info = _dataset_info(config, seed)
@@ -287,7 +295,11 @@ def write_subject_files(folder: Path, subject: SyntheticSubject, config: SynthCo
         ijk = world_to_voxel(np.array([lesion.x_mm, lesion.y_mm, lesion.z_mm]), affine)
         lesions.append(replace(lesion, i=float(ijk[0]), j=float(ijk[1]), k=float(ijk[2])))
     write_lesions_csv(folder / "lesions.csv", lesions)
-    acquisition = {"protocol": subject.protocol.to_json(), "stored_orientation": config.orientation}
+    acquisition = {
+        "protocol": subject.protocol.to_json(),
+        "families": subject.families,
+        "stored_orientation": config.orientation,
+    }
     (folder / "acquisition.json").write_text(
         json.dumps(acquisition, indent=2, sort_keys=True) + "\n"
     )

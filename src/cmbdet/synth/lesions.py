@@ -13,7 +13,7 @@ them. Averaging ``exp(i phase)`` over a voxel is the intra-voxel dephasing that 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,14 +21,15 @@ from cmbdet.atlas import REGION_DEEP, REGION_INFRATENTORIAL, REGION_LOBAR, REGIO
 from cmbdet.config import JsonConfig
 from cmbdet.synth.anatomy import WorkAnatomy
 from cmbdet.synth.field import sphere_field
-from cmbdet.synth.vessels import subvoxel_offsets
+from cmbdet.synth.vessels import Vein, subvoxel_offsets
 
 APPARENT_SIGNAL_LEVEL = 0.7
 """A voxel belongs to a lesion's apparent extent where the lesion leaves < 70% of the signal."""
 VISIBLE_SIGNAL_LEVEL = 0.5
 """A lesion is visible when some voxel keeps at most 50% of its signal (noise-free)."""
 IRON_R2STAR_PER_PPM = 270.0
-"""Extra R2* (1/s) per ppm of iron, from the pallidum (0.13 ppm, R2* ~45/s) vs cortex."""
+"""Extra R2* (1/s) per ppm of iron at 3 T, from the pallidum (0.13 ppm, R2* ~45/s) vs cortex;
+proportional to the field."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class FocalLesion:
     """A lesion made of spheres, in subject mm (canonical RAS, origin at the FOV centre).
 
     Attributes:
-        kind: "cmb", "calcification" or "iron".
+        kind: "cmb", or a mimic: "calcification", "iron" or "cavernoma".
         centre_mm: (3,) centre of the main sphere.
         offsets_mm: (K, 3) sphere centres relative to ``centre_mm``.
         radii_mm: (K,) sphere radii.
@@ -79,6 +80,9 @@ class LesionCounts(JsonConfig):
     cmb_max: int = 40
     calcification_none_probability: float = 0.45
     iron_none_probability: float = 0.5
+    cmb_next_to_vein: float = 0.15  # of CMBs: touching a small vein
+    deep_cmb_in_iron: float = 0.4  # of deep CMBs: inside an iron-rich (dark) nucleus
+    cavernoma_probability: float = 0.05  # of subjects: one cavernous malformation (a mimic)
 
     def draw_cmb_count(self, rng: np.random.Generator) -> int:
         if rng.random() < self.cmb_none_probability:
@@ -111,17 +115,27 @@ def random_lesions(
     te_s: float,
     counts: LesionCounts = LesionCounts(),
     min_separation_mm: float = 8.0,
+    veins: list[Vein] = (),
+    field_t: float = 3.0,
 ) -> list[FocalLesion]:
-    """Draw a subject's CMBs, calcifications and iron deposits, kept apart from each other."""
+    """Draw a subject's CMBs (some touching one of ``veins``, some inside dark nuclei),
+    calcifications, iron deposits and perhaps a cavernoma, kept apart from each other."""
     lesions: list[FocalLesion] = []
+    small = [v for v in veins if v.orientation not in ("sinus", "deep")]
     for _ in range(counts.draw_cmb_count(rng)):
-        _append_if_apart(lesions, _random_cmb(anatomy, rng), min_separation_mm)
+        if small and rng.random() < counts.cmb_next_to_vein:
+            cmb = _cmb_next_to_vein(anatomy, rng, small[int(rng.integers(len(small)))])
+        else:
+            cmb = _random_cmb(anatomy, rng, counts.deep_cmb_in_iron)
+        _append_if_apart(lesions, cmb, min_separation_mm)
     if rng.random() >= counts.calcification_none_probability:
         for _ in range(int(rng.geometric(0.55))):
             _append_if_apart(lesions, _random_calcification(anatomy, rng), min_separation_mm)
     if rng.random() >= counts.iron_none_probability:
         for _ in range(int(rng.integers(1, 4))):
-            _append_if_apart(lesions, _random_iron(anatomy, rng, te_s), min_separation_mm)
+            _append_if_apart(lesions, _random_iron(anatomy, rng, te_s, field_t), min_separation_mm)
+    if rng.random() < counts.cavernoma_probability:
+        _append_if_apart(lesions, _random_cavernoma(anatomy, rng), min_separation_mm)
     return lesions
 
 
@@ -132,7 +146,9 @@ def _append_if_apart(lesions: list[FocalLesion], lesion: FocalLesion | None, min
         lesions.append(lesion)
 
 
-def _random_cmb(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion | None:
+def _random_cmb(
+    anatomy: WorkAnatomy, rng: np.random.Generator, in_iron: float = 0.0
+) -> FocalLesion | None:
     region = rng.choice([REGION_LOBAR, REGION_DEEP, REGION_INFRATENTORIAL], p=[0.7, 0.25, 0.05])
     channels = anatomy.channels
     tissue = channels["gm"] + channels["wm"]
@@ -145,22 +161,36 @@ def _random_cmb(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion |
         )
     else:
         eligible = (anatomy.region == region) & (tissue > 0.85)
+        if region == REGION_DEEP and rng.random() < in_iron:  # inside a dark nucleus
+            eligible &= channels["iron_chi"] > 0.05
     if not eligible.any():  # e.g. the slab misses the posterior fossa
         return None
-    centre = _random_voxel_mm(eligible, anatomy, rng)
+    return _cmb_at(_random_voxel_mm(eligible, anatomy, rng), REGION_NAMES[int(region)], rng)
+
+
+def _cmb_at(centre_mm: np.ndarray, region: str, rng: np.random.Generator) -> FocalLesion:
+    """A CMB of random size, shape and susceptibility at ``centre_mm``."""
     radius = float(np.exp(rng.uniform(np.log(0.6), np.log(2.0))))
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.2)
     delta_chi = float(np.exp(rng.uniform(np.log(0.4), np.log(2.5))))
     return FocalLesion(
-        "cmb",
-        centre,
-        offsets,
-        radii,
-        delta_chi,
-        float(rng.uniform(0.0, 0.3)),
-        REGION_NAMES[int(region)],
-        shape,
+        "cmb", centre_mm, offsets, radii, delta_chi, float(rng.uniform(0.0, 0.3)), region, shape
     )
+
+
+def _cmb_next_to_vein(
+    anatomy: WorkAnatomy, rng: np.random.Generator, vein: Vein
+) -> FocalLesion | None:
+    """A CMB touching ``vein``: centred beside a point of it, one CMB radius past its wall."""
+    point = vein.points_mm[int(rng.integers(len(vein.points_mm)))]
+    side = rng.normal(size=3)
+    side /= max(float(np.linalg.norm(side)), 1e-9)
+    cmb = _cmb_at(point, "lobar", rng)
+    centre = point + side * (vein.radius_mm + 0.8 * float(cmb.radii_mm[0]))
+    code = _region_code_at(anatomy, centre)
+    if code == 0:
+        return None
+    return replace(cmb, centre_mm=centre, region=REGION_NAMES[code])
 
 
 def _random_calcification(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion | None:
@@ -184,7 +214,33 @@ def _random_calcification(anatomy: WorkAnatomy, rng: np.random.Generator) -> Foc
     )
 
 
-def _random_iron(anatomy: WorkAnatomy, rng: np.random.Generator, te_s: float) -> FocalLesion | None:
+def _random_cavernoma(anatomy: WorkAnatomy, rng: np.random.Generator) -> FocalLesion | None:
+    """A cavernous malformation: a large (4-10 mm) lobulated, strongly paramagnetic lesion
+    with a mixed core ("popcorn"); a CMB mimic, not a CMB."""
+    tissue = anatomy.channels["gm"] + anatomy.channels["wm"]
+    eligible = (anatomy.region != 0) & (tissue > 0.85)
+    if not eligible.any():
+        return None
+    centre = _random_voxel_mm(eligible, anatomy, rng)
+    radius = float(rng.uniform(2.0, 5.0))
+    offsets, radii, _ = _random_shape(radius, rng, lobulated_probability=1.0)
+    delta_chi = float(rng.uniform(0.8, 2.0))
+    core = float(rng.uniform(0.2, 0.7))
+    return FocalLesion(
+        "cavernoma",
+        centre,
+        offsets,
+        radii,
+        delta_chi,
+        core,
+        _region_at(anatomy, centre),
+        "lobulated",
+    )
+
+
+def _random_iron(
+    anatomy: WorkAnatomy, rng: np.random.Generator, te_s: float, field_t: float = 3.0
+) -> FocalLesion | None:
     names = list(_IRON_SITES_MNI)
     site, scatter_mm = _IRON_SITES_MNI[names[rng.integers(len(names))]]
     centre = _site_in_subject(anatomy, site, scatter_mm, True, rng)
@@ -193,7 +249,8 @@ def _random_iron(anatomy: WorkAnatomy, rng: np.random.Generator, te_s: float) ->
     radius = float(rng.uniform(1.5, 4.0))
     offsets, radii, shape = _random_shape(radius, rng, lobulated_probability=0.3)
     delta_chi = float(rng.uniform(0.05, 0.2))
-    core = float(np.exp(-te_s * IRON_R2STAR_PER_PPM * delta_chi))  # R2* darkening, no void
+    # R2* darkening, no void; relaxation by susceptibility grows with the field
+    core = float(np.exp(-te_s * IRON_R2STAR_PER_PPM * field_t / 3.0 * delta_chi))
     return FocalLesion(
         "iron", centre, offsets, radii, delta_chi, core, _region_at(anatomy, centre), shape
     )

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.fft
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
@@ -65,8 +66,10 @@ class SyntheticSubject:
         brain_mask: (X, Y, Z) bool.
         labels: (X, Y, Z) int32 instance map; value n is ``lesions[n - 1]``.
         affine: (4, 4) canonical voxel -> world mm.
-        lesions: CMBs, calcifications, iron deposits and veins; voxel indices canonical.
+        lesions: CMBs, calcifications, iron deposits, cavernomas and veins; voxel indices
+            canonical.
         protocol: the acquisition it was made with.
+        families: the value of each family axis it drew (:mod:`cmbdet.synth.families`).
     """
 
     magnitude: np.ndarray
@@ -78,22 +81,26 @@ class SyntheticSubject:
     affine: np.ndarray
     lesions: list[Lesion]
     protocol: Protocol
+    families: dict[str, str]
 
 
 def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> SyntheticSubject:
     """Generate one subject; the same ``seed`` always gives the same arrays."""
     rng = np.random.default_rng(seed)
+    extra = np.random.default_rng(_extra_seed(seed))  # families and artefacts: their own stream
+    families = config.families.draw(extra)
     grid = config.grid
     work = grid.work_grid()
-    protocol = draw_protocol(config.protocol, grid, rng)
+    protocol = draw_protocol(config.protocol, grid, rng, families)
     phase_per_ppm = radians_per_ppm(protocol.field_t, protocol.te_s)
     b0 = np.asarray(protocol.b0_dir)
 
     anatomy = warp_atlas(
         load_atlas(), random_warp(rng, grid.fov_mm[2]), work.shape, work.spacing_mm
     )
-    smooth = _upsample(_smooth_maps(anatomy, protocol, work, rng), grid.shape)
-    veins = random_veins(anatomy, rng, config.veins)
+    maps = _smooth_maps(anatomy, protocol, work, rng, _iron_scale(families["iron"], extra))
+    smooth = _upsample(maps, grid.shape)
+    veins = random_veins(anatomy, rng, config.veins, families["veins"])
     vein_fraction, vein_owner, vein_orientation = rasterise_veins(
         veins, grid.shape, grid.spacing_mm, b0_dir=b0
     )
@@ -113,7 +120,9 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     signal.imag = magnitude * np.sin(phase)
     del magnitude, phase
 
-    focal = random_lesions(anatomy, rng, protocol.te_s, config.lesions)
+    focal = random_lesions(
+        anatomy, rng, protocol.te_s, config.lesions, veins=veins, field_t=protocol.field_t
+    )
     labels = np.zeros(grid.shape, dtype=np.int32)
     lesions = []
     for index, lesion in enumerate(focal, start=1):
@@ -131,25 +140,74 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     lesions += [_vein_record(first_vein_id + n, vein) for n, vein in enumerate(veins)]
 
     signal *= smooth["bias"]
+    add_artefacts(signal, families["artefacts"], extra)
     sigma = gre_signal(TISSUES["wm"], protocol) / protocol.snr_white_matter
     _add_complex_noise(signal, float(sigma), rng)
     hp_phase = homodyne_highpass(signal, protocol.hp_window, workers=_fft_workers())
     magnitude = np.abs(signal)
     scale = np.float32(protocol.stored_max_intensity / np.percentile(magnitude[::4, ::4], 99.9))
     magnitude *= scale
+    raw_phase = np.angle(signal).astype(np.float32)
+    swi = swi_from(magnitude, hp_phase, power=int(families["swi_power"]))
+    brain_mask = smooth["brain"] >= 0.5
+    if families["skull"] == "stripped":
+        _strip_skull((magnitude, swi, hp_phase, raw_phase), brain_mask, grid.spacing_mm)
 
     affine = _acquisition_affine(grid, rng)
     return SyntheticSubject(
         magnitude=magnitude,
-        swi=swi_from(magnitude, hp_phase),
+        swi=swi,
         hp_phase=hp_phase,
-        raw_phase=np.angle(signal).astype(np.float32),
-        brain_mask=smooth["brain"] >= 0.5,
+        raw_phase=raw_phase,
+        brain_mask=brain_mask,
         labels=labels,
         affine=affine,
         lesions=[_to_world(lesion, grid, affine) for lesion in lesions],
         protocol=protocol,
+        families=families,
     )
+
+
+def _extra_seed(seed: np.random.SeedSequence) -> np.random.SeedSequence:
+    """A stream of the subject's own, apart from the main one (families, artefacts)."""
+    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, 2**31 - 1))
+
+
+IRON_SCALES = {"faint": (0.3, 0.7), "typical": (0.8, 1.3), "dark": (1.6, 2.6)}
+"""Deep grey-matter iron of each ``iron`` family, times the atlas' nucleus values."""
+
+
+def _iron_scale(family: str, rng: np.random.Generator) -> float:
+    return float(rng.uniform(*IRON_SCALES[family]))
+
+
+def add_artefacts(signal: np.ndarray, family: str, rng: np.random.Generator) -> None:
+    """Acquisition artefacts of an ``artefacts`` family, in place on the complex (X, Y, Z)
+    signal, along the phase-encoding axis y: ``ringing`` keeps only the central 60-85% of
+    k-space (Gibbs rings, blur), ``motion`` shifts the phase of 8-20% of k-space lines (ghosts),
+    ``both`` does both, ``none`` nothing."""
+    if family == "none":
+        return
+    spectrum = scipy.fft.fft(signal, axis=1, workers=_fft_workers())  # (X, ky, Z)
+    ny = signal.shape[1]
+    k = np.abs(scipy.fft.fftfreq(ny) * ny)  # (ky,) distance from the centre, samples
+    if family in ("ringing", "both"):
+        spectrum[:, k > rng.uniform(0.6, 0.85) * ny / 2, :] = 0
+    if family in ("motion", "both"):
+        moved = rng.random(ny) < rng.uniform(0.08, 0.2)
+        moved &= k > 4  # the centre of k-space, acquired in a breath, stays
+        shift = np.exp(1j * rng.uniform(-np.pi / 4, np.pi / 4, ny)).astype(np.complex64)
+        spectrum[:, moved, :] *= shift[moved][None, :, None]
+    signal[...] = scipy.fft.ifft(spectrum, axis=1, workers=_fft_workers())
+
+
+def _strip_skull(volumes, brain: np.ndarray, spacing_mm) -> None:
+    """Zero every volume outside the brain mask dilated by about 2 mm, in place, as a
+    skull-stripped input is."""
+    reach = max(1, int(round(2.0 / min(spacing_mm[0], spacing_mm[1]))))
+    kept = ndimage.binary_dilation(brain, iterations=reach)
+    for volume in volumes:
+        volume[~kept] = 0
 
 
 def _fft_workers() -> int:
@@ -158,17 +216,23 @@ def _fft_workers() -> int:
 
 
 def _smooth_maps(
-    anatomy: WorkAnatomy, protocol: Protocol, work: Grid, rng: np.random.Generator
+    anatomy: WorkAnatomy,
+    protocol: Protocol,
+    work: Grid,
+    rng: np.random.Generator,
+    iron_scale: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Tissue susceptibility and signal, brain fraction, background phase and coil bias on the
-    work grid (all (x, y, z) float32)."""
+    work grid (all (x, y, z) float32); deep grey-matter iron ``iron_scale`` times the atlas'."""
     channels = anatomy.channels
+    iron = channels["iron_chi"] * np.float32(iron_scale)
     chi = sum(channels[name] * np.float32(t.chi_ppm) for name, t in TISSUES.items())
-    chi = chi + channels["iron_chi"]
+    chi = chi + iron
     signal = sum(
         channels[name] * np.float32(gre_signal(t, protocol)) for name, t in TISSUES.items()
     )
-    signal = signal * np.exp(-protocol.te_s * IRON_R2STAR_PER_PPM * channels["iron_chi"])
+    iron_r2star = IRON_R2STAR_PER_PPM * protocol.field_t / 3.0  # per ppm, at this field
+    signal = signal * np.exp(-protocol.te_s * iron_r2star * iron)
     texture = _tissue_texture(anatomy.shape, rng) * (channels["gm"] + channels["wm"])
     signal *= 1.0 + TEXTURE_SIGNAL * texture
     chi += TEXTURE_CHI_PPM * texture
@@ -219,7 +283,7 @@ def _partial_volume_signal(
     ``delta_chi / 6 * (3 cos^2 theta - 1)`` ppm against the tissue around it, so the two parts
     of a partial-volume voxel partly cancel: the reason veins are dark in SWI magnitude.
     """
-    blood = Tissue(VENOUS_BLOOD.m0, VENOUS_BLOOD.t1_s, protocol.venous_r2star_per_s, 0.0)
+    blood = Tissue(VENOUS_BLOOD.m0, VENOUS_BLOOD.t1_s, protocol.venous_r2star_per_s, 0.0)  # 3 T
     blood_signal = np.float32(gre_signal(blood, protocol))
     inside_phase = np.float32(phase_per_ppm * protocol.venous_delta_chi_ppm / 6.0)
     inside_phase = inside_phase * vein_orientation  # (X, Y, Z) radians relative to tissue

@@ -26,7 +26,8 @@ class Vein:
     Attributes:
         points_mm: (P, 3) subject-mm vertices, P >= 2.
         radius_mm: lumen radius.
-        orientation: "through-plane", "in-plane", "oblique", "deep" or "sinus".
+        orientation: "through-plane", "in-plane", "oblique" (long tubes), "short",
+            "medullary", "cortical" (a vein family's), "deep" or "sinus".
     """
 
     points_mm: np.ndarray
@@ -67,26 +68,54 @@ _MIRRORED_VEINS_MNI = {
 }
 
 
+# (orientation, counts field, length mm, radius mm, turn per 2 mm step in degrees)
+_SMALL_VEINS = (
+    ("through-plane", "through_plane", (2.0, 16.0), (0.35, 1.2), 6.0),
+    ("in-plane", "in_plane", (8.0, 40.0), (0.2, 0.7), 10.0),
+    ("oblique", "oblique", (5.0, 25.0), (0.2, 0.6), 10.0),
+)
+LONG_TUBES_SHARE = 0.4
+"""Of a family other than long tubes, the share of the long-tube veins a subject still gets."""
+
+
 def random_veins(
-    anatomy: WorkAnatomy, rng: np.random.Generator, counts: VeinCounts = VeinCounts()
+    anatomy: WorkAnatomy,
+    rng: np.random.Generator,
+    counts: VeinCounts = VeinCounts(),
+    family: str = "long_tubes",
 ) -> list[Vein]:
-    """Draw a subject's veins: small random ones where the atlas' vein density says, plus the
+    """Draw a subject's veins: small ones where the atlas' vein density says, of the subject's
+    vein family (:mod:`cmbdet.synth.families`), over a sparser set of long tubes, plus the
     sinuses and deep veins at their anatomical places (through the subject's affine warp)."""
+    share = 1.0 if family == "long_tubes" else LONG_TUBES_SHARE
+    veins = _long_tubes(anatomy, rng, counts, share)
+    if family == "short_segments":
+        veins += _short_segments(anatomy, rng)
+    elif family == "medullary":
+        veins += _medullary_veins(anatomy, rng)
+    elif family == "cortical_dense":
+        veins += _cortical_veins(anatomy, rng)
+    elif family != "long_tubes":
+        raise ValueError(f"unknown vein family {family!r}")
+    veins.extend(_anatomical_veins(anatomy, rng))
+    return veins
+
+
+def _long_tubes(
+    anatomy: WorkAnatomy, rng: np.random.Generator, counts: VeinCounts, share: float
+) -> list[Vein]:
+    """Long, smoothly turning tubes in three orientation classes (generator 1.0's veins)."""
     density = anatomy.channels["vein_density"] * (anatomy.brain > 0.5)
-    start_points = _sample_points(
-        density,
-        anatomy.spacing_mm,
-        rng,
-        int(sum(c[1] for c in (counts.through_plane, counts.in_plane, counts.oblique))),
-    )
-    veins = []
-    used = 0
-    for orientation, count_range, length_range, radius_range, turn_deg in (
-        ("through-plane", counts.through_plane, (2.0, 16.0), (0.35, 1.2), 6.0),
-        ("in-plane", counts.in_plane, (8.0, 40.0), (0.2, 0.7), 10.0),
-        ("oblique", counts.oblique, (5.0, 25.0), (0.2, 0.6), 10.0),
+    numbers = [
+        int(round(share * rng.integers(low, high + 1)))
+        for low, high in (getattr(counts, spec[1]) for spec in _SMALL_VEINS)
+    ]
+    start_points = _sample_points(density, anatomy.spacing_mm, rng, max(1, sum(numbers)))
+    veins, used = [], 0
+    for (orientation, _, length_range, radius_range, turn_deg), number in zip(
+        _SMALL_VEINS, numbers, strict=True
     ):
-        for _ in range(int(rng.integers(count_range[0], count_range[1] + 1))):
+        for _ in range(number):
             direction = _initial_direction(orientation, rng)
             length = float(np.exp(rng.uniform(*np.log(length_range))))
             radius = float(rng.uniform(*radius_range))
@@ -94,8 +123,90 @@ def random_veins(
             used += 1
             if len(points) >= 2:
                 veins.append(Vein(points, radius, orientation))
-    veins.extend(_anatomical_veins(anatomy, rng))
     return veins
+
+
+def _short_segments(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vein]:
+    """Short turning dashes (2-8 mm) in every direction: on axial slices, dots and dashes that
+    end within one to three slices, with a vein's paramagnetic phase: the CMB mimic that long
+    tubes never show."""
+    density = anatomy.channels["vein_density"] * (anatomy.brain > 0.5)
+    number = int(rng.integers(80, 201))
+    starts = _sample_points(density, anatomy.spacing_mm, rng, number)
+    veins = []
+    for start in starts:
+        direction = _initial_direction("oblique", rng)
+        length = float(rng.uniform(2.0, 8.0))
+        points = _random_walk(start, direction, length, 25.0, rng, anatomy, step_mm=1.0)
+        if len(points) >= 2:
+            veins.append(Vein(points, float(rng.uniform(0.25, 0.65)), "short"))
+    return veins
+
+
+def _medullary_veins(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vein]:
+    """Thin tortuous veins running from the cortex toward the ventricles, some branching."""
+    channels = anatomy.channels
+    cortex = channels["gm"] * (channels["wm"] > 0.1) * (anatomy.brain > 0.5)
+    number = int(rng.integers(60, 151))
+    starts = _sample_points(cortex, anatomy.spacing_mm, rng, number)
+    veins = []
+    for start in starts:
+        inward = -start / max(float(np.linalg.norm(start)), 1e-6)  # toward the brain's centre
+        inward = inward + rng.normal(0.0, 0.25, 3)
+        length = float(rng.uniform(15.0, 40.0))
+        radius = float(rng.uniform(0.15, 0.4))
+        points = _directed_walk(start, inward, length, 20.0, rng, anatomy)
+        if len(points) < 2:
+            continue
+        veins.append(Vein(points, radius, "medullary"))
+        if len(points) > 4 and rng.random() < 0.5:  # a side branch joining it
+            joint = points[int(rng.integers(1, len(points) - 1))]
+            branch = _directed_walk(
+                joint, rng.normal(size=3), rng.uniform(4.0, 12.0), 25.0, rng, anatomy
+            )
+            if len(branch) >= 2:
+                veins.append(Vein(branch, radius * 0.8, "medullary"))
+    return veins
+
+
+def _cortical_veins(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vein]:
+    """Many short small veins close to the brain's surface."""
+    channels = anatomy.channels
+    surface = channels["gm"] * (channels["csf"] + channels["csf_outer"] > 0.1)
+    number = int(rng.integers(150, 301))
+    starts = _sample_points(surface * (anatomy.brain > 0.3), anatomy.spacing_mm, rng, number)
+    veins = []
+    for start in starts:
+        direction = _initial_direction("oblique", rng)
+        length = float(rng.uniform(4.0, 15.0))
+        points = _random_walk(start, direction, length, 15.0, rng, anatomy, step_mm=1.5)
+        if len(points) >= 2:
+            veins.append(Vein(points, float(rng.uniform(0.2, 0.5)), "cortical"))
+    return veins
+
+
+def _directed_walk(
+    start_mm: np.ndarray,
+    direction: np.ndarray,
+    length_mm: float,
+    turn_deg: float,
+    rng: np.random.Generator,
+    anatomy: WorkAnatomy,
+    step_mm: float = 1.5,
+) -> np.ndarray:
+    """A tortuous polyline from ``start_mm`` along ``direction``, cut where it leaves the
+    brain."""
+    heading = np.asarray(direction, dtype=np.float64)
+    heading /= max(float(np.linalg.norm(heading)), 1e-9)
+    points, point = [np.asarray(start_mm, dtype=np.float64)], np.asarray(start_mm, np.float64)
+    for _ in range(max(1, int(round(length_mm / step_mm)))):
+        heading = heading + rng.normal(0.0, np.deg2rad(turn_deg), 3)
+        heading /= np.linalg.norm(heading)
+        point = point + step_mm * heading
+        if _brain_fraction_at(anatomy, point) < 0.3:
+            break
+        points.append(point)
+    return np.array(points)
 
 
 def _sample_points(weights: np.ndarray, spacing_mm, rng: np.random.Generator, n: int) -> np.ndarray:
