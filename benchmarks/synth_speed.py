@@ -32,7 +32,7 @@ def fft_round_trip_seconds(shape: tuple[int, int, int]) -> float:
 
 
 def measure(preset: str, n: int, seed: int) -> dict[str, float]:
-    config = SynthConfig(preset=preset)
+    config = SynthConfig.for_preset(preset)
     generate_subject(config, subject_seed(seed, 10_000))  # warm-up: atlas, allocator
     generate, write = [], []
     with tempfile.TemporaryDirectory() as folder:

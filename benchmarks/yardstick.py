@@ -1,0 +1,177 @@
+"""The generalisation yardstick: frozen test sets of every protocol and of the held-out
+families, a model measured on all of them, and where its errors come from.
+
+The held-out families, named before any retraining (issue "Generalise I"): the vein family
+``medullary``, the contrast family ``bright_csf`` and the protocol ``1.5t``. Models that measure
+a training recipe never see them (train on ``--exclude-family veins=medullary
+--exclude-family contrast=bright_csf``, never on the ``1.5t`` preset); no set here is ever used
+to train or to choose thresholds.
+
+    .venv/bin/python benchmarks/yardstick.py generate            # the sets, once (data/yardstick)
+    .venv/bin/python benchmarks/yardstick.py measure --model DIR --label v3   # detect + evaluate
+    .venv/bin/python benchmarks/yardstick.py table v3 [v4 ...]   # the table, with 95% intervals
+    .venv/bin/python benchmarks/yardstick.py families v3         # errors by family (in-family sets)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA, RUNS = ROOT / "data" / "yardstick", ROOT / "runs" / "yardstick"
+CMBDET = [str(Path(sys.executable).parent / "cmbdet")]  # the installed command
+HELD_OUT = ["--exclude-family", "veins=medullary", "--exclude-family", "contrast=bright_csf"]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    name: str
+    preset: str
+    n: int
+    seed: int
+    options: tuple[str, ...] = ()
+    held_out: bool = False  # a held-out family or protocol
+
+    def command(self) -> list[str]:
+        return [
+            *CMBDET,
+            "synth",
+            "--out",
+            str(DATA / self.name),
+            "--preset",
+            self.preset,
+            "--n",
+            str(self.n),
+            "--seed",
+            str(self.seed),
+            "--cmb-richness",
+            "3",
+            "--quiet",
+            *self.options,
+        ]
+
+
+# CMB-rich (--cmb-richness 3) so that each set holds >= 150 visible CMBs
+SETS = (
+    TestSet("hr", "hr", 25, 5001, tuple(HELD_OUT)),
+    TestSet("lr", "lr", 25, 5002, tuple(HELD_OUT)),
+    TestSet("ukb-3mm", "ukb", 25, 5003, tuple(HELD_OUT)),
+    TestSet("iso1", "iso1", 22, 5004, tuple(HELD_OUT)),
+    TestSet("7t", "7t", 22, 5005, tuple(HELD_OUT)),
+    TestSet("lr-raw-phase", "lr", 25, 5006, (*HELD_OUT, "--phase-kind", "raw")),
+    TestSet("lr-low-snr", "lr", 25, 5007, (*HELD_OUT, "--snr", "low")),
+    TestSet("held-out-1.5t", "1.5t", 25, 5008, tuple(HELD_OUT), held_out=True),
+    TestSet("held-out-medullary", "lr", 25, 5009, ("--family", "veins=medullary"), True),
+    TestSet("held-out-bright-csf", "lr", 25, 5010, ("--family", "contrast=bright_csf"), True),
+)
+
+
+def generate() -> None:
+    for test_set in SETS:
+        if (DATA / test_set.name / "dataset.json").is_file():
+            continue
+        print(" ".join(["cmbdet", *test_set.command()[1:]]), flush=True)
+        subprocess.run(test_set.command(), check=True)
+
+
+def measure(model: Path, label: str) -> None:
+    for test_set in SETS:
+        out = RUNS / label / test_set.name
+        data = DATA / test_set.name
+        if not (out / "batch.csv").is_file():
+            detect = [*CMBDET, "detect", "--dataset", str(data), "--out", str(out)]
+            subprocess.run([*detect, "--model", str(model), "--precision", "float32"], check=False)
+        evaluate = [*CMBDET, "evaluate", "--pred", str(out), "--truth", str(data)]
+        subprocess.run([*evaluate, "--out", str(out / "eval"), "--overwrite"], check=True)
+
+
+def _metrics(label: str, name: str) -> dict:
+    return json.loads((RUNS / label / name / "eval" / "metrics.json").read_text())
+
+
+def table(labels: list[str]) -> None:
+    print(
+        "| set | model | subjects | CMBs | stage 1: sensitivity at FP/subject | stage 1 + 2: "
+        "sensitivity (95% CI) | FP/subject (95% CI) | F1 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for test_set in SETS:
+        for label in labels:
+            m = _metrics(label, test_set.name)
+            one, final, ci = m["stage1"], m["stage1+2"], m["bootstrap_95"]
+            name = f"**{test_set.name}**" if test_set.held_out else test_set.name
+            print(
+                f"| {name} | {label} | {final['subjects']} | {final['tp'] + final['fn']} | "
+                f"{_pct(one['sensitivity'])} at {one['fp_per_subject']:.1f} | "
+                f"{_pct(final['sensitivity'])} ({_pct(ci['sensitivity'][0])}-"
+                f"{_pct(ci['sensitivity'][1])}) | {final['fp_per_subject']:.2f} "
+                f"({ci['fp_per_subject'][0]:.2f}-{ci['fp_per_subject'][1]:.2f}) | "
+                f"{_number(final['f1'])} |"
+            )
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def families(label: str) -> None:
+    """Stage 1 + 2 misses and false positives per subject, by the family each subject drew,
+    pooled over the in-family sets (where every family but the held-out ones is drawn)."""
+    groups: dict[tuple[str, str], list[int]] = {}  # (axis, value) -> [subjects, tp, fn, fp]
+    for test_set in SETS:
+        if test_set.held_out:
+            continue
+        rows = RUNS / label / test_set.name / "eval" / "per_subject.csv"
+        with open(rows, newline="") as handle:
+            for row in csv.DictReader(handle):
+                record = DATA / test_set.name / f"sub-{row['subject']}" / "acquisition.json"
+                drawn = json.loads(record.read_text())["families"]
+                for axis, value in drawn.items():
+                    counts = groups.setdefault((axis, value), [0, 0, 0, 0])
+                    counts[0] += 1
+                    counts[1] += int(row["tp"])
+                    counts[2] += int(row["fn"])
+                    counts[3] += int(row["fp"])
+    print("| axis | family | subjects | CMBs | sensitivity | FP/subject |")
+    print("|---|---|---|---|---|---|")
+    for (axis, value), (subjects, tp, fn, fp) in sorted(groups.items()):
+        sensitivity = f"{tp / (tp + fn):.1%}" if tp + fn else "n/a"
+        print(
+            f"| {axis} | {value} | {subjects} | {tp + fn} | {sensitivity} | {fp / subjects:.2f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("generate")
+    run = commands.add_parser("measure")
+    run.add_argument("--model", type=Path, required=True)
+    run.add_argument("--label", required=True)
+    show = commands.add_parser("table")
+    show.add_argument("labels", nargs="+")
+    by_family = commands.add_parser("families")
+    by_family.add_argument("label")
+    args = parser.parse_args()
+    if args.command == "generate":
+        generate()
+    elif args.command == "measure":
+        measure(args.model, args.label)
+    elif args.command == "table":
+        table(args.labels)
+    else:
+        families(args.label)
+
+
+if __name__ == "__main__":
+    main()
