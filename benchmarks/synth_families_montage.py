@@ -2,11 +2,11 @@
 ``docs/synth_protocols.png``.
 
 Families: one ``lr`` subject (the same seed, so the same head) per value of each axis, that
-value forced and every other axis standard; a 90 mm axial crop of SWI through the deep grey
-matter, a 30 mm zoom beside it (veins), and the phase for the phase-related axes.
-Protocols: one subject of each preset (standard families), the axial slice through the deep
-grey matter, SWI and phase. Radiological convention: anterior up, the patient's right on the
-left.
+value forced and every other axis standard; a 90 mm axial crop of SWI (the whole head for the
+skull axis) on the slice where the brain is widest, near the deep grey matter, and a 30 mm
+zoom beside it (a patch of white matter and cortex: veins).
+Protocols: one subject of each preset (standard families), the same slice, SWI and high-pass
+phase. Radiological convention: anterior up, the patient's right on the left.
 
 Usage: ``.venv/bin/python benchmarks/synth_families_montage.py --out docs/ --seed 5``
 """
@@ -27,15 +27,18 @@ from cmbdet.synth.families import AXES, standard_weights  # noqa: E402
 from cmbdet.synth.presets import PRESETS  # noqa: E402
 from cmbdet.synth.subject import SyntheticSubject, generate_subject  # noqa: E402
 
-CROP_MM, ZOOM_MM = 90.0, 30.0
+CROP_MM, ZOOM_MM, HEAD_MM = 90.0, 30.0, 200.0
 
 
 def _slice(subject: SyntheticSubject) -> int:
-    """The axial slice through the deep grey matter (20 mm above the slab's lower edge for a
-    whole-brain grid, else the middle)."""
-    depth = subject.swi.shape[2]
-    spacing = subject.affine[2, 2]
-    return int(min(depth - 1, max(0, round(depth / 2 + (0 if depth * spacing < 150 else -10)))))
+    """The axial slice where the brain mask is widest (near the deep grey matter)."""
+    return int(subject.brain_mask.sum(axis=(0, 1)).argmax())
+
+
+def _brain_centre(subject: SyntheticSubject, z: int) -> tuple[int, int]:
+    """The brain's centroid on slice ``z``, voxels."""
+    x, y = np.nonzero(subject.brain_mask[:, :, z])
+    return int(x.mean()), int(y.mean())
 
 
 def _crop(image: np.ndarray, spacing: float, size_mm: float, centre: tuple[int, int]):
@@ -71,11 +74,11 @@ def families_montage(seed: int, out: Path) -> None:
             )
             z = _slice(subject)
             spacing = subject.affine[0, 0]
-            centre = (subject.swi.shape[0] // 2, int(subject.swi.shape[1] * 0.55))
-            phase_axis = name in ("swi_power", "artefacts")
-            image = subject.hp_phase[:, :, z] if phase_axis and c == 0 else subject.swi[:, :, z]
-            _show(axes[r, 2 * c], _crop(image, spacing, CROP_MM, centre), f"{name}={value}")
-            zoom_centre = (int(subject.swi.shape[0] * 0.35), int(subject.swi.shape[1] * 0.6))
+            x, y = _brain_centre(subject, z)
+            size = HEAD_MM if name == "skull" else CROP_MM
+            image = _crop(subject.swi[:, :, z], spacing, size, (x, y))
+            _show(axes[r, 2 * c], image, f"{name}={value}")
+            zoom_centre = (x - int(35 / spacing), y + int(15 / spacing))  # right frontal
             zoom = _crop(subject.swi[:, :, z], spacing, ZOOM_MM, zoom_centre)
             _show(axes[r, 2 * c + 1], zoom, "zoom")
     figure.tight_layout()
@@ -92,7 +95,7 @@ def protocols_montage(seed: int, out: Path) -> None:
         z = _slice(subject)
         grid = PRESETS[preset]
         spacing = grid.spacing_mm[0]
-        centre = (subject.swi.shape[0] // 2, subject.swi.shape[1] // 2)
+        centre = _brain_centre(subject, z)
         size = "x".join(f"{s:g}" for s in grid.spacing_mm)
         title = f"{preset}: {subject.protocol.field_t:g} T, {size} mm"
         _show(axes[0, c], _crop(subject.swi[:, :, z], spacing, 180.0, centre), title)

@@ -11,6 +11,7 @@ to train or to choose thresholds.
     .venv/bin/python benchmarks/yardstick.py measure --model DIR --label v3   # detect + evaluate
     .venv/bin/python benchmarks/yardstick.py table v3 [v4 ...]   # the table, with 95% intervals
     .venv/bin/python benchmarks/yardstick.py families v3         # errors by family (in-family sets)
+    .venv/bin/python benchmarks/yardstick.py errors v3           # what each error sits on, by axis
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ import csv
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from cmbdet.evaluation.matching import cmb_centres, match_detections
+from cmbdet.io.lesions import read_lesions_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA, RUNS = ROOT / "data" / "yardstick", ROOT / "runs" / "yardstick"
@@ -64,8 +71,8 @@ SETS = (
     TestSet("hr", "hr", 25, 5001, tuple(HELD_OUT)),
     TestSet("lr", "lr", 25, 5002, tuple(HELD_OUT)),
     TestSet("ukb-3mm", "ukb", 25, 5003, tuple(HELD_OUT)),
-    TestSet("iso1", "iso1", 22, 5004, tuple(HELD_OUT)),
-    TestSet("7t", "7t", 22, 5005, tuple(HELD_OUT)),
+    TestSet("iso1", "iso1", 27, 5004, tuple(HELD_OUT)),
+    TestSet("7t", "7t", 27, 5005, tuple(HELD_OUT)),
     TestSet("lr-raw-phase", "lr", 25, 5006, (*HELD_OUT, "--phase-kind", "raw")),
     TestSet("lr-low-snr", "lr", 25, 5007, (*HELD_OUT, "--snr", "low")),
     TestSet("held-out-1.5t", "1.5t", 25, 5008, tuple(HELD_OUT), held_out=True),
@@ -177,6 +184,144 @@ def families(label: str) -> None:
         )
 
 
+NEAR_MM = 2.0  # an error "sits on" a labelled structure within this distance of its centre
+SITES = ("vein", "calcification", "iron", "cavernoma", "nothing")
+PLACES = ("lobar", "deep", "infratentorial", "touching a vein")
+
+
+@dataclass
+class ErrorTally:
+    """A group of subjects' stage 1 + 2 errors.
+
+    Attributes:
+        subjects: how many subjects.
+        false_positives: site (:data:`SITES`) -> false positives sitting on it.
+        cmbs: place (:data:`PLACES`) -> [found, total] visible CMBs there.
+    """
+
+    subjects: int = 0
+    false_positives: dict = field(default_factory=lambda: dict.fromkeys(SITES, 0))
+    cmbs: dict = field(default_factory=lambda: {place: [0, 0] for place in PLACES})
+
+    def add(self, other: ErrorTally) -> None:
+        self.subjects += other.subjects
+        for site, n in other.false_positives.items():
+            self.false_positives[site] += n
+        for place, (found, total) in other.cmbs.items():
+            self.cmbs[place][0] += found
+            self.cmbs[place][1] += total
+
+
+def errors(label: str) -> None:
+    """The three failure modes of v3 on the independent benchmark, traced to the generator's
+    axes over all sets: false positives by what they sit on (from labels.nii.gz) by vein
+    family; CMBs found by place (region, or touching a vein) by deep-grey iron family; and
+    both stages by slice thickness (one row per protocol set)."""
+    by_family: dict[tuple[str, str], ErrorTally] = {}  # (axis, family) -> tally
+    for test_set in SETS:
+        for subject in sorted((DATA / test_set.name).glob("sub-*")):
+            drawn = json.loads((subject / "acquisition.json").read_text())["families"]
+            found = _subject_errors(subject, RUNS / label / test_set.name / subject.name)
+            for axis in ("veins", "iron"):
+                by_family.setdefault((axis, drawn[axis]), ErrorTally()).add(found)
+    _print_false_positive_sites({f: t for (a, f), t in sorted(by_family.items()) if a == "veins"})
+    _print_places_found({f: t for (a, f), t in sorted(by_family.items()) if a == "iron"})
+    _print_slice_thickness(label)
+
+
+def _print_false_positive_sites(by_vein_family: dict[str, ErrorTally]) -> None:
+    print("False positives per subject by what they sit on, by vein family (stage 1 + 2)\n")
+    print(f"| vein family | subjects | {' | '.join(SITES)} | all |")
+    print("|---|---|" + "---|" * (len(SITES) + 1))
+    for family, tally in by_vein_family.items():
+        rates = [tally.false_positives[s] / tally.subjects for s in SITES]
+        cells = " | ".join(f"{r:.2f}" for r in rates)
+        print(f"| {family} | {tally.subjects} | {cells} | {sum(rates):.2f} |")
+
+
+def _print_places_found(by_iron_family: dict[str, ErrorTally]) -> None:
+    print("\nCMBs found (stage 1 + 2) by place, by deep grey-matter iron family\n")
+    print(f"| iron family | subjects | {' | '.join(PLACES)} |")
+    print("|---|---|" + "---|" * len(PLACES))
+    for family, tally in by_iron_family.items():
+        cells = " | ".join(_found(*tally.cmbs[p]) for p in PLACES)
+        print(f"| {family} | {tally.subjects} | {cells} |")
+
+
+def _print_slice_thickness(label: str) -> None:
+    print("\nBoth stages by voxel size (the protocol sets)\n")
+    print("| set | voxel (mm) | stage 1 | stage 1 + 2 | FP/subject |")
+    print("|---|---|---|---|---|")
+    for test_set in SETS:
+        if test_set.options != tuple(HELD_OUT):
+            continue  # phase kind, SNR and family sets: not a protocol row
+        m = _metrics(label, test_set.name)
+        grid = json.loads((DATA / test_set.name / "dataset.json").read_text())["grid"]
+        voxel = " x ".join(f"{s:g}" for s in grid["spacing_mm"])
+        print(
+            f"| {test_set.name} | {voxel} | {_pct(m['stage1']['sensitivity'])} | "
+            f"{_pct(m['stage1+2']['sensitivity'])} | {m['stage1+2']['fp_per_subject']:.2f} |"
+        )
+
+
+def _found(hit: int, total: int) -> str:
+    return f"{hit}/{total} ({hit / total:.0%})" if total else "-"
+
+
+def _subject_errors(subject: Path, run: Path) -> ErrorTally:
+    """One subject's stage 1 + 2 false positives by site and CMBs found by place."""
+    tally = ErrorTally(subjects=1)
+    lesions = read_lesions_csv(subject / "lesions.csv")
+    image = nib.load(subject / "labels.nii.gz")  # file array order, as lesions.csv's i, j, k
+    labels = (np.asarray(image.dataobj), np.asarray(image.header.get_zooms()[:3], float))
+    kinds = {lesion.lesion_id: lesion.kind for lesion in lesions}
+    detections = _detections(run / "detections.csv")
+    visible_mm, ignored_mm = cmb_centres(lesions)
+    result = match_detections(detections[:, :3], visible_mm, ignored_mm)
+    wrong = ~result.detection_is_hit & ~result.detection_is_ignored
+    for voxel in detections[wrong, 3:]:
+        near = {kinds.get(int(v)) for v in _labels_near(labels, voxel, NEAR_MM)}
+        site = next((s for s in SITES[1:4] if s in near), "vein" if "vein" in near else "nothing")
+        tally.false_positives[site] += 1
+    visible = [lesion for lesion in lesions if lesion.is_cmb and lesion.visible]
+    for lesion, found in zip(visible, result.truth_is_found, strict=True):
+        reach = lesion.diameter_mm / 2 + NEAR_MM
+        near = {
+            kinds.get(int(v)) for v in _labels_near(labels, (lesion.i, lesion.j, lesion.k), reach)
+        }
+        places = [lesion.region] if lesion.region in PLACES else []
+        places += ["touching a vein"] if "vein" in near else []
+        for place in places:
+            tally.cmbs[place][0] += int(found)
+            tally.cmbs[place][1] += 1
+    return tally
+
+
+def _detections(path: Path) -> np.ndarray:
+    """(N, 6) world mm and voxel indices of a detections.csv."""
+    with open(path, newline="") as handle:
+        rows = [
+            [float(r[c]) for c in ("x_mm", "y_mm", "z_mm", "i", "j", "k")]
+            for r in csv.DictReader(handle)
+        ]
+    return np.array(rows, float).reshape(-1, 6)
+
+
+def _labels_near(labels: tuple, voxel, radius_mm: float) -> np.ndarray:
+    """Label values within ``radius_mm`` of a voxel position; ``labels`` is the (X, Y, Z)
+    label array in file order and its (3,) voxel size in mm."""
+    data, spacing = labels
+    centre = np.asarray(voxel, float)
+    low = np.maximum(np.floor(centre - radius_mm / spacing).astype(int), 0)
+    high = np.minimum(np.ceil(centre + radius_mm / spacing).astype(int) + 1, data.shape)
+    box = data[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
+    grid = np.stack(
+        np.meshgrid(*[np.arange(a, b) for a, b in zip(low, high, strict=True)], indexing="ij"), -1
+    )
+    inside = np.linalg.norm((grid - centre) * spacing, axis=-1) <= radius_mm
+    return np.unique(box[inside & (box > 0)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +333,8 @@ def main() -> None:
     show.add_argument("labels", nargs="+")
     by_family = commands.add_parser("families")
     by_family.add_argument("label")
+    sources = commands.add_parser("errors")
+    sources.add_argument("label")
     args = parser.parse_args()
     if args.command == "generate":
         generate()
@@ -195,8 +342,10 @@ def main() -> None:
         measure(args.model, args.label)
     elif args.command == "table":
         table(args.labels)
-    else:
+    elif args.command == "families":
         families(args.label)
+    else:
+        errors(args.label)
 
 
 if __name__ == "__main__":
