@@ -77,6 +77,14 @@ _SMALL_VEINS = (
 LONG_TUBES_SHARE = 0.4
 """Of a family other than long tubes, the share of the long-tube veins a subject still gets."""
 
+# Lumen radii of the vein families' own veins (real small veins: 0.1-3 mm across). Short
+# segments reach CMB calibre (up to 2 mm across, blooming to 2-3 mm): the dots and dashes
+# that end within 1-3 slices. Medullary veins are thin, but their field outside the lumen
+# (phase, blooming) makes them lines on a minimum intensity projection, as on real SWI.
+SHORT_SEGMENT_RADIUS_MM = (0.35, 1.0)
+MEDULLARY_RADIUS_MM = (0.3, 0.6)
+CORTICAL_RADIUS_MM = (0.25, 0.6)
+
 
 def random_veins(
     anatomy: WorkAnatomy,
@@ -137,9 +145,9 @@ def _short_segments(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vein
     for start in starts:
         direction = _initial_direction("oblique", rng)
         length = float(rng.uniform(2.0, 8.0))
-        points = _random_walk(start, direction, length, 25.0, rng, anatomy, step_mm=1.0)
+        points = _random_walk(start, direction, length, 35.0, rng, anatomy, step_mm=1.0)
         if len(points) >= 2:
-            veins.append(Vein(points, float(rng.uniform(0.25, 0.65)), "short"))
+            veins.append(Vein(points, float(rng.uniform(*SHORT_SEGMENT_RADIUS_MM)), "short"))
     return veins
 
 
@@ -147,14 +155,14 @@ def _medullary_veins(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vei
     """Thin tortuous veins running from the cortex toward the ventricles, some branching."""
     channels = anatomy.channels
     cortex = channels["gm"] * (channels["wm"] > 0.1) * (anatomy.brain > 0.5)
-    number = int(rng.integers(60, 151))
+    number = int(rng.integers(100, 251))
     starts = _sample_points(cortex, anatomy.spacing_mm, rng, number)
     veins = []
     for start in starts:
         inward = -start / max(float(np.linalg.norm(start)), 1e-6)  # toward the brain's centre
         inward = inward + rng.normal(0.0, 0.25, 3)
         length = float(rng.uniform(15.0, 40.0))
-        radius = float(rng.uniform(0.15, 0.4))
+        radius = float(rng.uniform(*MEDULLARY_RADIUS_MM))
         points = _directed_walk(start, inward, length, 20.0, rng, anatomy)
         if len(points) < 2:
             continue
@@ -181,7 +189,7 @@ def _cortical_veins(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vein
         length = float(rng.uniform(4.0, 15.0))
         points = _random_walk(start, direction, length, 15.0, rng, anatomy, step_mm=1.5)
         if len(points) >= 2:
-            veins.append(Vein(points, float(rng.uniform(0.2, 0.5)), "cortical"))
+            veins.append(Vein(points, float(rng.uniform(*CORTICAL_RADIUS_MM)), "cortical"))
     return veins
 
 
