@@ -2,9 +2,9 @@
 ``docs/synth_protocols.png``.
 
 Families: one ``lr`` subject (the same seed, so the same head) per value of each axis, that
-value forced and every other axis standard; a 90 mm axial crop of SWI (the whole head for the
-skull axis) on the slice where the brain is widest, near the deep grey matter, and a 30 mm
-zoom beside it (a patch of white matter and cortex: veins).
+value forced and every other axis standard; a 150 mm axial crop of SWI (the whole head for
+the skull axis) on the slice where the brain is widest, near the deep grey matter, and beside
+it a 100 mm minimum intensity projection 20 mm higher (the white matter's veins).
 Protocols: one subject of each preset (standard families), the same slice, SWI and high-pass
 phase. Radiological convention: anterior up, the patient's right on the left.
 
@@ -27,7 +27,7 @@ from cmbdet.synth.families import AXES, standard_weights  # noqa: E402
 from cmbdet.synth.presets import PRESETS  # noqa: E402
 from cmbdet.synth.subject import SyntheticSubject, generate_subject  # noqa: E402
 
-CROP_MM, ZOOM_MM, HEAD_MM = 90.0, 30.0, 200.0
+CROP_MM, ZOOM_MM, HEAD_MM = 150.0, 100.0, 200.0
 
 
 def _slice(subject: SyntheticSubject) -> int:
@@ -39,6 +39,16 @@ def _brain_centre(subject: SyntheticSubject, z: int) -> tuple[int, int]:
     """The brain's centroid on slice ``z``, voxels."""
     x, y = np.nonzero(subject.brain_mask[:, :, z])
     return int(x.mean()), int(y.mean())
+
+
+def _white_matter_minip(subject: SyntheticSubject, z: int) -> np.ndarray:
+    """Minimum intensity projection of SWI over 8 mm centred 20 mm above slice ``z`` (the
+    centrum semiovale: medullary and cortical veins), as readers view veins."""
+    step = float(subject.affine[2, 2])
+    top = subject.swi.shape[2] - 1
+    centre = min(top, z + round(20.0 / step))
+    half = max(1, round(4.0 / step))
+    return subject.swi[:, :, max(0, centre - half) : centre + half + 1].min(axis=2)
 
 
 def _crop(image: np.ndarray, spacing: float, size_mm: float, centre: tuple[int, int]):
@@ -57,17 +67,22 @@ def _show(axis, image, title, phase=False):
     axis.axis("off")
 
 
+def _shown(axis: str) -> tuple[str, ...]:
+    """The values of an axis shown: all, but every third SWI mask power."""
+    return ("0", "3", "6") if axis == "swi_power" else AXES[axis]
+
+
 def families_montage(seed: int, out: Path) -> None:
     rows = list(AXES)
-    columns = max(len(values) for values in AXES.values())
+    columns = max(len(_shown(name)) for name in rows)
     figure, axes = plt.subplots(
-        len(rows), 2 * columns, figsize=(2.0 * 2 * columns, 2.1 * len(rows))
+        len(rows), 2 * columns, figsize=(2.4 * 2 * columns, 2.5 * len(rows))
     )
     for axis_row in axes:
         for axis in axis_row:
             axis.axis("off")
     for r, name in enumerate(rows):
-        for c, value in enumerate(AXES[name]):
+        for c, value in enumerate(_shown(name)):
             weights = standard_weights().forced(name, value)
             subject = generate_subject(
                 SynthConfig(preset="lr", families=weights), np.random.SeedSequence(seed)
@@ -78,11 +93,10 @@ def families_montage(seed: int, out: Path) -> None:
             size = HEAD_MM if name == "skull" else CROP_MM
             image = _crop(subject.swi[:, :, z], spacing, size, (x, y))
             _show(axes[r, 2 * c], image, f"{name}={value}")
-            zoom_centre = (x - int(35 / spacing), y + int(15 / spacing))  # right frontal
-            zoom = _crop(subject.swi[:, :, z], spacing, ZOOM_MM, zoom_centre)
-            _show(axes[r, 2 * c + 1], zoom, "zoom")
+            zoom = _crop(_white_matter_minip(subject, z), spacing, ZOOM_MM, (x, y))
+            _show(axes[r, 2 * c + 1], zoom, "minIP 8 mm, 20 mm up")
     figure.tight_layout()
-    figure.savefig(out / "synth_families.png", dpi=80)
+    figure.savefig(out / "synth_families.png", dpi=100)
     plt.close(figure)
 
 
