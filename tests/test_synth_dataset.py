@@ -332,7 +332,12 @@ def test_overwrite_replaces_a_non_empty_folder(tmp_path):
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--n", "0"], "must be at least 1"), (["--orientation", "XYZ"], "not an orientation")],
+    [
+        (["--n", "0"], "must be at least 1"),
+        (["--orientation", "XYZ"], "not an orientation"),
+        (["--voxel-mm", "0.2", "1", "1"], "voxel_mm[0] is 0.2, outside 0.3..5"),
+        (["--voxel-mm", "0.3", "0.3", "0.3"], "M voxels over the tiny field of view"),
+    ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, extra, message):
     assert main(_synth_argv(tmp_path / "out", *extra)) == 2
@@ -349,6 +354,18 @@ def test_bad_arguments_through_the_api(tmp_path):
     with pytest.raises(InputError):
         generate_dataset(tmp_path / "c", "huge", n=1, seed=0, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_another_voxel_size_keeps_the_field_of_view(tmp_path):
+    out = generate_dataset(
+        tmp_path / "v", "tiny", n=1, seed=0, progress=False, voxel_mm=(0.7, 0.7, 1.5)
+    )
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["grid"] == {"shape": [240, 286, 32], "spacing_mm": [0.7, 0.7, 1.5]}
+    assert info["settings"]["voxel_mm"] == [0.7, 0.7, 1.5]
+    image = nib.load(out / "sub-0000" / "swi.nii.gz")
+    assert image.shape == (240, 286, 32)
+    np.testing.assert_allclose(image.header.get_zooms(), (0.7, 0.7, 1.5))
 
 
 # ----------------------------------------------------------------------------- workers

@@ -28,6 +28,7 @@ def synth_command(args: argparse.Namespace) -> int:
         start=args.start,
         cmb_richness=args.cmb_richness,
         families=families,
+        voxel_mm=args.voxel_mm,
     )
     if not args.quiet:
         print(f"wrote {args.n} subjects to {args.out}")

@@ -147,6 +147,13 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="the acquisition: "
         + "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items()),
     )
+    parser.add_argument(
+        "--voxel-mm",
+        type=_positive_float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="another voxel size over the preset's field of view, 0.3-5 mm, e.g. 0.4 0.4 1.5",
+    )
     parser.add_argument("--n", type=_positive_int, required=True, help="number of subjects")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     parser.add_argument(

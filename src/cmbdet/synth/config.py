@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from cmbdet.config import JsonConfig
+from cmbdet.config import JsonConfig, check_each
 from cmbdet.synth.families import FamilyWeights
 from cmbdet.synth.lesions import LesionCounts
 from cmbdet.synth.presets import LOW_SNR, PRESETS, PROTOCOLS, Grid, ProtocolRanges
@@ -59,6 +59,12 @@ class Protocol:
         }
 
 
+VOXEL_MM_RANGE = (0.3, 5.0)
+"""The voxel sizes (mm, each axis) a dataset may be made at."""
+MAX_VOXELS = 40_000_000
+"""The largest grid generated (about 4 GB of working memory; the 7 T preset has 16.5 M)."""
+
+
 @dataclass(frozen=True)
 class SynthConfig(JsonConfig):
     """Everything that defines a synthetic dataset besides its seed and size."""
@@ -72,10 +78,24 @@ class SynthConfig(JsonConfig):
     veins: VeinCounts = field(default_factory=VeinCounts)
     lesions: LesionCounts = field(default_factory=LesionCounts)
     families: FamilyWeights = field(default_factory=FamilyWeights)
+    voxel_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # zeros: the preset's own
+
+    def __post_init__(self):
+        if any(self.voxel_mm):
+            check_each("voxel_mm", self.voxel_mm, VOXEL_MM_RANGE[0], VOXEL_MM_RANGE[1])
+            voxels = int(np.prod(self.grid.shape))
+            if voxels > MAX_VOXELS:
+                raise ValueError(
+                    f"voxel_mm {self.voxel_mm} makes a grid of {voxels / 1e6:.0f} M voxels over "
+                    f"the {self.preset} field of view (at most {MAX_VOXELS / 1e6:.0f} M): "
+                    "choose larger voxels"
+                )
 
     @property
     def grid(self) -> Grid:
-        return PRESETS[self.preset]
+        """The preset's grid, or another voxel size over the preset's field of view."""
+        preset = PRESETS[self.preset]
+        return preset.with_voxel(self.voxel_mm) if any(self.voxel_mm) else preset
 
     @classmethod
     def for_preset(cls, preset: str, **settings) -> SynthConfig:

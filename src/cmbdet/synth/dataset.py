@@ -87,10 +87,12 @@ def generate_dataset(
     start: int = 0,
     cmb_richness: float = 1.0,
     families: FamilyWeights | None = None,
+    voxel_mm: tuple[float, float, float] | None = None,
 ) -> Path:
     """Generate subjects ``start .. start + n - 1`` into ``out_dir``.
 
-    ``preset`` names the grid and the protocol ranges (:data:`cmbdet.synth.config.PRESETS`).
+    ``preset`` names the grid and the protocol ranges (:data:`cmbdet.synth.config.PRESETS`);
+    ``voxel_mm`` (x, y, z) replaces its voxel size over the same field of view.
     ``cmb_richness`` > 1 makes CMB-rich training data: the typical count of a subject with CMBs
     is multiplied by it and fewer subjects have none (1 is the clinical distribution).
     ``families``: how often each family of appearance is drawn (default: every family,
@@ -106,15 +108,19 @@ def generate_dataset(
     out_dir = real_output_path(out_dir)
     if preset not in PRESETS:
         raise InputError(None, f"unknown preset {preset!r} (choose {', '.join(PRESETS)})")
-    config = SynthConfig.for_preset(
-        preset,
-        handedness=handedness,
-        phase_units=phase_units,
-        orientation=orientation.upper(),
-        phase_kind=phase_kind,
-        lesions=rich_lesion_counts(cmb_richness),
-        families=families or FamilyWeights(),
-    )
+    try:
+        config = SynthConfig.for_preset(
+            preset,
+            handedness=handedness,
+            phase_units=phase_units,
+            orientation=orientation.upper(),
+            phase_kind=phase_kind,
+            lesions=rich_lesion_counts(cmb_richness),
+            families=families or FamilyWeights(),
+            voxel_mm=tuple(voxel_mm or (0.0, 0.0, 0.0)),
+        )
+    except ValueError as error:
+        raise InputError(None, f"synthetic dataset settings: {error}") from None
     _check_arguments(config, n, seed, workers, start)
     info = _dataset_info(config, seed)
     _prepare_output(out_dir, info, range(start, start + n), overwrite)

@@ -19,6 +19,12 @@ class Grid:
     def fov_mm(self) -> tuple[float, float, float]:
         return tuple(n * s for n, s in zip(self.shape, self.spacing_mm, strict=True))
 
+    def with_voxel(self, voxel_mm: tuple[float, float, float]) -> Grid:
+        """The grid of another voxel size over (about) the same field of view."""
+        fov = self.fov_mm
+        shape = tuple(max(8, round(f / v)) for f, v in zip(fov, voxel_mm, strict=True))
+        return Grid(shape, tuple(float(v) for v in voxel_mm))
+
     def work_grid(self, in_plane_mm: float = 1.0) -> Grid:
         """The coarser grid (about ``in_plane_mm`` in-plane, same slices) that covers the same
         field of view; smooth quantities are computed there and interpolated."""
