@@ -7,9 +7,10 @@ of one family) or leave values out (training without a held-out family). The val
 ``shared/reference/swi-appearance.md``:
 
 - ``veins``: ``long_tubes`` (long smooth tubes through the slab), ``short_segments`` (short,
-  turning dashes of 2-8 mm in every direction: dots that end within one to three slices, with a
-  vein's phase), ``medullary`` (thin, tortuous, branching veins from the cortex toward the
-  ventricles), ``cortical_dense`` (many short small veins near the cortex). Every family adds
+  turning dashes of 2-8 mm in every direction and of CMB calibre, 0.7-2 mm across: dots that
+  end within one to three slices, with a vein's phase), ``medullary`` (thin, tortuous,
+  branching veins from the cortex toward the ventricles), ``cortical_dense`` (many short small
+  veins near the cortex). Every family adds
   to a sparser set of long tubes and the anatomical sinuses and deep veins.
 - ``contrast``: ``swi_3d`` (the preset's short-TR 3D protocol), ``t1_weighted`` (high flip:
   white matter bright, CSF dark), ``bright_csf`` (long-TR 2D T2*-weighted GRE: CSF bright),
