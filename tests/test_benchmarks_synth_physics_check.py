@@ -17,7 +17,9 @@ from cmbdet.synth.presets import PROTOCOLS
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from synth_physics_check import check_dataset  # noqa: E402
 
-RICH = replace(LesionCounts(), cmb_none_probability=0.0, cmb_log_mean=2.0)
+RICH = replace(
+    LesionCounts(), cmb_none_probability=0.0, cmb_log_mean=2.0, calcification_none_probability=0.0
+)
 
 
 @pytest.mark.parametrize("protocol", ["1.5t", "hr", "7t"])
@@ -33,7 +35,10 @@ def test_cmbs_are_dark_with_the_paramagnetic_phase_sign(protocol, tmp_path, monk
     handedness = generate_dataset(
         tmp_path / "left", "tiny", 2, seed=32, progress=False, handedness="left", orientation="LPS"
     )
-    for data in (folder, handedness):
-        counts = check_dataset(data)
+    both = [check_dataset(data) for data in (folder, handedness)]
+    for counts in both:
         assert counts.cmbs >= 8
         assert counts.passes(), counts.rates()
+    # the phase signs were judged (a CMB's or calcification's phase large enough to read)
+    assert sum(c.cmbs_judged for c in both) >= 5
+    assert sum(c.calcifications for c in both) >= 1

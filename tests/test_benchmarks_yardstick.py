@@ -1,5 +1,6 @@
 """The yardstick's error tracing (``benchmarks/yardstick.py errors``): false positives by the
-labelled structure they sit on, CMBs found by place, on a hand-made subject."""
+labelled structure they sit on, CMBs found by place, on a hand-made subject stored LPS with
+anisotropic voxels (so that voxel indices, file order and world mm cannot be confused)."""
 
 from __future__ import annotations
 
@@ -13,32 +14,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from yardstick import ErrorTally, _labels_near, _subject_errors  # noqa: E402
 
 HEADER = "lesion_id,kind,x_mm,y_mm,z_mm,i,j,k,diameter_mm,visible,region\n"
+# file order: i runs right to left, j anterior to posterior, k up; 0.5 x 0.5 x 2 mm voxels
+AFFINE = np.array(
+    [[-0.5, 0, 0, 40.0], [0, -0.5, 0, 10.0], [0, 0, 2.0, -20.0], [0, 0, 0, 1]], dtype=float
+)
+
+
+def _world(i: float, j: float, k: float) -> tuple[float, float, float]:
+    return tuple(float(v) for v in (AFFINE @ [i, j, k, 1.0])[:3])
+
+
+def _lesion_row(lesion_id: int, kind: str, voxel, diameter_mm: float, region: str) -> str:
+    x, y, z = _world(*voxel)
+    i, j, k = voxel
+    return f"{lesion_id},{kind},{x},{y},{z},{i},{j},{k},{diameter_mm},1,{region}\n"
 
 
 def _subject(tmp_path: Path) -> tuple[Path, Path]:
-    """A 40 x 40 x 20 subject, 1 mm voxels, world mm = voxel index: a lobar CMB touching a
-    vein running along y at (20, *, 10), a deep CMB alone, a calcification at (30, 30, 10)."""
-    labels = np.zeros((40, 40, 20), np.int16)
-    labels[19:21, :, 9:11] = 4  # the vein
-    labels[21:24, 9:12, 9:12] = 1  # CMB 1, beside it
-    labels[4:7, 29:32, 9:12] = 2  # CMB 2
-    labels[29:32, 29:32, 9:12] = 3  # the calcification
+    """An 80 x 80 x 10 subject: a lobar CMB touching a vein that runs along j at i = 40, a
+    deep CMB alone, a calcification; detections on the first CMB, on the vein, on the
+    calcification and on nothing."""
+    labels = np.zeros((80, 80, 10), np.int16)
+    labels[39:41, :, 4:6] = 4  # the vein, 1 mm wide
+    labels[42:46, 18:22, 5] = 1  # CMB 1, 2 mm across, 1 mm past the vein
+    labels[8:12, 58:62, 5] = 2  # CMB 2
+    labels[58:62, 58:62, 5] = 3  # the calcification
     subject = tmp_path / "sub-0000"
     subject.mkdir()
-    nib.save(nib.Nifti1Image(labels, np.eye(4)), subject / "labels.nii.gz")
+    nib.save(nib.Nifti1Image(labels, AFFINE), subject / "labels.nii.gz")
     (subject / "lesions.csv").write_text(
         HEADER
-        + "1,cmb,22,10,10,22,10,10,3,1,lobar\n"
-        + "2,cmb,5,30,10,5,30,10,3,1,deep\n"
-        + "3,calcification,30,30,10,30,30,10,3,1,\n"
-        + "4,vein,20,20,10,0,0,0,2,1,\n"
+        + _lesion_row(1, "cmb", (44, 20, 5), 2.0, "lobar")
+        + _lesion_row(2, "cmb", (10, 60, 5), 2.0, "deep")
+        + _lesion_row(3, "calcification", (60, 60, 5), 2.0, "")
+        + _lesion_row(4, "vein", (40, 40, 5), 1.0, "")
     )
     run = tmp_path / "run" / "sub-0000"
     run.mkdir(parents=True)
-    rows = [(22, 10, 10), (20, 35, 10), (30, 31, 10), (10, 10, 3)]  # hit, vein, calc., nothing
-    (run / "detections.csv").write_text(
-        "x_mm,y_mm,z_mm,i,j,k\n" + "".join(f"{x},{y},{z},{x},{y},{z}\n" for x, y, z in rows)
-    )
+    voxels = [(44, 20, 5), (40, 70, 5), (60, 61, 5), (20, 20, 1)]  # hit, vein, calc., nothing
+    rows = "".join(",".join(str(v) for v in (*_world(*voxel), *voxel)) + "\n" for voxel in voxels)
+    (run / "detections.csv").write_text("x_mm,y_mm,z_mm,i,j,k\n" + rows)
     return subject, run
 
 
@@ -46,14 +61,15 @@ def test_errors_are_traced_to_what_they_sit_on(tmp_path):
     subject, run = _subject(tmp_path)
     tally = _subject_errors(subject, run)
     assert tally.false_positives == {
-        "vein": 1,
+        "cmb": 0,
         "calcification": 1,
         "iron": 0,
         "cavernoma": 0,
+        "vein": 1,
         "nothing": 1,
     }
     assert tally.cmbs["lobar"] == [1, 1] and tally.cmbs["touching a vein"] == [1, 1]
-    assert tally.cmbs["deep"] == [0, 1]  # missed
+    assert tally.cmbs["deep"] == [0, 1]  # missed, and far from the vein
     pooled = ErrorTally()
     pooled.add(tally)
     pooled.add(tally)
@@ -62,6 +78,6 @@ def test_errors_are_traced_to_what_they_sit_on(tmp_path):
 
 def test_labels_near_respects_the_voxel_size():
     data = np.zeros((10, 10, 10), np.int16)
-    data[5, 5, 8] = 7  # 3 voxels above the centre along z
+    data[5, 5, 8] = 7  # 3 voxels above the centre along k
     assert list(_labels_near((data, np.array([1.0, 1.0, 1.0])), (5, 5, 5), 2.0)) == []
     assert list(_labels_near((data, np.array([1.0, 1.0, 0.5])), (5, 5, 5), 2.0)) == [7]

@@ -208,4 +208,6 @@ def test_a_family_option_must_name_a_known_family(fake_synth, capsys, tmp_path):
     assert "unknown veins family 'spaghetti'" in capsys.readouterr().err
     assert main([*argv, "--family", "veins=medullary", "--exclude-family", "veins=medullary"]) == 2
     assert "leaves no value" in capsys.readouterr().err
+    assert main([*argv, "--family", "snr=normal", "--snr", "low"]) == 2
+    assert "snr forced to both normal and low" in capsys.readouterr().err
     assert calls == []

@@ -239,7 +239,8 @@ def test_lesion_world_coordinates_follow_the_affine(datasets):
 def test_lesions_csv_kinds_and_columns(datasets):
     lesions = read_lesions_csv(datasets["base"] / "sub-0001" / "lesions.csv")
     assert [lesion.lesion_id for lesion in lesions] == list(range(1, len(lesions) + 1))
-    assert {lesion.kind for lesion in lesions} <= {"cmb", "calcification", "iron", "vein"}
+    kinds = {"cmb", "calcification", "iron", "cavernoma", "vein"}
+    assert {lesion.kind for lesion in lesions} <= kinds
     for lesion in lesions:
         assert lesion.diameter_mm >= 0
         if lesion.kind != "vein":

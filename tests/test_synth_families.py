@@ -9,12 +9,23 @@ import numpy as np
 import pytest
 
 from cmbdet.synth.anatomy import load_atlas, random_warp, warp_atlas
-from cmbdet.synth.config import PRESETS, TISSUES, SynthConfig, draw_protocol, gre_signal
+from cmbdet.synth.config import (
+    PRESETS,
+    TISSUES,
+    SynthConfig,
+    draw_protocol,
+    gre_signal,
+    tissue_at,
+)
 from cmbdet.synth.families import AXES, STANDARD, FamilyWeights, parse_choice, standard_weights
 from cmbdet.synth.lesions import LesionCounts, random_lesions
 from cmbdet.synth.presets import PROTOCOLS
 from cmbdet.synth.subject import add_artefacts, generate_subject
-from cmbdet.synth.vessels import MEDULLARY_RADIUS_MM, random_veins
+from cmbdet.synth.vessels import (
+    MEDULLARY_RADIUS_MM,
+    _squared_distance_to_segment,
+    random_veins,
+)
 
 TINY = PRESETS["tiny"]
 
@@ -65,6 +76,15 @@ def test_each_vein_family_draws_its_own_geometry(anatomy):
     assert not {"short", "medullary", "cortical"} & {v.orientation for v in long_only}
 
 
+def _gap_to_vein_mm(point: np.ndarray, vein) -> float:
+    """Distance from ``point`` to the wall of ``vein`` (negative inside its lumen), mm."""
+    distances = [
+        np.sqrt(_squared_distance_to_segment(point[None].astype(np.float32), start, end))[0]
+        for start, end in zip(vein.points_mm[:-1], vein.points_mm[1:], strict=True)
+    ]
+    return float(min(distances)) - vein.radius_mm
+
+
 def test_cmbs_touch_veins_and_sit_in_dark_nuclei_when_asked(anatomy):
     veins = [
         v
@@ -83,14 +103,30 @@ def test_cmbs_touch_veins_and_sit_in_dark_nuclei_when_asked(anatomy):
     ]
     assert len(cmbs) >= 5
     for cmb in cmbs:
-        gap = min(
-            np.linalg.norm(v.points_mm - cmb.centre_mm, axis=1).min() - v.radius_mm for v in veins
-        )
-        assert gap <= cmb.radii_mm[0] * 1.5
+        gaps = np.array([_gap_to_vein_mm(cmb.centre_mm, v) for v in veins])
+        # beside a vein (its centre outside the lumen), its edge reaching into the wall
+        assert ((gaps > 0) & (gaps <= 0.8 * cmb.radii_mm[0] + 1e-3)).any()
+    in_iron = replace(counts, deep_cmb_in_iron=1.0, cmb_next_to_vein=0.0)
+    deep = [
+        lesion
+        for seed in range(3, 9)
+        for lesion in random_lesions(anatomy, np.random.default_rng(seed), 0.02, in_iron)
+        if lesion.kind == "cmb" and lesion.region == "deep"
+    ]
+    assert len(deep) >= 3
+    iron = anatomy.channels["iron_chi"]
+    for cmb in deep:
+        assert iron[_work_index(anatomy, cmb.centre_mm)] > 0.05  # inside an iron-rich nucleus
     cavernoma = random_lesions(
         anatomy, np.random.default_rng(4), 0.02, replace(counts, cavernoma_probability=1.0)
     )
     assert "cavernoma" in {lesion.kind for lesion in cavernoma}
+
+
+def _work_index(anatomy, centre_mm: np.ndarray) -> tuple[int, int, int]:
+    """The work-grid voxel of a subject-mm point (the grid is centred on the field of view)."""
+    index = centre_mm / np.asarray(anatomy.spacing_mm) + (np.asarray(anatomy.shape) - 1) / 2
+    return tuple(int(i) for i in np.round(index))
 
 
 def test_contrast_families_change_tissue_contrast_as_named():
@@ -108,7 +144,7 @@ def test_contrast_families_change_tissue_contrast_as_named():
     assert 5.0 <= low.snr_white_matter <= 12.0
 
 
-def test_field_strength_sets_the_phase_and_relaxation():
+def test_field_strength_sets_echo_times_and_relaxation():
     rng = np.random.default_rng(0)
     at_15 = draw_protocol(PROTOCOLS["1.5t"], TINY, rng)
     at_7 = draw_protocol(PROTOCOLS["7t"], TINY, rng)
@@ -122,6 +158,9 @@ def test_field_strength_sets_the_phase_and_relaxation():
         wm, replace(same_te, field_t=1.5, te_s=0.0)
     )
     assert decay_7 < decay_15
+    # T1 lengthens with the field (white matter, [Wright08]); CSF's stays
+    assert tissue_at(wm, 1.5).t1_s < wm.t1_s < tissue_at(wm, 7.0).t1_s
+    assert tissue_at(TISSUES["csf"], 7.0).t1_s == TISSUES["csf"].t1_s
 
 
 def test_artefacts_change_k_space_as_named():
@@ -167,3 +206,12 @@ def test_a_subject_records_its_families_and_shows_them(tmp_path):
     dark, faint = subject(iron="dark"), subject(iron="faint")
     deep = dark.brain_mask & (dark.magnitude < faint.magnitude - 1.0)
     assert deep.sum() > 20  # the iron-rich nuclei, darker
+
+
+def test_a_randomised_subject_is_reproducible():
+    weights = FamilyWeights().forced("artefacts", "both").forced("veins", "short_segments")
+    config = SynthConfig(preset="tiny", families=weights)
+    first, again = (generate_subject(config, np.random.SeedSequence(11)) for _ in range(2))
+    assert first.families == again.families
+    for name in ("swi", "hp_phase", "raw_phase", "labels"):
+        assert np.array_equal(getattr(first, name), getattr(again, name)), name

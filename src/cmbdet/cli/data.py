@@ -40,7 +40,8 @@ def family_weights(args: argparse.Namespace) -> FamilyWeights:
     ``--skull-stripped``, ``--family`` (forced) and ``--exclude-family`` (left out).
 
     Raises:
-        InputError: the options leave an axis with no value to draw.
+        InputError: the options force two values of one axis, or leave an axis with no value
+            to draw.
     """
     weights = standard_weights() if args.standard else FamilyWeights()
     forced = list(args.family)
@@ -48,6 +49,10 @@ def family_weights(args: argparse.Namespace) -> FamilyWeights:
         forced.append(("snr", "low"))
     if args.skull_stripped:
         forced.append(("skull", "stripped"))
+    chosen: dict[str, str] = {}
+    for axis, value in forced:
+        if chosen.setdefault(axis, value) != value:
+            raise InputError(None, f"--family: {axis} forced to both {chosen[axis]} and {value}")
     try:
         for axis, value in forced:
             weights = weights.forced(axis, value)

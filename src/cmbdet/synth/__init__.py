@@ -5,4 +5,4 @@ Pipeline, one module each: :mod:`anatomy` (warped MNI tissue maps) -> :mod:`vess
 shim, coil) -> :mod:`subject` (complex GRE signal, noise, SWI) -> :mod:`dataset` (files).
 """
 
-GENERATOR_VERSION = "2.1.0"
+GENERATOR_VERSION = "2.2.0"

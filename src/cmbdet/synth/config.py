@@ -148,9 +148,10 @@ def draw_protocol(
 
 
 def tissue_at(tissue: Tissue, field_t: float) -> Tissue:
-    """A 3 T tissue at another field: T1 interpolated between its measured 1.5, 3 and 7 T
-    values (white and grey matter [Wright08]; CSF unchanged), R2* rising linearly with B0
-    (0.35 + 0.65 B0 / 3 T of its 3 T value [LiTQ09])."""
+    """A 3 T tissue at another field: T1 scaled by the ratio of white and grey matter's
+    measured 1.5, 3 and 7 T values [Wright08] (every tissue but CSF, whose T1 over 3 s barely
+    depends on the field), R2* rising linearly with B0 (0.35 + 0.65 B0 / 3 T of its 3 T value
+    [LiTQ09])."""
     t1_ratio = float(np.interp(field_t, (1.5, 3.0, 7.0), (0.76, 1.0, 1.3)))
     t1 = tissue.t1_s if tissue.t1_s > 3.0 else tissue.t1_s * t1_ratio
     return replace(tissue, t1_s=t1, r2star_per_s=tissue.r2star_per_s * r2star_scale(field_t))

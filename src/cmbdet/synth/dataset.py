@@ -194,16 +194,18 @@ def _dataset_info(config: SynthConfig, seed: int) -> dict:
         "atlas": f"MNI ICBM152 2009 GM/WM/brain mask from nilearn, derived stack v{ATLAS_VERSION}",
         "cmbdet_version": __version__,
         "seed": seed,
-        "subject_seed_rule": "numpy SeedSequence(entropy=seed, spawn_key=(subject index,))",
+        "subject_seed_rule": "numpy SeedSequence(entropy=seed, spawn_key=(subject index,)); "
+        "families and artefacts from spawn_key=(subject index, 2**31 - 1)",
         "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)},
         "settings": config.to_json(),
         "files": {
-            "swi": "Haacke SWI (magnitude x negative-phase-mask^4), int16 scanner units",
+            "swi": "Haacke SWI (magnitude x negative-phase-mask^power, the power in each "
+            "acquisition.json's families, 0 for plain magnitude), int16 scanner units",
             "phase": _phase_description(config),
             "magnitude": "magnitude, int16 scanner units",
             "brainmask": "brain mask, 0/1",
             "labels": "instance map: value n is lesion_id n of lesions.csv (CMBs, mimics, veins)",
-            "lesions.csv": "ground truth; kind cmb, calcification, iron or vein",
+            "lesions.csv": "ground truth; kind cmb, calcification, iron, cavernoma or vein",
         },
     }
 

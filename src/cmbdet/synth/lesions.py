@@ -181,9 +181,14 @@ def _cmb_at(centre_mm: np.ndarray, region: str, rng: np.random.Generator) -> Foc
 def _cmb_next_to_vein(
     anatomy: WorkAnatomy, rng: np.random.Generator, vein: Vein
 ) -> FocalLesion | None:
-    """A CMB touching ``vein``: centred beside a point of it, one CMB radius past its wall."""
-    point = vein.points_mm[int(rng.integers(len(vein.points_mm)))]
+    """A CMB touching ``vein`` (subject mm): centred beside a vertex of it, across the vein's
+    local direction, 0.8 CMB radius past its wall (so the two overlap a little)."""
+    index = int(rng.integers(len(vein.points_mm) - 1))
+    point = vein.points_mm[index]
+    tangent = vein.points_mm[index + 1] - point
+    tangent /= max(float(np.linalg.norm(tangent)), 1e-9)
     side = rng.normal(size=3)
+    side -= (side @ tangent) * tangent  # across the vein, never along it
     side /= max(float(np.linalg.norm(side)), 1e-9)
     cmb = _cmb_at(point, "lobar", rng)
     centre = point + side * (vein.radius_mm + 0.8 * float(cmb.radii_mm[0]))

@@ -90,11 +90,53 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     extra = np.random.default_rng(_extra_seed(seed))  # families and artefacts: their own stream
     families = config.families.draw(extra)
     grid = config.grid
-    work = grid.work_grid()
     protocol = draw_protocol(config.protocol, grid, rng, families)
+    scene = _tissue_and_veins(config, protocol, families, rng, extra)
+    labels, lesions = _add_focal_lesions(scene, config, protocol, rng)
+    images = _acquire(scene, protocol, families, rng, extra)
+    if families["skull"] == "stripped":
+        _strip_skull(images.volumes(), images.brain_mask, grid.spacing_mm)
+    affine = _acquisition_affine(grid, rng)
+    return SyntheticSubject(
+        magnitude=images.magnitude,
+        swi=images.swi,
+        hp_phase=images.hp_phase,
+        raw_phase=images.raw_phase,
+        brain_mask=images.brain_mask,
+        labels=labels,
+        affine=affine,
+        lesions=[_to_world(lesion, grid, affine) for lesion in lesions],
+        protocol=protocol,
+        families=families,
+    )
+
+
+@dataclass
+class _Scene:
+    """A subject before its focal lesions and the scanner: the complex (X, Y, Z) ``signal``
+    of tissue and veins (no noise), the work-grid ``anatomy``, the acquisition-grid
+    ``smooth`` maps (brain fraction, coil bias, ...), the ``veins`` and their (X, Y, Z) partial
+    volume ``vein_fraction`` and ``vein_owner`` (1 + vein index)."""
+
+    signal: np.ndarray
+    anatomy: WorkAnatomy
+    smooth: dict[str, np.ndarray]
+    veins: list[Vein]
+    vein_fraction: np.ndarray
+    vein_owner: np.ndarray
+
+
+def _tissue_and_veins(
+    config: SynthConfig,
+    protocol: Protocol,
+    families: dict[str, str],
+    rng: np.random.Generator,
+    extra: np.random.Generator,
+) -> _Scene:
+    """Anatomy, susceptibility, field and the GRE signal of tissue and veins."""
+    grid, work = config.grid, config.grid.work_grid()
     phase_per_ppm = radians_per_ppm(protocol.field_t, protocol.te_s)
     b0 = np.asarray(protocol.b0_dir)
-
     anatomy = warp_atlas(
         load_atlas(), random_warp(rng, grid.fov_mm[2]), work.shape, work.spacing_mm
     )
@@ -118,16 +160,30 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
     signal = np.empty(grid.shape, dtype=np.complex64)  # magnitude * exp(i phase), in float32
     signal.real = magnitude * np.cos(phase)
     signal.imag = magnitude * np.sin(phase)
-    del magnitude, phase
+    return _Scene(signal, anatomy, smooth, veins, vein_fraction, vein_owner)
 
+
+def _add_focal_lesions(
+    scene: _Scene, config: SynthConfig, protocol: Protocol, rng: np.random.Generator
+) -> tuple[np.ndarray, list[Lesion]]:
+    """CMBs and mimics multiplied into ``scene.signal`` (in place); returns the (X, Y, Z)
+    int32 label map (focal lesions, then veins) and the lesion records (canonical voxels)."""
+    grid = config.grid
+    phase_per_ppm = radians_per_ppm(protocol.field_t, protocol.te_s)
+    b0 = np.asarray(protocol.b0_dir)
     focal = random_lesions(
-        anatomy, rng, protocol.te_s, config.lesions, veins=veins, field_t=protocol.field_t
+        scene.anatomy,
+        rng,
+        protocol.te_s,
+        config.lesions,
+        veins=scene.veins,
+        field_t=protocol.field_t,
     )
     labels = np.zeros(grid.shape, dtype=np.int32)
     lesions = []
     for index, lesion in enumerate(focal, start=1):
         patch = lesion_patch(lesion, grid.shape, grid.spacing_mm, b0, phase_per_ppm)
-        signal[patch.box] *= patch.factor
+        scene.signal[patch.box] *= patch.factor
         labels[patch.box][patch.apparent & (labels[patch.box] == 0)] = index
         lesions.append(
             _focal_record(
@@ -135,37 +191,47 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
             )
         )
     first_vein_id = len(focal) + 1
-    vein_voxels = (vein_fraction >= VEIN_LABEL_FRACTION) & (labels == 0)
-    labels[vein_voxels] = vein_owner[vein_voxels] + (first_vein_id - 1)
-    lesions += [_vein_record(first_vein_id + n, vein) for n, vein in enumerate(veins)]
+    vein_voxels = (scene.vein_fraction >= VEIN_LABEL_FRACTION) & (labels == 0)
+    labels[vein_voxels] = scene.vein_owner[vein_voxels] + (first_vein_id - 1)
+    lesions += [_vein_record(first_vein_id + n, vein) for n, vein in enumerate(scene.veins)]
+    return labels, lesions
 
-    signal *= smooth["bias"]
-    add_artefacts(signal, families["artefacts"], extra)
+
+@dataclass
+class _Images:
+    """What the scanner gives: (X, Y, Z) float32 ``magnitude`` and ``swi`` (stored intensity
+    scale), ``hp_phase`` and ``raw_phase`` (radians), and the bool ``brain_mask``."""
+
+    magnitude: np.ndarray
+    swi: np.ndarray
+    hp_phase: np.ndarray
+    raw_phase: np.ndarray
+    brain_mask: np.ndarray
+
+    def volumes(self) -> tuple[np.ndarray, ...]:
+        return self.magnitude, self.swi, self.hp_phase, self.raw_phase
+
+
+def _acquire(
+    scene: _Scene,
+    protocol: Protocol,
+    families: dict[str, str],
+    rng: np.random.Generator,
+    extra: np.random.Generator,
+) -> _Images:
+    """Coil bias, noise and artefacts on ``scene.signal`` (in place), then the images."""
+    signal = scene.signal
+    signal *= scene.smooth["bias"]
     sigma = gre_signal(TISSUES["wm"], protocol) / protocol.snr_white_matter
     _add_complex_noise(signal, float(sigma), rng)
+    add_artefacts(signal, families["artefacts"], extra)  # on what was acquired, noise and all
     hp_phase = homodyne_highpass(signal, protocol.hp_window, workers=_fft_workers())
     magnitude = np.abs(signal)
     scale = np.float32(protocol.stored_max_intensity / np.percentile(magnitude[::4, ::4], 99.9))
     magnitude *= scale
     raw_phase = np.angle(signal).astype(np.float32)
     swi = swi_from(magnitude, hp_phase, power=int(families["swi_power"]))
-    brain_mask = smooth["brain"] >= 0.5
-    if families["skull"] == "stripped":
-        _strip_skull((magnitude, swi, hp_phase, raw_phase), brain_mask, grid.spacing_mm)
-
-    affine = _acquisition_affine(grid, rng)
-    return SyntheticSubject(
-        magnitude=magnitude,
-        swi=swi,
-        hp_phase=hp_phase,
-        raw_phase=raw_phase,
-        brain_mask=brain_mask,
-        labels=labels,
-        affine=affine,
-        lesions=[_to_world(lesion, grid, affine) for lesion in lesions],
-        protocol=protocol,
-        families=families,
-    )
+    return _Images(magnitude, swi, hp_phase, raw_phase, scene.smooth["brain"] >= 0.5)
 
 
 def _extra_seed(seed: np.random.SeedSequence) -> np.random.SeedSequence:
@@ -202,10 +268,9 @@ def add_artefacts(signal: np.ndarray, family: str, rng: np.random.Generator) -> 
 
 
 def _strip_skull(volumes, brain: np.ndarray, spacing_mm) -> None:
-    """Zero every volume outside the brain mask dilated by about 2 mm, in place, as a
-    skull-stripped input is."""
-    reach = max(1, int(round(2.0 / min(spacing_mm[0], spacing_mm[1]))))
-    kept = ndimage.binary_dilation(brain, iterations=reach)
+    """Zero the (X, Y, Z) ``volumes`` in place farther than 2 mm outside the (X, Y, Z) bool
+    ``brain`` mask, as a skull-stripped input is; ``spacing_mm`` is the voxel size."""
+    kept = ndimage.distance_transform_edt(~brain, sampling=spacing_mm) <= 2.0
     for volume in volumes:
         volume[~kept] = 0
 
@@ -231,6 +296,8 @@ def _smooth_maps(
     signal = sum(
         channels[name] * np.float32(gre_signal(t, protocol)) for name, t in TISSUES.items()
     )
+    # iron's R2* is all mesoscopic dephasing, proportional to B0 (tissue R2* has a
+    # field-independent R2 part, see config.r2star_scale)
     iron_r2star = IRON_R2STAR_PER_PPM * protocol.field_t / 3.0  # per ppm, at this field
     signal = signal * np.exp(-protocol.te_s * iron_r2star * iron)
     texture = _tissue_texture(anatomy.shape, rng) * (channels["gm"] + channels["wm"])

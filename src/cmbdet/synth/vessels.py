@@ -97,12 +97,15 @@ def random_veins(
     sinuses and deep veins at their anatomical places (through the subject's affine warp)."""
     share = 1.0 if family == "long_tubes" else LONG_TUBES_SHARE
     veins = _long_tubes(anatomy, rng, counts, share)
+    channels, brain = anatomy.channels, anatomy.brain
     if family == "short_segments":
-        veins += _short_segments(anatomy, rng)
+        density = channels["vein_density"] * (brain > 0.5)
+        veins += _short_veins(SHORT_SEGMENTS, density, anatomy, rng)
     elif family == "medullary":
         veins += _medullary_veins(anatomy, rng)
     elif family == "cortical_dense":
-        veins += _cortical_veins(anatomy, rng)
+        surface = channels["gm"] * (channels["csf"] + channels["csf_outer"] > 0.1)
+        veins += _short_veins(CORTICAL_VEINS, surface * (brain > 0.3), anatomy, rng)
     elif family != "long_tubes":
         raise ValueError(f"unknown vein family {family!r}")
     veins.extend(_anatomical_veins(anatomy, rng))
@@ -134,20 +137,49 @@ def _long_tubes(
     return veins
 
 
-def _short_segments(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vein]:
-    """Short turning dashes (2-8 mm) in every direction: on axial slices, dots and dashes that
-    end within one to three slices, with a vein's paramagnetic phase: the CMB mimic that long
-    tubes never show."""
-    density = anatomy.channels["vein_density"] * (anatomy.brain > 0.5)
-    number = int(rng.integers(80, 201))
-    starts = _sample_points(density, anatomy.spacing_mm, rng, number)
+@dataclass(frozen=True)
+class ShortVeins:
+    """A family of short turning veins started where a density map says.
+
+    Attributes:
+        orientation: the :class:`Vein` orientation they get.
+        number: range of how many a subject gets.
+        length_mm: range of their lengths.
+        radius_mm: range of their lumen radii.
+        turn_deg: the most they turn per step.
+        step_mm: their polyline step.
+    """
+
+    orientation: str
+    number: tuple[int, int]
+    length_mm: tuple[float, float]
+    radius_mm: tuple[float, float]
+    turn_deg: float
+    step_mm: float
+
+
+SHORT_SEGMENTS = ShortVeins("short", (80, 200), (2.0, 8.0), SHORT_SEGMENT_RADIUS_MM, 35.0, 1.0)
+"""Short turning dashes in every direction: on axial slices, dots and dashes that end within
+one to three slices, with a vein's paramagnetic phase: the CMB mimic long tubes never show."""
+CORTICAL_VEINS = ShortVeins("cortical", (150, 300), (4.0, 15.0), CORTICAL_RADIUS_MM, 15.0, 1.5)
+"""Many short small veins close to the brain's surface."""
+
+
+def _short_veins(
+    spec: ShortVeins, density: np.ndarray, anatomy: WorkAnatomy, rng: np.random.Generator
+) -> list[Vein]:
+    """A subject's short veins of ``spec``, started at random points of the (X, Y, Z) work-grid
+    ``density`` map, in random directions."""
+    number = int(rng.integers(spec.number[0], spec.number[1] + 1))
     veins = []
-    for start in starts:
+    for start in _sample_points(density, anatomy.spacing_mm, rng, number):
         direction = _initial_direction("oblique", rng)
-        length = float(rng.uniform(2.0, 8.0))
-        points = _random_walk(start, direction, length, 35.0, rng, anatomy, step_mm=1.0)
+        length = float(rng.uniform(*spec.length_mm))
+        points = _random_walk(
+            start, direction, length, spec.turn_deg, rng, anatomy, step_mm=spec.step_mm
+        )
         if len(points) >= 2:
-            veins.append(Vein(points, float(rng.uniform(*SHORT_SEGMENT_RADIUS_MM)), "short"))
+            veins.append(Vein(points, float(rng.uniform(*spec.radius_mm)), spec.orientation))
     return veins
 
 
@@ -174,22 +206,6 @@ def _medullary_veins(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vei
             )
             if len(branch) >= 2:
                 veins.append(Vein(branch, radius * 0.8, "medullary"))
-    return veins
-
-
-def _cortical_veins(anatomy: WorkAnatomy, rng: np.random.Generator) -> list[Vein]:
-    """Many short small veins close to the brain's surface."""
-    channels = anatomy.channels
-    surface = channels["gm"] * (channels["csf"] + channels["csf_outer"] > 0.1)
-    number = int(rng.integers(150, 301))
-    starts = _sample_points(surface * (anatomy.brain > 0.3), anatomy.spacing_mm, rng, number)
-    veins = []
-    for start in starts:
-        direction = _initial_direction("oblique", rng)
-        length = float(rng.uniform(4.0, 15.0))
-        points = _random_walk(start, direction, length, 15.0, rng, anatomy, step_mm=1.5)
-        if len(points) >= 2:
-            veins.append(Vein(points, float(rng.uniform(*CORTICAL_RADIUS_MM)), "cortical"))
     return veins
 
 
