@@ -301,6 +301,25 @@ def test_cmbs_are_dark_in_both_channels(prepared):
     assert np.mean(dark) >= 0.8
 
 
+@pytest.mark.parametrize("slice_mm", [1.0, 3.0])
+def test_slices_of_another_thickness_keep_cmbs_where_they_are(subjects, slice_mm):
+    subject = subjects[1]
+    config = PreprocessConfig(target_in_plane_mm=0.8, target_slice_mm=slice_mm)
+    pre = preprocess_arrays(subject.swi, subject.hp_phase, SPACING, config=config)
+    depth = round(SHAPE[2] * SPACING[2] / slice_mm)
+    assert pre.swi.shape[2] == pre.brain.shape[2] == depth == pre.grid.model_shape[2]
+    assert pre.spacing_mm[2] == pytest.approx(SHAPE[2] * SPACING[2] / depth)
+    assert pre.record()["model_spacing_mm"][2] == pytest.approx(pre.spacing_mm[2])
+    images = slice_images(pre)
+    medians = [np.median(images[:, c][pre.brain.transpose(2, 0, 1)]) for c in (0, 1)]
+    dark = []
+    for lesion in (x for x in subject.lesions if x.kind == "cmb" and x.visible):
+        u, v, k = np.round(pre.grid.native_to_model([lesion.i, lesion.j, lesion.k])).astype(int)
+        centre = images[k, :, u - 1 : u + 2, v - 1 : v + 2].min(axis=(1, 2))  # (2,)
+        dark.append(centre[0] < medians[0] and centre[1] < medians[1])
+    assert len(dark) >= 5 and np.mean(dark) >= 0.8
+
+
 def test_given_mask_is_used(subjects):
     subject = subjects[0]
     brain = ndimage.binary_erosion(subject.brain_mask, iterations=2)

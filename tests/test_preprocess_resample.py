@@ -1,4 +1,4 @@
-"""In-plane resampling to the model grid: the exact voxel map, shapes, masks."""
+"""Resampling to the model grid: the exact voxel map, shapes, masks, slices in mm."""
 
 from __future__ import annotations
 
@@ -53,5 +53,42 @@ def test_resample_shapes_and_mask_round_trip():
     mask[10:30, 5:25, 1:4] = True
     up = resample_to(mask, (96, 80, 5), order=0)
     assert up.dtype == bool and np.array_equal(resample_to(up, mask.shape, order=0), mask)
-    with pytest.raises(ValueError, match="slices"):
-        resample_to(mask, (96, 80, 6))
+    with pytest.raises(ValueError, match="order"):
+        resample_to(mask, (96, 80, 6), order=3)
+
+
+def test_slices_resampled_to_a_thickness_in_mm():
+    iso1 = ResampleMap.for_target((192, 224, 160), (1.0, 1.0, 1.0), 0.625, 2.0)
+    ukb = ResampleMap.for_target((256, 288, 48), (0.8, 0.8, 3.0), 0.625, 2.0)
+    paper = ResampleMap.for_target((288, 252, 72), (0.8, 0.8, 2.0), 0.625, 2.0)
+    assert iso1.model_shape == (307, 358, 80) and iso1.slice_ratio == 0.5
+    assert ukb.model_shape[2] == 72 and ukb.model_spacing_mm[2] == pytest.approx(2.0)
+    assert paper.model_shape[2] == 72 and paper.slice_ratio == 1.0  # 2 mm slices kept
+    assert ResampleMap.for_target((192, 224, 160), (1.0, 1.0, 1.0), 0.625).model_shape[2] == 160
+    # native slice edges map onto model slice edges: 160 x 1 mm over 80 x 2 mm
+    mapped = iso1.native_to_model(np.array([[0.0, 0.0, -0.5], [0.0, 0.0, 159.5], [0, 0, 9.5]]))
+    np.testing.assert_allclose(mapped[:, 2], [-0.5, 79.5, 4.5])
+    points = np.random.default_rng(3).uniform(0, 40, (20, 3))
+    np.testing.assert_allclose(ukb.model_to_native(ukb.native_to_model(points)), points)
+    native_affine = np.diag([0.8, 0.8, 3.0, 1.0])
+    world = ukb.model_affine(native_affine) @ np.array([0.0, 0.0, 10.0, 1.0])
+    native = native_affine @ np.r_[ukb.model_to_native(np.array([0.0, 0.0, 10.0])), 1.0]
+    np.testing.assert_allclose(world, native)
+
+
+def test_thin_slices_are_averaged_and_thick_ones_interpolated():
+    depth_mm = np.arange(40) * 1.0 + 0.5  # 1 mm slices: centres at 0.5, 1.5, ... mm
+    ramp = np.broadcast_to(depth_mm, (6, 5, 40)).astype(np.float32)
+    thick = resample_to(ramp, (6, 5, 20), order=1)  # 2 mm slices: centres at 1, 3, ... mm
+    np.testing.assert_allclose(thick[2, 2, 1:-1], np.arange(1, 19) * 2.0 + 1.0, atol=1e-4)
+    dot = np.ones((6, 5, 40), np.float32)
+    dot[3, 2, 21] = 0.0  # dark on one 1 mm slice: its 2 mm slice is darkest, by about half
+    averaged = resample_to(dot, (6, 5, 20), order=1)[3, 2]
+    assert averaged.argmin() == 10 and 0.4 < averaged[10] < 0.7
+    assert np.all(averaged[:8] == 1.0) and np.all(averaged[13:] == 1.0)
+    upsampled = resample_to(thick, (6, 5, 30), order=1)  # 2 mm -> 1.33 mm, still a ramp
+    centres = (np.arange(30) + 0.5) * 40 / 30
+    np.testing.assert_allclose(upsampled[1, 1, 2:-2], centres[2:-2], atol=1e-3)
+    mask = np.zeros((6, 5, 20), bool)
+    mask[2:4, 1:3, 5:9] = True
+    assert np.array_equal(resample_to(resample_to(mask, (6, 5, 40)), (6, 5, 20)), mask)

@@ -83,6 +83,23 @@ def test_boxes_from_labels_name_the_cmb_of_each_box():
     np.testing.assert_allclose(boxes[3][1], grown)
 
 
+def test_boxes_follow_a_cmb_onto_resampled_model_slices():
+    from cmbdet.stage1.data import boxes_from_labels, model_slices_of
+
+    labels = np.zeros((20, 16, 24), np.int16)  # 1 mm slices -> 12 model slices of 2 mm
+    labels[4:8, 4:8, 10:13] = 3  # native slices 10-12 lie in model slices 5 and 6
+    labels[12, 10, 17] = 5  # one native slice: model slice 8 only
+    boxes, ids = boxes_from_labels(labels, [3, 5], labels.shape, (20, 16, 12), pixel_mm=1.0)
+    assert [k for k, i in enumerate(ids) if 3 in i.tolist()] == [5, 6]
+    assert [k for k, i in enumerate(ids) if 5 in i.tolist()] == [8]
+    assert sum(len(b) for b in boxes) == 3
+    # 3 mm -> 2 mm: native slice 4 spans model slices 6 (wholly) and 7 (half)
+    assert model_slices_of(4, 1.5, 12) == [6, 7]
+    assert model_slices_of(3, 1.0, 12) == [3]
+    assert model_slices_of(11, 0.5, 12) == [5]
+    assert model_slices_of(7, 1.5, 11) == [10]  # the grid's last slice
+
+
 def test_positive_crops_per_cmb_draw_small_cmbs_as_often_as_large_ones():
     from cmbdet.stage1.data import SliceSampler, TrainingVolume
 
@@ -143,3 +160,25 @@ def test_positive_crops_per_cmb_centre_on_the_drawn_cmb_of_a_slice():
         TrainingVolume(images, boxes, np.ones(4, bool), tuple(ids[:3]))
     with pytest.raises(ValueError, match="box_lesions"):
         TrainingVolume(images, boxes, np.ones(4, bool), (ids[0], ids[1][:1], ids[2], ids[3]))
+
+
+def test_sampler_varies_the_look_of_crops_replayably():
+    from cmbdet.appearance import AppearanceRanges
+    from cmbdet.stage1.data import SliceSampler, TrainingVolume
+
+    rng = np.random.default_rng(5)
+    images = (1 + 0.05 * rng.standard_normal((6, 3, 64, 64))).astype(np.float16)
+    boxes = [np.zeros((0, 4), np.float32) for _ in range(6)]
+    boxes[2] = np.array([[20, 20, 26, 26]], np.float32)
+    images[2, :, 20:26, 20:26] = 0.2
+    volume = TrainingVolume(images, boxes, np.ones(6, bool))
+    options = dict(crop=32, batch_size=6, seed=2, slices_per_pass=2)
+    plain = SliceSampler([volume], **options)
+    varied = SliceSampler([volume], appearance=AppearanceRanges(), **options)
+    batch, targets = varied(3)
+    again, same_targets = varied(3)
+    torch.testing.assert_close(batch, again)
+    torch.testing.assert_close(targets.heatmap, same_targets.heatmap)
+    assert not torch.allclose(batch, plain(3)[0])
+    phase = batch[:, [1, 4]]  # channel 1 of each of the two slices of a pass
+    assert phase.min() >= 0 and phase.max() <= 2

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cmbdet.errors import InputError
+from cmbdet.io.lesions import Lesion
 from cmbdet.training.config import TrainModelConfig
-from cmbdet.training.model import split_subjects
+from cmbdet.training.model import hard_negatives, split_subjects
 
 
 def test_split_is_seeded_disjoint_and_complete():
@@ -40,3 +42,18 @@ def test_a_damaged_saved_split_is_bad_input(tmp_path):
     path.write_text('{"stage1": ["x/0001"], "stage2": [], "validation": []}')
     with pytest.raises(InputError, match="lack"):
         _load_or_make_splits(path, keys, TrainModelConfig())
+
+
+def test_hard_negatives_lie_on_mimics_or_score_highest_at_stage1():
+    def lesion(kind, x, diameter):
+        return Lesion(1, kind, x, 0.0, 0.0, 0, 0, 0, diameter, True)
+
+    truth = [lesion("cmb", 0.0, 4.0), lesion("calcification", 50.0, 4.0), lesion("iron", 90, 6)]
+    centres = np.array([[x, 0.0, 0.0] for x in (0.0, 53.5, 94.0, 30.0, 31.0, 32.0, 33.0, 20)])
+    scores = np.array([0.9, 0.1, 0.1, 0.2, 0.3, 0.4, 0.8, 0.5])
+    hits = np.array([True] + [False] * 7)
+    hard = hard_negatives(centres, scores, hits, truth)
+    # on the calcification (2 mm radius + 2) and the iron (3 + 2); the top quarter of the
+    # seven negatives' scores: 0.8 and 0.5; never the hit
+    assert hard.tolist() == [False, True, True, False, False, False, True, True]
+    assert not hard_negatives(centres, scores, np.ones(8, bool), truth).any()

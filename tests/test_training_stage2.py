@@ -65,6 +65,26 @@ def test_sampler_is_replayable_and_balanced():
     assert labels.sum() == 3 and first.shape == (10, 2, 16, 16, 5)
 
 
+def test_sampler_draws_hard_negatives_more_often():
+    data = _toy_patches(40, 3)
+    hard = np.zeros(len(data.labels), bool)
+    negatives = np.flatnonzero(data.labels == 0)
+    hard[negatives[: len(negatives) // 4]] = True  # a quarter of the negatives
+    data = PatchSet(data.patches, data.labels, hard)
+    assert data.hard_negatives.sum() == len(negatives) // 4
+    drawn = {1.0: [], 3.0: []}
+    for weight, shares in drawn.items():
+        sampler = BalancedPatchSampler(data, batch_size=20, seed=1, hard_negative_weight=weight)
+        for step in range(40):
+            picked = sampler.draw(np.random.default_rng([1, step]))[sampler.n_positive :]
+            assert np.all(data.labels[picked] == 0)
+            shares.append(hard[picked].mean())
+    # uniform: about a quarter; three times as often: 3 / (3 + 3) = a half
+    assert abs(np.mean(drawn[1.0]) - 0.25) < 0.06 and abs(np.mean(drawn[3.0]) - 0.5) < 0.06
+    merged = PatchSet.concatenate([data, PatchSet(data.patches[:2], data.labels[:2])])
+    assert merged.hard_negatives.sum() == hard.sum()
+
+
 def test_sampler_crops_shift_the_centre_within_the_margin():
     patches = np.ones((1, 2, 12, 12, 5), np.float16)
     patches[0, :, 6, 6, 2] = 0.0  # a dark voxel at the centre of the enlarged patch

@@ -25,7 +25,7 @@ class Candidate:
         score: stage-2 CMB probability.
         stage1_score: stage-1 objectness.
         diameter_mm: in-plane extent of the largest stage-1 box.
-        slices: slices the candidate spans.
+        slices: slices of the input the candidate spans.
     """
 
     x_mm: float

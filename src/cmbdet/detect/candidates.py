@@ -44,7 +44,7 @@ def input_candidates(
             score=float(score),
             stage1_score=float(c.score),
             diameter_mm=float(c.size_px.max() * pre.spacing_mm[0]),
-            slices=int(c.slices),
+            slices=max(1, round(c.slices / pre.grid.slice_ratio)),  # of the input
         )
         for c, o, w, score in zip(linked, original, world, scores, strict=True)
     ]

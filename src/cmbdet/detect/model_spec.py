@@ -7,9 +7,10 @@ The schema (format 1; every other key is an error):
 - ``format`` (1), ``name``, ``description``, ``cmbdet_version``: the model's identity;
 - ``preprocessing``: :class:`PreprocessConfig`;
 - ``stage1``: ``config`` (:class:`Stage1Config`), ``weights`` (``file``, a plain file name in
-  the folder, and its ``sha256``), and the records ``training``, ``positives_per``;
+  the folder, and its ``sha256``), and the records ``training``, ``positives_per`` and
+  ``appearance`` (the appearance augmentation's ranges);
 - ``stage2`` (optional): the same, plus ``patch`` (:class:`PatchConfig`) and ``test_views``
-  (1-8 views averaged at test time);
+  (1-8 views averaged at test time), and the record ``hard_negative_weight``;
 - ``threshold`` (stage-2 probability, default 0.5) and ``stage1_threshold`` (default 0), each
   in [0, 1];
 - records of how the model was made: ``operating_rule`` (the rule that chose the thresholds);
@@ -52,8 +53,16 @@ RECORD_KEYS = {  # key: the keys it may hold (None: any)
 }
 TOP_KEYS = (*IDENTITY_KEYS, "preprocessing", "stage1", "stage2", "threshold", "stage1_threshold")
 STAGE_KEYS = {
-    "stage1": ("config", "weights", "training", "positives_per"),
-    "stage2": ("config", "weights", "training", "patch", "test_views"),
+    "stage1": ("config", "weights", "training", "positives_per", "appearance"),
+    "stage2": (
+        "config",
+        "weights",
+        "training",
+        "patch",
+        "test_views",
+        "appearance",
+        "hard_negative_weight",
+    ),
 }
 MAX_TEST_VIEWS = 8
 _SHA256 = re.compile(r"[0-9a-f]{64}")

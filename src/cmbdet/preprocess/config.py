@@ -17,6 +17,9 @@ class PreprocessConfig(JsonConfig):
     """How volumes are prepared for the networks (recorded in ``model.json``)."""
 
     target_in_plane_mm: float = 0.5  # model-grid pixel: HR is kept, LR (0.8 mm) is upsampled
+    # model-grid slice thickness: 1 mm or 3 mm slices are resampled to it, so that the networks
+    # see the same millimetres through-plane at every protocol; 0 keeps the acquired slices
+    target_slice_mm: float = 0.0
     slab_average: int = 1  # SWI channel: mean of each slice and this many neighbours each side
     phase_scale_rad: float = math.pi  # phase of +-this many radians -> +-1 (then clipped)
     hp_window_per_256mm: float = HP_WINDOW_PER_256MM  # homodyne window (raw phase), samples
@@ -28,6 +31,8 @@ class PreprocessConfig(JsonConfig):
     def __post_init__(self):
         object.__setattr__(self, "context_slices", tuple(int(d) for d in self.context_slices))
         check_range("target_in_plane_mm", self.target_in_plane_mm, 0.1, 4.0)
+        if self.target_slice_mm != 0:
+            check_range("target_slice_mm", self.target_slice_mm, 0.25, 8.0)
         check_range("slab_average", self.slab_average, 0, 8)
         check_range("phase_scale_rad", self.phase_scale_rad, 1e-3, 100.0)
         check_range("hp_window_per_256mm", self.hp_window_per_256mm, 1.0, 1024.0)

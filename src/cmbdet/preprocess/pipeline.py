@@ -9,8 +9,8 @@ belong to the acquisition):
    magnitude as modulus, or a lightly smoothed SWI when no magnitude is given, handedness from
    the SWI's dark voxels);
 3. SWI / median in the brain;
-4. in-plane resampling to ``target_in_plane_mm`` (images bilinear, phase through its phasor,
-   mask nearest);
+4. resampling to the model grid, ``target_in_plane_mm`` pixels and, when set,
+   ``target_slice_mm`` slices (images linear, phase through its phasor, mask nearest);
 5. phase normalised to [-1, 1].
 """
 
@@ -37,13 +37,14 @@ from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
 @dataclass(frozen=True, eq=False)
 class Preprocessed:
     """One subject, ready for the networks. Arrays are canonical RAS+ on the *model* grid
-    (X', Y', Z): axial slices along the last axis, in-plane resampled, slices as acquired.
+    (X', Y', Z'): axial slices along the last axis, resampled in-plane, and through-plane when
+    the config sets a slice thickness (otherwise the slices are as acquired).
 
     Attributes:
-        swi: (X', Y', Z) float32 SWI / brain median, clipped to [0, 2].
-        phase_rad: (X', Y', Z) float32 canonical phase: high-pass, radians, right-handed.
-        phase_norm: (X', Y', Z) float32 ``clip(phase_rad / phase_scale_rad, -1, 1)``.
-        brain: (X', Y', Z) bool brain mask.
+        swi: (X', Y', Z') float32 SWI / brain median, clipped to [0, 2].
+        phase_rad: (X', Y', Z') float32 canonical phase: high-pass, radians, right-handed.
+        phase_norm: (X', Y', Z') float32 ``clip(phase_rad / phase_scale_rad, -1, 1)``.
+        brain: (X', Y', Z') bool brain mask.
         spacing_mm: model-grid voxel size (x, y, z), mm.
         native_shape: canonical (X, Y, Z) of the input.
         native_spacing_mm: canonical input voxel size, mm.
@@ -173,7 +174,9 @@ def preprocess_arrays(
     )
     swi_norm = normalise_swi(swi, brain)
 
-    grid = ResampleMap.for_target(swi.shape, spacing, config.target_in_plane_mm)
+    grid = ResampleMap.for_target(
+        swi.shape, spacing, config.target_in_plane_mm, config.target_slice_mm
+    )
     swi_model = grid.to_model(swi_norm, order=1)
     phase_model = resample_phase_to(phase_rad, grid.model_shape)
     brain_model = grid.to_model(brain, order=0)

@@ -1,14 +1,16 @@
-"""In-plane resampling to the model grid, and the exact map between native and model voxels.
+"""Resampling to the model grid, and the exact map between native and model voxels.
 
-Both grids cover the same field of view (outer voxel edges aligned) and share the slices. Along
-an in-plane axis of ``n`` native voxels of size ``s`` and ``m = round(n * s / target)`` model
-voxels of size ``n * s / m``, native voxel index ``i`` (centre) lies at model index
+Both grids cover the same field of view (outer voxel edges aligned). In-plane, and through-plane
+when a model slice thickness is set (otherwise the slices are kept as acquired), along an axis
+of ``n`` native voxels of size ``s`` and ``m = round(n * s / target)`` model voxels of size
+``n * s / m``, native voxel index ``i`` (centre) lies at model index
 
     u = (i + 0.5) * m / n - 0.5,
 
 the convention of ``torch.nn.functional.interpolate(..., align_corners=False)``. Images are
-resampled bilinearly (anti-aliased when shrinking), phase through its unit phasor (so wraps
-at +-pi do not blur into 0), masks and label maps by nearest neighbour.
+resampled linearly along each axis (anti-aliased when shrinking, so that thin slices are
+averaged into a thicker one), phase through its unit phasor (so wraps at +-pi do not blur into
+0), masks and label maps by nearest neighbour.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ import torch
 import torch.nn.functional as F
 
 SAME_SPACING_TOLERANCE = 0.01
-"""Relative in-plane spacing difference below which a volume is left as it is."""
+"""Relative spacing difference below which an axis keeps its voxels."""
 
 
 @dataclass(frozen=True)
 class ResampleMap:
-    """Native canonical grid (X, Y, Z) <-> model grid (X', Y', Z): same FOV, same slices.
+    """Native canonical grid (X, Y, Z) <-> model grid (X', Y', Z'): the same field of view.
 
     Attributes:
         native_shape: (X, Y, Z) voxels.
-        model_shape: (X', Y', Z) voxels.
+        model_shape: (X', Y', Z') voxels.
         native_spacing_mm: native voxel size (x, y, z), mm.
     """
 
@@ -43,19 +45,22 @@ class ResampleMap:
         native_shape: tuple[int, int, int],
         native_spacing_mm: tuple[float, float, float],
         target_in_plane_mm: float,
+        target_slice_mm: float = 0.0,
     ) -> ResampleMap:
-        """The model grid of about ``target_in_plane_mm`` pixels over the native FOV.
+        """The model grid of about ``target_in_plane_mm`` pixels and ``target_slice_mm``
+        slices (0: the acquired slices) over the native field of view.
 
-        An axis whose spacing is within ``SAME_SPACING_TOLERANCE`` of the target keeps its
+        An axis whose spacing is within ``SAME_SPACING_TOLERANCE`` of its target keeps its
         voxels.
         """
-        model = []
-        for n, s in zip(native_shape[:2], native_spacing_mm[:2], strict=True):
-            same = abs(s - target_in_plane_mm) <= SAME_SPACING_TOLERANCE * target_in_plane_mm
-            model.append(n if same else max(1, round(n * s / target_in_plane_mm)))
+        targets = (target_in_plane_mm, target_in_plane_mm, target_slice_mm)
+        model = [
+            _model_voxels(int(n), float(s), target)
+            for n, s, target in zip(native_shape, native_spacing_mm, targets, strict=True)
+        ]
         return cls(
             tuple(int(n) for n in native_shape),
-            (model[0], model[1], int(native_shape[2])),
+            tuple(model),
             tuple(float(s) for s in native_spacing_mm),
         )
 
@@ -65,20 +70,24 @@ class ResampleMap:
 
     @property
     def model_spacing_mm(self) -> tuple[float, float, float]:
-        """Model voxel size (x, y, z), mm (z unchanged)."""
+        """Model voxel size (x, y, z), mm."""
         n, m, s = self.native_shape, self.model_shape, self.native_spacing_mm
-        return (s[0] * n[0] / m[0], s[1] * n[1] / m[1], s[2])
+        return tuple(s[axis] * n[axis] / m[axis] for axis in range(3))
+
+    @property
+    def slice_ratio(self) -> float:
+        """Model slices per native slice (1.0 when the slices are kept)."""
+        return self.model_shape[2] / self.native_shape[2]
 
     @property
     def _ratio(self) -> np.ndarray:
         """(3,) model voxels per native voxel along x, y, z."""
-        n, m = self.native_shape, self.model_shape
-        return np.array([m[0] / n[0], m[1] / n[1], 1.0])
+        return np.asarray(self.model_shape, np.float64) / np.asarray(self.native_shape)
 
     def native_to_model(self, ijk: np.ndarray) -> np.ndarray:
         """(N, 3) or (3,) native canonical voxel coordinates -> model voxel coordinates."""
         ijk = np.asarray(ijk, dtype=np.float64)
-        return (ijk + 0.5) * self._ratio - 0.5  # z: ratio 1, unchanged
+        return (ijk + 0.5) * self._ratio - 0.5
 
     def model_to_native(self, uvk: np.ndarray) -> np.ndarray:
         """(N, 3) or (3,) model voxel coordinates -> native canonical voxel coordinates."""
@@ -96,49 +105,84 @@ class ResampleMap:
         return resample_to(volume, self.model_shape, order)
 
     def to_native(self, volume: np.ndarray, order: int = 0) -> np.ndarray:
-        """Resample a model-grid (X', Y', Z) volume back to the native grid (nearest by
+        """Resample a model-grid (X', Y', Z') volume back to the native grid (nearest by
         default: masks and label maps)."""
         return resample_to(volume, self.native_shape, order)
 
 
+def _model_voxels(native: int, spacing_mm: float, target_mm: float) -> int:
+    """Model voxels along an axis of ``native`` voxels of ``spacing_mm`` (``target_mm`` 0 or
+    within ``SAME_SPACING_TOLERANCE`` of the spacing: the same voxels)."""
+    if target_mm <= 0 or abs(spacing_mm - target_mm) <= SAME_SPACING_TOLERANCE * target_mm:
+        return native
+    return max(1, round(native * spacing_mm / target_mm))
+
+
 def resample_to(volume: np.ndarray, target_shape: tuple[int, ...], order: int = 0) -> np.ndarray:
-    """Resample (X, Y, Z) in-plane to (X', Y', Z), edges aligned.
+    """Resample (X, Y, Z) to (X', Y', Z'), edges aligned: in-plane slice by slice, then along
+    the slices.
 
     Args:
         volume: (X, Y, Z) array.
-        target_shape: (X', Y', Z); Z must equal the input's.
+        target_shape: (X', Y', Z').
         order: 0 nearest (``nearest-exact``: keeps dtype, exact inverse of an integer zoom),
-            1 bilinear (float32; anti-aliased when shrinking).
+            1 linear along each axis (float32; anti-aliased when shrinking).
     """
     target = tuple(int(n) for n in target_shape)
-    if target[2] != volume.shape[2]:
-        raise ValueError(f"slices differ: {volume.shape} -> {target}; only in-plane resampling")
     if order not in (0, 1):
         raise ValueError(f"order must be 0 or 1, got {order}")
     if tuple(volume.shape) == target:
         return volume if order == 0 else volume.astype(np.float32, copy=False)
     dtype = volume.dtype
-    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, 2, 0), dtype=np.float32))
-    slices = slices[:, None]  # (Z, 1, X, Y)
-    if order == 0:
-        resampled = F.interpolate(slices, size=target[:2], mode="nearest-exact")
-    else:
-        shrinking = target[0] < volume.shape[0] or target[1] < volume.shape[1]
-        resampled = F.interpolate(
-            slices, size=target[:2], mode="bilinear", align_corners=False, antialias=shrinking
-        )
-    out = np.ascontiguousarray(np.moveaxis(resampled[:, 0].numpy(), 0, 2))  # (X', Y', Z)
+    out = _resample_in_plane(volume, target[:2], order)
+    out = _resample_slices(out, target[2], order)
     if order == 0:
         return out.astype(dtype, copy=False)
     return out
 
 
+def _resample_in_plane(volume: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
+    """(X, Y, Z) -> (X', Y', Z) float32, slice by slice (see :func:`resample_to`)."""
+    if tuple(volume.shape[:2]) == size:
+        return volume.astype(np.float32, copy=False)
+    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, 2, 0), dtype=np.float32))
+    slices = slices[:, None]  # (Z, 1, X, Y)
+    if order == 0:
+        resampled = F.interpolate(slices, size=size, mode="nearest-exact")
+    else:
+        shrinking = size[0] < volume.shape[0] or size[1] < volume.shape[1]
+        resampled = F.interpolate(
+            slices, size=size, mode="bilinear", align_corners=False, antialias=shrinking
+        )
+    return np.ascontiguousarray(np.moveaxis(resampled[:, 0].numpy(), 0, 2))  # (X', Y', Z)
+
+
+def _resample_slices(volume: np.ndarray, depth: int, order: int) -> np.ndarray:
+    """(X, Y, Z) float32 -> (X, Y, Z') along the slices (see :func:`resample_to`): each voxel
+    column is a row of one 2D image whose other axis is left as it is."""
+    nx, ny, nz = volume.shape
+    if nz == depth:
+        return volume
+    columns = torch.from_numpy(np.ascontiguousarray(volume).reshape(1, 1, nx * ny, nz))
+    if order == 0:
+        resampled = F.interpolate(columns, size=(nx * ny, depth), mode="nearest-exact")
+    else:
+        resampled = F.interpolate(
+            columns,
+            size=(nx * ny, depth),
+            mode="bilinear",
+            align_corners=False,
+            antialias=depth < nz,
+        )
+    return resampled[0, 0].numpy().reshape(nx, ny, depth)
+
+
 def resample_phase_to(phase_rad: np.ndarray, target_shape: tuple[int, ...]) -> np.ndarray:
-    """Resample phase (radians) bilinearly through ``exp(i phase)``; returns float32 radians.
+    """Resample phase (radians) linearly through ``exp(i phase)``; returns float32 radians.
 
     Args:
         phase_rad: (X, Y, Z) phase, radians.
-        target_shape: (X', Y', Z).
+        target_shape: (X', Y', Z').
     """
     if tuple(phase_rad.shape) == tuple(target_shape):
         return phase_rad.astype(np.float32, copy=False)

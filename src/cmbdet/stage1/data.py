@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cmbdet.appearance import AppearanceRanges, apply_appearance, draw_appearance
 from cmbdet.stage1.config import PositiveUnit, check_positive_unit
 from cmbdet.stage1.model import pass_input
 from cmbdet.stage1.targets import HeatmapTargets, make_targets
@@ -66,31 +67,58 @@ def boxes_from_labels(
 ) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
     """Per-slice boxes of the given label ids, mapped from the native to the model grid.
 
+    A CMB's box on a model slice covers its voxels on the native slices that overlap that
+    model slice by at least ``MIN_SLICE_OVERLAP`` of its thickness (the same slice when the
+    slices are kept).
+
     Args:
         labels: (X, Y, Z) instance map on the native canonical grid.
         cmb_ids: ids of the visible CMBs.
         native_shape, model_shape: grid shapes; the grids share the field of view (edges
-            aligned), slices unchanged.
+            aligned).
         pixel_mm: model-grid pixel size, for the minimum box size.
 
     Returns:
-        Z arrays of shape (N_z, 4), xyxy model pixels (edges), possibly empty; and Z arrays of
-        shape (N_z,), the label id of each box.
+        Z' arrays of shape (N_z, 4), xyxy model pixels (edges), possibly empty; and Z' arrays
+        of shape (N_z,), the label id of each box.
     """
     scale = np.array([model_shape[0] / native_shape[0], model_shape[1] / native_shape[1]])
+    slice_ratio = model_shape[2] / native_shape[2]
     minimum = MIN_BOX_MM / pixel_mm
-    per_slice = [[] for _ in range(labels.shape[2])]
-    ids = [[] for _ in range(labels.shape[2])]
+    per_slice = [[] for _ in range(model_shape[2])]
+    ids = [[] for _ in range(model_shape[2])]
     for lesion_id in cmb_ids:
         voxels = np.argwhere(labels == lesion_id)
+        on_model_slice: dict[int, list[np.ndarray]] = {}
         for z in np.unique(voxels[:, 2]):
             xy = voxels[voxels[:, 2] == z, :2]
+            for k in model_slices_of(int(z), slice_ratio, model_shape[2]):
+                on_model_slice.setdefault(k, []).append(xy)
+        for k, parts in sorted(on_model_slice.items()):
+            xy = np.concatenate(parts)
             low, high = xy.min(axis=0) * scale, (xy.max(axis=0) + 1) * scale
             centre, side = (low + high) / 2, np.maximum(high - low, minimum)
-            per_slice[z].append(np.concatenate([centre - side / 2, centre + side / 2]))
-            ids[z].append(lesion_id)
+            per_slice[k].append(np.concatenate([centre - side / 2, centre + side / 2]))
+            ids[k].append(lesion_id)
     boxes = [np.array(b, np.float32).reshape(-1, 4) for b in per_slice]
     return boxes, tuple(np.array(i, np.int64) for i in ids)
+
+
+MIN_SLICE_OVERLAP = 0.25
+"""Share of a model slice's thickness a native slice must cover to put its boxes on it."""
+
+
+def model_slices_of(z: int, slice_ratio: float, depth: int) -> list[int]:
+    """The model slices that native slice ``z`` covers by at least ``MIN_SLICE_OVERLAP``.
+
+    Args:
+        z: native slice index.
+        slice_ratio: model slices per native slice (edges aligned).
+        depth: model slices.
+    """
+    low, high = z * slice_ratio, (z + 1) * slice_ratio  # its edges, in model slices
+    first, last = int(np.floor(low)), min(int(np.ceil(high)), depth)
+    return [k for k in range(first, last) if min(high, k + 1) - max(low, k) >= MIN_SLICE_OVERLAP]
 
 
 @dataclass(frozen=True)
@@ -164,7 +192,8 @@ class SliceSampler:
     """Replayable training batches of square crops from many volumes, each of
     ``slices_per_pass`` adjacent slices (a positive slice at a random place among them);
     positive crops drawn per slice with a CMB or per CMB (``positives_per``, see
-    :data:`POSITIVE_UNITS`)."""
+    :data:`POSITIVE_UNITS`); with ``appearance``, each crop's look varied within those ranges
+    (:mod:`cmbdet.appearance`) after its geometric augmentation."""
 
     def __init__(
         self,
@@ -177,9 +206,11 @@ class SliceSampler:
         slices_per_pass: int = 1,
         pass_channels: tuple[int, ...] = (),
         positives_per: PositiveUnit = "slice",
+        appearance: AppearanceRanges | None = None,
     ):
         check_positive_unit(positives_per)
         self.volumes = volumes
+        self.appearance = appearance
         self.crop, self.batch_size, self.stride = crop, batch_size, stride
         self.slices_per_pass, self.pass_channels = slices_per_pass, pass_channels
         self.positive_fraction, self.seed = positive_fraction, seed
@@ -206,11 +237,18 @@ class SliceSampler:
             params = draw_augment(rng, image.shape[0])
             counts = np.cumsum([len(b) for b in slice_boxes])[:-1]
             image, moved = augment(image, np.concatenate(slice_boxes), params, rng)
+            if self.appearance is not None:
+                look = draw_appearance(rng, self.appearance)
+                image = apply_appearance(image, self._phase_channels(len(image)), look, rng)
             images.append(image)
             boxes.extend(np.split(moved, counts))
         stacks = np.stack(images)  # (B, K C, S, S)
         batch = torch.from_numpy(pass_input(stacks, self.pass_channels))  # (B, P, S, S), P <= K C
         return batch, make_targets(boxes, batch.shape[-2:], self.stride)
+
+    def _phase_channels(self, channels: int) -> np.ndarray:
+        """(K C,) bool: the complemented-phase channel of each slice image (channel 1)."""
+        return np.arange(channels) % self.volumes[0].images.shape[1] == 1
 
     def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
         """A (K C, S, S) crop of K adjacent slices, and the K slices' (N, 4) boxes in it."""

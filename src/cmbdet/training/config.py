@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from cmbdet.config import JsonConfig
+from cmbdet.appearance import AppearanceRanges
+from cmbdet.config import JsonConfig, check_range
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.stage1.config import PositiveUnit, Stage1Config, check_positive_unit
 from cmbdet.stage2.patches import PatchConfig
@@ -48,8 +49,10 @@ class TrainModelConfig(JsonConfig):
 
     stage1: TrainConfig = STAGE1_TRAINING
     stage2: TrainConfig = STAGE2_TRAINING
+    # 2 mm model slices: a 1 mm or 3 mm acquisition shows the networks the same millimetres
+    # as the paper's 2 mm protocols (whose slices are kept)
     preprocess: PreprocessConfig = PreprocessConfig(
-        target_in_plane_mm=0.625, context_slices=(-2, 0, 2)
+        target_in_plane_mm=0.625, target_slice_mm=2.0, context_slices=(-2, 0, 2)
     )
     # the stage-1 network (its in_channels and pass_channels are set from ``preprocess``): three
     # adjacent slices per pass read at once, which halves stage 1's time (benchmarks/RESULTS.md)
@@ -61,6 +64,12 @@ class TrainModelConfig(JsonConfig):
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)
     stage2_views: int = 4  # test-time views averaged by stage 2 (cmbdet.stage2.inference.VIEWS)
+    # appearance augmentation of both stages' crops (gamma, contrast, phase gain, bias, blur,
+    # noise), so that the networks cannot win on a protocol's look
+    appearance: AppearanceRanges = AppearanceRanges()
+    # stage 2 draws negatives on mimics (calcifications, iron, cavernomas) and the negatives
+    # stage 1 scores highest this many times as often as other negatives
+    hard_negative_weight: float = 3.0
     stage1_share: float = 0.5  # of subjects; stage 2 gets the rest but the validation share
     validation_share: float = 0.15
     rule: OperatingRule = OperatingRule()  # how validation subjects set the thresholds
@@ -68,6 +77,7 @@ class TrainModelConfig(JsonConfig):
 
     def __post_init__(self):  # before minutes of loading, not when the sampler is made
         check_positive_unit(self.stage1_positives_per, "stage1_positives_per")
+        check_range("hard_negative_weight", self.hard_negative_weight, 1.0, 100.0)
 
     def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
         """These settings with other step counts and seed."""

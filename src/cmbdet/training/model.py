@@ -113,7 +113,12 @@ def train_model(
     )
     volumes = [_stage1_volume(subjects[key], config) for key in _logged(splits, "stage1")]
     stage1, stage1_weights = train_stage1(
-        volumes, out_dir, config.stage1, stage1_config, positives_per=config.stage1_positives_per
+        volumes,
+        out_dir,
+        config.stage1,
+        stage1_config,
+        positives_per=config.stage1_positives_per,
+        appearance=config.appearance,
     )
     del volumes
     stage2, stage2_weights = _train_stage2(
@@ -128,6 +133,7 @@ def train_model(
             "weights": stage1_weights,
             "training": config.stage1.to_json(),
             "positives_per": config.stage1_positives_per,
+            "appearance": config.appearance.to_json(),
         },
         "stage2": {
             "config": Stage2Config().to_json(),
@@ -135,6 +141,8 @@ def train_model(
             "training": config.stage2.to_json(),
             "patch": config.patch.to_json(),
             "test_views": config.stage2_views,
+            "appearance": config.appearance.to_json(),
+            "hard_negative_weight": config.hard_negative_weight,
         },
     }
     training_data = {
@@ -222,7 +230,15 @@ def _train_stage2(
             "train stage 1 longer (--stage1-steps)",
         )
     log.info("loaded %d stage-2 subjects", len(subjects))
-    return train_stage2(data, out_dir, config.stage2, Stage2Config(), crop=config.patch.size)
+    return train_stage2(
+        data,
+        out_dir,
+        config.stage2,
+        Stage2Config(),
+        crop=config.patch.size,
+        appearance=config.appearance,
+        hard_negative_weight=config.hard_negative_weight,
+    )
 
 
 def _scored(
@@ -267,5 +283,55 @@ def _candidate_patches(
     world = centres_mm(input_candidates(linked, stage1_scores, pre, subject.swi))
     hits = match_detections(world, *cmb_centres(subject.lesions)).detection_is_hit
     patches = extract_patches(pre.swi, pre.phase_norm, model_centres(linked), patch)
-    labelled = PatchSet(patches.astype(np.float16), hits.astype(np.int64))
+    hard = hard_negatives(world, stage1_scores, hits, subject.lesions)
+    labelled = PatchSet(patches.astype(np.float16), hits.astype(np.int64), hard)
     return _CandidatePatches(labelled, world, stage1_scores)
+
+
+MIMIC_MARGIN_MM = 2.0
+"""A candidate within a mimic's radius and this much is on that mimic."""
+
+TOP_SCORE_SHARE = 0.25
+"""Of a subject's negatives, the share with the highest stage-1 scores that counts as hard."""
+
+
+def hard_negatives(
+    centres_mm: np.ndarray, stage1_scores: np.ndarray, hits: np.ndarray, lesions: list[Lesion]
+) -> np.ndarray:
+    """The candidates stage 2 should see more often: those not on a CMB that lie on a mimic
+    of the truth or have the ``TOP_SCORE_SHARE`` highest stage-1 scores of such candidates
+    (mostly vein fragments, which the truth does not list).
+
+    Args:
+        centres_mm: (N, 3) candidate centres, world mm.
+        stage1_scores: (N,) their stage-1 scores.
+        hits: (N,) bool, on a visible CMB.
+        lesions: the subject's truth.
+
+    Returns:
+        (N,) bool.
+    """
+    negative = ~np.asarray(hits, bool)
+    return negative & (_on_mimics(centres_mm, lesions) | _top_scores(stage1_scores, negative))
+
+
+def _on_mimics(centres_mm: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
+    """(N,) bool: candidates (N, 3) world mm on a mimic of the truth (calcification, iron,
+    cavernoma...: any lesion that is not a CMB)."""
+    mimics = [lesion for lesion in lesions if not lesion.is_cmb]
+    if not mimics or len(centres_mm) == 0:
+        return np.zeros(len(centres_mm), bool)
+    where = np.array([[m.x_mm, m.y_mm, m.z_mm] for m in mimics])  # (M, 3)
+    radius = np.nan_to_num(np.array([m.diameter_mm / 2 for m in mimics], float))  # (M,)
+    reach = radius + MIMIC_MARGIN_MM
+    distance = np.linalg.norm(centres_mm[:, None] - where[None], axis=2)  # (N, M)
+    return np.any(distance <= reach[None], axis=1)
+
+
+def _top_scores(scores: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """(N,) bool: the ``TOP_SCORE_SHARE`` highest ``scores`` of the candidates ``among``."""
+    chosen = np.zeros(len(scores), bool)
+    if among.any():
+        cut = np.quantile(scores[among], 1.0 - TOP_SCORE_SHARE)
+        chosen[among & (scores >= cut)] = True
+    return chosen

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cmbdet.appearance import AppearanceRanges
 from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import save_weights
 from cmbdet.runtime import default_device
@@ -31,10 +32,10 @@ def training_volume(
     """One subject's slices and CMB boxes on the model grid.
 
     Args:
-        images: (Z, C, X, Y) slice images on the model grid.
-        brain: (X, Y, Z) brain mask on the model grid.
-        labels: (X', Y', Z) instance labels on the native canonical grid (same slices and
-            field of view).
+        images: (Z', C, X', Y') slice images on the model grid.
+        brain: (X', Y', Z') brain mask on the model grid.
+        labels: (X, Y, Z) instance labels on the native canonical grid (the same field of
+            view).
         lesions: the ground truth; the boxes are those of visible CMBs.
         pixel_mm: model-grid in-plane pixel size.
     """
@@ -92,12 +93,14 @@ def train_stage1(
     crop: int = 128,
     device: torch.device | str | None = None,
     positives_per: PositiveUnit = "slice",
+    appearance: AppearanceRanges | None = None,
 ) -> tuple[CandidateNet, dict]:
     """Train from scratch (or resume from ``out_dir/checkpoint``), save ``stage1.safetensors``.
 
     Args:
         positives_per: what positive crops are drawn per, a slice with a CMB or a CMB
             (:class:`cmbdet.stage1.data.SliceSampler`).
+        appearance: ranges of the crops' appearance augmentation, or None for none.
 
     Returns:
         The trained network and its weights entry for model.json.
@@ -113,6 +116,7 @@ def train_stage1(
         slices_per_pass=model_config.slices_per_pass,
         pass_channels=model_config.pass_channels,
         positives_per=positives_per,
+        appearance=appearance,
     )
     log.info(
         "stage 1: %d volumes, %d CMBs on %d slices, a positive crop per %s",

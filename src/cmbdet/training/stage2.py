@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cmbdet.appearance import AppearanceRanges, apply_appearance, draw_appearance
 from cmbdet.io.model_folder import save_weights
 from cmbdet.runtime import default_device
 from cmbdet.stage2.config import Stage2Config
@@ -28,28 +29,45 @@ class PatchSet:
     Attributes:
         patches: (N, 2, sx, sy, sz) float16.
         labels: (N,) 1 for a candidate on a visible CMB, else 0.
+        hard: (N,) bool, a negative on a mimic or among the highest stage-1 scores; None when
+            not known (no negative is hard).
     """
 
     patches: np.ndarray
     labels: np.ndarray
+    hard: np.ndarray | None = None
+
+    @property
+    def hard_negatives(self) -> np.ndarray:
+        """(N,) bool, hard negatives (none when not known)."""
+        if self.hard is None:
+            return np.zeros(len(self.labels), bool)
+        return np.asarray(self.hard, bool) & (self.labels == 0)
 
     @staticmethod
     def concatenate(sets: list[PatchSet]) -> PatchSet:
         return PatchSet(
-            np.concatenate([s.patches for s in sets]), np.concatenate([s.labels for s in sets])
+            np.concatenate([s.patches for s in sets]),
+            np.concatenate([s.labels for s in sets]),
+            np.concatenate([s.hard_negatives for s in sets]),
         )
 
 
 def augment_patches(
-    patches: np.ndarray, rng: np.random.Generator, size: tuple[int, int, int] | None = None
+    patches: np.ndarray,
+    rng: np.random.Generator,
+    size: tuple[int, int, int] | None = None,
+    appearance: AppearanceRanges | None = None,
 ) -> np.ndarray:
     """Per patch: a random crop of ``size`` (a shift of the candidate centre, as stage 1 places
     it a voxel or two off), random in-plane flips and quarter turns, slice-order flips,
-    intensity jitter and noise.
+    intensity jitter and noise, and with ``appearance`` a change of look within those ranges
+    (:mod:`cmbdet.appearance`; channel 1 is the phase).
 
     Args:
         patches: (N, C, sx, sy, sz), square in-plane, at least ``size``.
         size: the crop (the network's patch size); None keeps the whole patch.
+        appearance: ranges of the appearance augmentation, or None for none.
 
     Returns:
         (N, C, *size) float32.
@@ -73,12 +91,16 @@ def augment_patches(
         contrast = rng.uniform(0.85, 1.15, (patch.shape[0], 1, 1, 1)).astype(np.float32)
         patch = (patch - 1.0) * contrast + 1.0
         patch = patch + rng.normal(0.0, rng.uniform(0.0, 0.04), patch.shape).astype(np.float32)
+        if appearance is not None:
+            phase = np.arange(len(patch)) == 1
+            patch = apply_appearance(patch, phase, draw_appearance(rng, appearance), rng)
         out[n] = patch
     return out
 
 
 class BalancedPatchSampler:
-    """Replayable batches with a fixed share of positives."""
+    """Replayable batches with a fixed share of positives; hard negatives drawn
+    ``hard_negative_weight`` times as often as other negatives."""
 
     def __init__(
         self,
@@ -87,26 +109,36 @@ class BalancedPatchSampler:
         positive_fraction: float = 0.3,
         seed: int = 0,
         crop: tuple[int, int, int] | None = None,
+        appearance: AppearanceRanges | None = None,
+        hard_negative_weight: float = 1.0,
     ):
         self.data, self.batch_size, self.seed, self.crop = data, batch_size, seed, crop
+        self.appearance = appearance
         self.positive = np.flatnonzero(data.labels > 0)
         self.negative = np.flatnonzero(data.labels == 0)
+        weights = np.where(data.hard_negatives[self.negative], hard_negative_weight, 1.0)
+        # None: uniform, as before hard negatives were known (replays draw for draw)
+        self.negative_p = weights / weights.sum() if np.any(weights != 1.0) else None
         if len(self.positive) + len(self.negative) == 0:
             raise ValueError("no candidate patches to train stage 2 on")
         share = positive_fraction if len(self.negative) else 1.0
         self.n_positive = int(round(batch_size * share)) if len(self.positive) else 0
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step])
-        chosen = np.concatenate(
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """(batch_size,) indices of a batch's patches: its positives, then its negatives."""
+        return np.concatenate(
             [
                 rng.choice(self.positive, self.n_positive) if self.n_positive else [],
-                rng.choice(self.negative, self.batch_size - self.n_positive)
+                rng.choice(self.negative, self.batch_size - self.n_positive, p=self.negative_p)
                 if self.batch_size > self.n_positive
                 else [],
             ]
         ).astype(int)
-        patches = augment_patches(self.data.patches[chosen], rng, self.crop)
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        chosen = self.draw(rng)
+        patches = augment_patches(self.data.patches[chosen], rng, self.crop, self.appearance)
         return torch.from_numpy(patches), torch.from_numpy(
             self.data.labels[chosen].astype(np.float32)
         )
@@ -130,16 +162,31 @@ def train_stage2(
     model_config: Stage2Config = Stage2Config(),
     device: torch.device | str | None = None,
     crop: tuple[int, int, int] | None = None,
+    appearance: AppearanceRanges | None = None,
+    hard_negative_weight: float = 1.0,
 ) -> tuple[PatchClassifier, dict]:
     """Train the patch classifier; save ``stage2.safetensors``; return it and its entry.
 
     ``crop``: the network's patch size, where ``data`` holds larger patches to crop at random
-    offsets (centre jitter); None trains on the patches as they are.
+    offsets (centre jitter); None trains on the patches as they are. ``appearance`` and
+    ``hard_negative_weight``: see :class:`BalancedPatchSampler`.
     """
     torch.manual_seed(train_config.seed)
     net = PatchClassifier(model_config)
-    sampler = BalancedPatchSampler(data, train_config.batch_size, seed=train_config.seed, crop=crop)
-    log.info("stage 2: %d patches, %d CMBs", len(data.labels), int(data.labels.sum()))
+    sampler = BalancedPatchSampler(
+        data,
+        train_config.batch_size,
+        seed=train_config.seed,
+        crop=crop,
+        appearance=appearance,
+        hard_negative_weight=hard_negative_weight,
+    )
+    log.info(
+        "stage 2: %d patches, %d CMBs, %d hard negatives",
+        len(data.labels),
+        int(data.labels.sum()),
+        int(data.hard_negatives.sum()),
+    )
 
     def report(step: int, losses: dict[str, float]) -> None:
         log.info(
