@@ -1,9 +1,11 @@
 """The yardstick's error tracing (``benchmarks/yardstick.py errors``): false positives by the
 labelled structure they sit on, CMBs found by place, on a hand-made subject stored LPS with
-anisotropic voxels (so that voxel indices, file order and world mm cannot be confused)."""
+anisotropic voxels (so that voxel indices, file order and world mm cannot be confused); and
+the held-out gap (``gap``) against the issue's limits."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import yardstick  # noqa: E402
 from yardstick import ErrorTally, _labels_near, _subject_errors  # noqa: E402
 
 HEADER = "lesion_id,kind,x_mm,y_mm,z_mm,i,j,k,diameter_mm,visible,region\n"
@@ -81,3 +84,22 @@ def test_labels_near_respects_the_voxel_size():
     data[5, 5, 8] = 7  # 3 voxels above the centre along k
     assert list(_labels_near((data, np.array([1.0, 1.0, 1.0])), (5, 5, 5), 2.0)) == []
     assert list(_labels_near((data, np.array([1.0, 1.0, 0.5])), (5, 5, 5), 2.0)) == [7]
+
+
+def test_gap_compares_each_held_out_set_with_its_in_family_set(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(yardstick, "RUNS", tmp_path)
+    results = {  # set: (sensitivity, FP/subject)
+        "lr": (0.90, 1.0),
+        "held-out-1.5t": (0.86, 1.9),  # 4 points, 1.9x: within
+        "held-out-medullary": (0.84, 0.5),  # 6 points: not
+        "held-out-bright-csf": (0.91, 2.5),  # 2.5x: not
+    }
+    for name, (sensitivity, fp) in results.items():
+        folder = tmp_path / "model" / name / "eval"
+        folder.mkdir(parents=True)
+        metrics = {"stage1+2": {"sensitivity": sensitivity, "fp_per_subject": fp}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    yardstick.gap("model")
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| held-out-")]
+    assert [row.rsplit("|", 2)[1].strip() for row in rows] == ["yes", "NO", "NO"]
+    assert "| +4.0 |" in rows[0] and "| 1.90 |" in rows[0] and "| +6.0 |" in rows[1]
