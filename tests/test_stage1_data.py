@@ -84,7 +84,7 @@ def test_boxes_from_labels_name_the_cmb_of_each_box():
 
 
 def test_boxes_follow_a_cmb_onto_resampled_model_slices():
-    from cmbdet.stage1.data import boxes_from_labels, model_slices_of
+    from cmbdet.stage1.data import boxes_from_labels, slice_overlaps
 
     labels = np.zeros((20, 16, 24), np.int16)  # 1 mm slices -> 12 model slices of 2 mm
     labels[4:8, 4:8, 10:13] = 3  # native slices 10-12 lie in model slices 5 and 6
@@ -94,10 +94,30 @@ def test_boxes_follow_a_cmb_onto_resampled_model_slices():
     assert [k for k, i in enumerate(ids) if 5 in i.tolist()] == [8]
     assert sum(len(b) for b in boxes) == 3
     # 3 mm -> 2 mm: native slice 4 spans model slices 6 (wholly) and 7 (half)
-    assert model_slices_of(4, 1.5, 12) == [6, 7]
-    assert model_slices_of(3, 1.0, 12) == [3]
-    assert model_slices_of(11, 0.5, 12) == [5]
-    assert model_slices_of(7, 1.5, 11) == [10]  # the grid's last slice
+    assert slice_overlaps(4, 1.5, 12) == {6: 1.0, 7: 0.5}
+    assert slice_overlaps(3, 1.0, 12) == {3: 1.0}
+    assert slice_overlaps(11, 0.5, 12) == {5: 0.5}
+    assert slice_overlaps(7, 1.5, 11) == {10: 0.5}  # the grid's last slice: half of it
+
+
+@pytest.mark.parametrize("slices, spacing_mm", [(130, 0.5), (160, 0.6), (120, 0.8), (101, 1.0)])
+def test_every_cmb_keeps_a_box_on_thin_or_odd_slices(slices, spacing_mm):
+    from cmbdet.preprocess.resample import ResampleMap
+    from cmbdet.stage1.data import boxes_from_labels
+
+    grid = ResampleMap.for_target((12, 12, slices), (1.0, 1.0, spacing_mm), 1.0, 2.0)
+    labels = np.zeros((12, 12, slices), np.int16)
+    for z in range(slices):  # a one-slice CMB on every native slice
+        labels[z % 12, (z // 12) % 12, z] = z + 1
+    ids = list(range(1, slices + 1))
+    _, box_ids = boxes_from_labels(labels, ids, labels.shape, grid.model_shape, pixel_mm=1.0)
+    found = {int(i) for slice_ids in box_ids for i in slice_ids}
+    assert found == set(ids)
+    # each on the model slice that holds its centre, or a neighbour where it straddles
+    for k, slice_ids in enumerate(box_ids):
+        for i in slice_ids:
+            centre = grid.native_to_model(np.array([0.0, 0.0, int(i) - 1]))[2]
+            assert abs(k - centre) <= 1.0
 
 
 def test_positive_crops_per_cmb_draw_small_cmbs_as_often_as_large_ones():

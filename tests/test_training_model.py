@@ -45,15 +45,38 @@ def test_a_damaged_saved_split_is_bad_input(tmp_path):
 
 
 def test_hard_negatives_lie_on_mimics_or_score_highest_at_stage1():
-    def lesion(kind, x, diameter):
-        return Lesion(1, kind, x, 0.0, 0.0, 0, 0, 0, diameter, True)
+    def lesion(kind, x, diameter, visible=True):
+        return Lesion(1, kind, x, 0.0, 0.0, 0, 0, 0, diameter, visible)
 
-    truth = [lesion("cmb", 0.0, 4.0), lesion("calcification", 50.0, 4.0), lesion("iron", 90, 6)]
-    centres = np.array([[x, 0.0, 0.0] for x in (0.0, 53.5, 94.0, 30.0, 31.0, 32.0, 33.0, 20)])
-    scores = np.array([0.9, 0.1, 0.1, 0.2, 0.3, 0.4, 0.8, 0.5])
-    hits = np.array([True] + [False] * 7)
+    truth = [
+        lesion("cmb", 0.0, 4.0),
+        lesion("calcification", 50.0, 4.0),
+        lesion("iron", 90, 6),
+        lesion("cmb", 130.0, 1.0, visible=False),  # too faint to count
+    ]
+    xs = (0.0, 53.5, 94.0, 30.0, 31.0, 32.0, 33.0, 20, 2.0, 131.0)
+    centres = np.array([[x, 0.0, 0.0] for x in xs])
+    scores = np.array([0.9, 0.1, 0.1, 0.2, 0.3, 0.4, 0.8, 0.5, 0.95, 0.9])
+    hits = np.array([True] + [False] * 9)
     hard = hard_negatives(centres, scores, hits, truth)
     # on the calcification (2 mm radius + 2) and the iron (3 + 2); the top quarter of the
-    # seven negatives' scores: 0.8 and 0.5; never the hit
-    assert hard.tolist() == [False, True, True, False, False, False, True, True]
-    assert not hard_negatives(centres, scores, np.ones(8, bool), truth).any()
+    # scores of the seven candidates away from every CMB: 0.8 and 0.5; never the hit, nor a
+    # second candidate on the CMB (2 mm from it), nor one on the faint CMB, whatever their score
+    assert hard.tolist() == [False, True, True, False, False, False, True, True, False, False]
+    assert not hard_negatives(centres, scores, np.ones(10, bool), truth).any()
+
+
+def test_a_run_resumes_only_with_the_settings_it_started_with(tmp_path):
+    from dataclasses import replace
+
+    from cmbdet.training.model import _record_or_check_settings
+
+    path = tmp_path / "train_config.json"
+    config = TrainModelConfig()
+    _record_or_check_settings(path, config)  # written
+    _record_or_check_settings(path, config)  # the same: resumes
+    with pytest.raises(InputError, match="hard_negative_weight"):
+        _record_or_check_settings(path, replace(config, hard_negative_weight=1.0))
+    path.write_text("{")
+    with pytest.raises(InputError, match="not settings"):
+        _record_or_check_settings(path, config)

@@ -83,6 +83,9 @@ def test_sampler_draws_hard_negatives_more_often():
     assert abs(np.mean(drawn[1.0]) - 0.25) < 0.06 and abs(np.mean(drawn[3.0]) - 0.5) < 0.06
     merged = PatchSet.concatenate([data, PatchSet(data.patches[:2], data.labels[:2])])
     assert merged.hard_negatives.sum() == hard.sum()
+    kept = data.subset(np.arange(len(data.labels)) % 2 == 0)
+    assert len(kept.labels) == len(kept.patches) == len(kept.hard) == 20
+    assert kept.hard_negatives.sum() == hard[::2].sum()
 
 
 def test_sampler_crops_shift_the_centre_within_the_margin():

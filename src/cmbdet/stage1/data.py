@@ -67,9 +67,10 @@ def boxes_from_labels(
 ) -> tuple[list[np.ndarray], tuple[np.ndarray, ...]]:
     """Per-slice boxes of the given label ids, mapped from the native to the model grid.
 
-    A CMB's box on a model slice covers its voxels on the native slices that overlap that
-    model slice by at least ``MIN_SLICE_OVERLAP`` of its thickness (the same slice when the
-    slices are kept).
+    A CMB has a box on each model slice that its native slices cover by at least
+    ``MIN_SLICE_OVERLAP`` of that slice's thickness together, and always on the one they cover
+    most (so that thin native slices never lose a CMB); the box covers its voxels on those
+    native slices. When the slices are kept, each native slice is its model slice.
 
     Args:
         labels: (X, Y, Z) instance map on the native canonical grid.
@@ -89,13 +90,18 @@ def boxes_from_labels(
     ids = [[] for _ in range(model_shape[2])]
     for lesion_id in cmb_ids:
         voxels = np.argwhere(labels == lesion_id)
-        on_model_slice: dict[int, list[np.ndarray]] = {}
+        if len(voxels) == 0:
+            continue
+        covered: dict[int, float] = {}  # model slice -> share of it the CMB's slices cover
+        parts: dict[int, list[np.ndarray]] = {}  # model slice -> the CMB's voxels (x, y)
         for z in np.unique(voxels[:, 2]):
             xy = voxels[voxels[:, 2] == z, :2]
-            for k in model_slices_of(int(z), slice_ratio, model_shape[2]):
-                on_model_slice.setdefault(k, []).append(xy)
-        for k, parts in sorted(on_model_slice.items()):
-            xy = np.concatenate(parts)
+            for k, share in slice_overlaps(int(z), slice_ratio, model_shape[2]).items():
+                covered[k] = covered.get(k, 0.0) + share
+                parts.setdefault(k, []).append(xy)
+        most = max(covered, key=covered.get)
+        for k in sorted(k for k in covered if covered[k] >= MIN_SLICE_OVERLAP or k == most):
+            xy = np.concatenate(parts[k])
             low, high = xy.min(axis=0) * scale, (xy.max(axis=0) + 1) * scale
             centre, side = (low + high) / 2, np.maximum(high - low, minimum)
             per_slice[k].append(np.concatenate([centre - side / 2, centre + side / 2]))
@@ -105,20 +111,17 @@ def boxes_from_labels(
 
 
 MIN_SLICE_OVERLAP = 0.25
-"""Share of a model slice's thickness a native slice must cover to put its boxes on it."""
+"""Share of a model slice's thickness a CMB's native slices must cover to put a box on it."""
 
 
-def model_slices_of(z: int, slice_ratio: float, depth: int) -> list[int]:
-    """The model slices that native slice ``z`` covers by at least ``MIN_SLICE_OVERLAP``.
-
-    Args:
-        z: native slice index.
-        slice_ratio: model slices per native slice (edges aligned).
-        depth: model slices.
-    """
+def slice_overlaps(z: int, slice_ratio: float, depth: int) -> dict[int, float]:
+    """The model slices native slice ``z`` overlaps, each with the share of its thickness
+    covered (edges aligned; ``slice_ratio`` model slices per native slice, ``depth`` model
+    slices)."""
     low, high = z * slice_ratio, (z + 1) * slice_ratio  # its edges, in model slices
     first, last = int(np.floor(low)), min(int(np.ceil(high)), depth)
-    return [k for k in range(first, last) if min(high, k + 1) - max(low, k) >= MIN_SLICE_OVERLAP]
+    shares = {k: min(high, k + 1) - max(low, k) for k in range(max(first, 0), last)}
+    return {k: share for k, share in shares.items() if share > 1e-9}
 
 
 @dataclass(frozen=True)

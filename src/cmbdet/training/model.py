@@ -16,7 +16,7 @@ import numpy as np
 
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.errors import InputError
-from cmbdet.evaluation.matching import cmb_centres, match_detections
+from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 from cmbdet.io.dataset import (
     SubjectFiles,
     ground_truth_fingerprint,
@@ -61,11 +61,15 @@ class _Subject:
 @dataclass(frozen=True)
 class _CandidatePatches:
     """A subject's stage-1 candidates as labelled patches (1: on a visible CMB), with their
-    world centres (N, 3) mm and stage-1 scores (N,)."""
+    world centres (N, 3) mm, stage-1 scores (N,) and which are ambiguous (N,): not hits, yet
+    within the hit radius of a CMB (a second candidate on one, or one on a CMB too faint to
+    count), so that their patches show a CMB while their label says not; stage 2 does not
+    train on them."""
 
     patches: PatchSet
     centres_mm: np.ndarray
     stage1_scores: np.ndarray
+    ambiguous: np.ndarray
 
 
 def split_subjects(ids: list[str], config: TrainModelConfig) -> dict[str, list[str]]:
@@ -105,6 +109,7 @@ def train_model(
         for key, files in subjects_with_ground_truth(data_dirs).items()
         if only_subjects is None or files.subject_id in only_subjects
     }
+    _record_or_check_settings(out_dir / "train_config.json", config)
     splits = _load_or_make_splits(out_dir / "splits.json", sorted(subjects), config)
     stage1_config = replace(
         config.network,
@@ -170,6 +175,32 @@ def _model_json(
     }
 
 
+def _record_or_check_settings(path: Path, config: TrainModelConfig) -> None:
+    """Write the run's resolved settings; when resuming, refuse other settings than those the
+    run started with (checkpoints made under one recipe must not go on under another).
+
+    Raises:
+        InputError: the saved settings differ or cannot be read.
+    """
+    settings = config.to_json()
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise InputError(path, f"is not settings cmbdet train wrote ({error!r})") from None
+        if saved != settings:
+            changed = sorted(
+                k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k)
+            )
+            raise InputError(
+                path,
+                f"this run was started with other settings ({', '.join(changed)}); "
+                "choose another --out to start over",
+            )
+        return
+    write_atomic(path, json.dumps(settings, indent=2) + "\n")
+
+
 def _load_or_make_splits(path: Path, keys: list[str], config: TrainModelConfig) -> dict:
     """The saved split when resuming, else a new one (saved).
 
@@ -219,7 +250,7 @@ def _train_stage2(
     training_patch = PatchConfig(size=tuple(int(n) for n in np.add(config.patch.size, margin)))
     data = PatchSet.concatenate(
         [
-            _candidate_patches(stage1, _load(files, config), training_patch).patches
+            _unambiguous(_candidate_patches(stage1, _load(files, config), training_patch))
             for files in subjects
         ]
     )
@@ -282,10 +313,16 @@ def _candidate_patches(
     stage1_scores = np.array([c.score for c in linked])
     world = centres_mm(input_candidates(linked, stage1_scores, pre, subject.swi))
     hits = match_detections(world, *cmb_centres(subject.lesions)).detection_is_hit
+    ambiguous = ~hits & _near_cmbs(world, subject.lesions)
     patches = extract_patches(pre.swi, pre.phase_norm, model_centres(linked), patch)
     hard = hard_negatives(world, stage1_scores, hits, subject.lesions)
     labelled = PatchSet(patches.astype(np.float16), hits.astype(np.int64), hard)
-    return _CandidatePatches(labelled, world, stage1_scores)
+    return _CandidatePatches(labelled, world, stage1_scores, ambiguous)
+
+
+def _unambiguous(found: _CandidatePatches) -> PatchSet:
+    """The patches stage 2 trains on: all but the ambiguous ones."""
+    return found.patches.subset(~found.ambiguous)
 
 
 MIMIC_MARGIN_MM = 2.0
@@ -296,14 +333,15 @@ TOP_SCORE_SHARE = 0.25
 
 
 def hard_negatives(
-    centres_mm: np.ndarray, stage1_scores: np.ndarray, hits: np.ndarray, lesions: list[Lesion]
+    world_mm: np.ndarray, stage1_scores: np.ndarray, hits: np.ndarray, lesions: list[Lesion]
 ) -> np.ndarray:
-    """The candidates stage 2 should see more often: those not on a CMB that lie on a mimic
-    of the truth or have the ``TOP_SCORE_SHARE`` highest stage-1 scores of such candidates
-    (mostly vein fragments, which the truth does not list).
+    """The candidates stage 2 should see more often: those farther than the hit radius from
+    every CMB (visible or not) that lie on a mimic of the truth or have the
+    ``TOP_SCORE_SHARE`` highest stage-1 scores of such candidates (mostly vein fragments,
+    which the truth does not list).
 
     Args:
-        centres_mm: (N, 3) candidate centres, world mm.
+        world_mm: (N, 3) candidate centres, world mm.
         stage1_scores: (N,) their stage-1 scores.
         hits: (N,) bool, on a visible CMB.
         lesions: the subject's truth.
@@ -311,20 +349,30 @@ def hard_negatives(
     Returns:
         (N,) bool.
     """
-    negative = ~np.asarray(hits, bool)
-    return negative & (_on_mimics(centres_mm, lesions) | _top_scores(stage1_scores, negative))
+    negative = ~np.asarray(hits, bool) & ~_near_cmbs(world_mm, lesions)
+    return negative & (_on_mimics(world_mm, lesions) | _top_scores(stage1_scores, negative))
 
 
-def _on_mimics(centres_mm: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
+def _near_cmbs(world_mm: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
+    """(N,) bool: candidates (N, 3) world mm within the hit radius of a CMB, visible or not."""
+    where = np.array([[c.x_mm, c.y_mm, c.z_mm] for c in lesions if c.is_cmb]).reshape(-1, 3)
+    return _within(world_mm, where, np.full(len(where), MATCH_RADIUS_MM))
+
+
+def _on_mimics(world_mm: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
     """(N,) bool: candidates (N, 3) world mm on a mimic of the truth (calcification, iron,
-    cavernoma...: any lesion that is not a CMB)."""
+    cavernoma...: any lesion that is not a CMB), within its radius and ``MIMIC_MARGIN_MM``."""
     mimics = [lesion for lesion in lesions if not lesion.is_cmb]
-    if not mimics or len(centres_mm) == 0:
-        return np.zeros(len(centres_mm), bool)
-    where = np.array([[m.x_mm, m.y_mm, m.z_mm] for m in mimics])  # (M, 3)
-    radius = np.nan_to_num(np.array([m.diameter_mm / 2 for m in mimics], float))  # (M,)
-    reach = radius + MIMIC_MARGIN_MM
-    distance = np.linalg.norm(centres_mm[:, None] - where[None], axis=2)  # (N, M)
+    where = np.array([[m.x_mm, m.y_mm, m.z_mm] for m in mimics]).reshape(-1, 3)
+    radius = np.nan_to_num(np.array([m.diameter_mm / 2 for m in mimics], float))
+    return _within(world_mm, where, radius + MIMIC_MARGIN_MM)
+
+
+def _within(points: np.ndarray, centres: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """(N,) bool: points (N, 3) within ``reach`` (M,) of any of ``centres`` (M, 3)."""
+    if len(points) == 0 or len(centres) == 0:
+        return np.zeros(len(points), bool)
+    distance = np.linalg.norm(np.asarray(points)[:, None] - centres[None], axis=2)  # (N, M)
     return np.any(distance <= reach[None], axis=1)
 
 

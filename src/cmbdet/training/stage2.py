@@ -44,6 +44,11 @@ class PatchSet:
             return np.zeros(len(self.labels), bool)
         return np.asarray(self.hard, bool) & (self.labels == 0)
 
+    def subset(self, keep: np.ndarray) -> PatchSet:
+        """The patches where ``keep`` (N,) bool is true."""
+        hard = None if self.hard is None else np.asarray(self.hard)[keep]
+        return PatchSet(self.patches[keep], self.labels[keep], hard)
+
     @staticmethod
     def concatenate(sets: list[PatchSet]) -> PatchSet:
         return PatchSet(
