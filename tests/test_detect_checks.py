@@ -18,6 +18,7 @@ from cmbdet.detect.checks import (
 from cmbdet.errors import InputError
 from cmbdet.geometry import Reorientation
 from cmbdet.io.nifti import Volume, load_volume
+from cmbdet.preprocess.config import PreprocessConfig
 
 
 def _volume(shape, spacing, path="swi.nii.gz") -> Volume:
@@ -61,14 +62,19 @@ def test_memory_estimate_counts_input_and_model_grid_voxels():
     assert estimated_peak_bytes((200, 160, 10), (0.3125, 0.3125, 2.0), 0.625) == (
         BASE_BYTES + BYTES_PER_INPUT_VOXEL * 4 * n + BYTES_PER_MODEL_VOXEL * n
     )
+    # 2 mm model slices: 3 mm slices grow to 15, 1 mm ones (20) count while resampled in-plane
+    thick = estimated_peak_bytes((100, 80, 10), (0.625, 0.625, 3.0), 0.625, 2.0)
+    thin = estimated_peak_bytes((100, 80, 20), (0.625, 0.625, 1.0), 0.625, 2.0)
+    assert thick == BASE_BYTES + BYTES_PER_INPUT_VOXEL * n + BYTES_PER_MODEL_VOXEL * n * 3 // 2
+    assert thin == BASE_BYTES + (BYTES_PER_INPUT_VOXEL + BYTES_PER_MODEL_VOXEL) * 2 * n
 
 
 def test_a_volume_too_large_for_the_memory_is_refused_with_the_numbers():
     big = _volume((1024, 1024, 200), (0.225, 0.197, 0.72))
     with pytest.raises(InputError, match=r"1024x1024x200 volume needs about .* GiB") as caught:
-        check_memory(big, 0.625, available=4 * 2**30)
+        check_memory(big, PreprocessConfig(target_in_plane_mm=0.625), available=4 * 2**30)
     assert "4.0 GiB is available" in str(caught.value)
-    check_memory(big, 0.625, available=64 * 2**30)  # fits
+    check_memory(big, PreprocessConfig(target_in_plane_mm=0.625), available=64 * 2**30)
 
 
 def test_detect_refuses_a_header_in_the_wrong_units(tmp_path, capsys):

@@ -25,7 +25,8 @@ class Candidate:
         score: stage-2 CMB probability.
         stage1_score: stage-1 objectness.
         diameter_mm: in-plane extent of the largest stage-1 box.
-        slices: slices of the input the candidate spans.
+        slices: slices of the input the candidate spans (from the model slices it spans,
+            rounded, where the model grid has slices of another thickness).
     """
 
     x_mm: float

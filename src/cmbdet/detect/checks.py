@@ -12,6 +12,8 @@ import numpy as np
 
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import Volume
+from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.preprocess.resample import ResampleMap
 
 IN_PLANE_MM = (0.1, 4.0)  # SWI in-plane voxel sizes cmbdet accepts, mm
 SLICE_MM = (0.1, 10.0)  # slice thickness, mm
@@ -54,11 +56,20 @@ def check_swi_geometry(swi: Volume) -> None:
         )
 
 
-def estimated_peak_bytes(shape: tuple[int, int, int], spacing_mm, target_in_plane_mm: float) -> int:
-    """Peak memory of detecting one subject of this input grid, bytes (an upper estimate)."""
+def estimated_peak_bytes(
+    shape: tuple[int, int, int],
+    spacing_mm,
+    target_in_plane_mm: float,
+    target_slice_mm: float = 0.0,
+) -> int:
+    """Peak memory of detecting one subject of this input grid, bytes (an upper estimate).
+
+    Model-grid voxels count the larger of the acquired and the model slices: resampling is
+    in-plane first, so the in-plane model grid holds the acquired slices for a while."""
     input_voxels = int(np.prod(shape, dtype=np.int64))
-    scale = np.asarray(spacing_mm[:2], dtype=float) / target_in_plane_mm
-    model_voxels = int(np.prod(np.ceil(np.asarray(shape[:2]) * scale)) * shape[2])
+    grid = ResampleMap.for_target(shape, spacing_mm, target_in_plane_mm, target_slice_mm)
+    model = grid.model_shape
+    model_voxels = model[0] * model[1] * max(model[2], int(shape[2]))
     return BASE_BYTES + BYTES_PER_INPUT_VOXEL * input_voxels + BYTES_PER_MODEL_VOXEL * model_voxels
 
 
@@ -77,14 +88,17 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def check_memory(swi: Volume, target_in_plane_mm: float, available: int | None = None) -> None:
-    """Refuse an input that would need more memory than is available (before any work).
+def check_memory(swi: Volume, preprocess: PreprocessConfig, available: int | None = None) -> None:
+    """Refuse an input that would need more memory than is available (before any work), on
+    the model grid of ``preprocess``.
 
     Raises:
         InputError: naming the SWI file, the estimate and what is available.
     """
     available = available_memory_bytes() if available is None else available
-    needed = estimated_peak_bytes(swi.shape, swi.spacing_mm, target_in_plane_mm)
+    needed = estimated_peak_bytes(
+        swi.shape, swi.spacing_mm, preprocess.target_in_plane_mm, preprocess.target_slice_mm
+    )
     if available is not None and needed > available:
         raise InputError(
             swi.path,

@@ -168,7 +168,7 @@ class Detector:
     def _detect(self, inputs: _Inputs, options: _Options, timings: dict) -> DetectionResult:
         """Check, preprocess, stage 1, stage 2; ``timings`` (s) gains each step's."""
         check_swi_geometry(inputs.swi)
-        check_memory(inputs.swi, self.spec.preprocess.target_in_plane_mm)
+        check_memory(inputs.swi, self.spec.preprocess)
         clock = time.perf_counter()
         pre = preprocess(
             inputs.swi,

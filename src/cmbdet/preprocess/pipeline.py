@@ -205,7 +205,7 @@ def slice_images(pre: Preprocessed) -> np.ndarray:
     ``config.context_slices`` (the end slice repeated beyond the slab).
 
     Returns:
-        (Z, C, X', Y') float32, C = ``config.channels``.
+        (Z', C, X', Y') float32 (one image per model slice), C = ``config.channels``.
     """
     nx, ny, depth = pre.swi.shape
     images = np.empty((depth, pre.config.channels, nx, ny), dtype=np.float32)

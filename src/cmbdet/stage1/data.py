@@ -31,9 +31,9 @@ class TrainingVolume:
     """One subject on the model grid.
 
     Attributes:
-        images: (Z, C, X, Y) float16 slice images.
-        boxes: per slice, (N, 4) xyxy model-grid pixel boxes of visible CMBs.
-        brain_slices: (Z,) bool, slices that contain brain.
+        images: (Z', C, X', Y') float16 slice images of the model grid.
+        boxes: per model slice, (N, 4) xyxy model-grid pixel boxes of visible CMBs.
+        brain_slices: (Z',) bool, model slices that contain brain.
         box_lesions: per slice, the (N,) lesion ids of its boxes (which boxes are one CMB);
             ``()`` when not known (then each box counts as a CMB of its own).
     """

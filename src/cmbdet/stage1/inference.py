@@ -38,8 +38,8 @@ def detect_slices(
 
     Args:
         net: the stage-1 network.
-        images: (Z, C, X, Y) slice images on the model grid.
-        brain: (X, Y, Z) brain mask on the model grid, or None for the whole slice.
+        images: (Z', C, X', Y') slice images on the model grid.
+        brain: (X', Y', Z') brain mask on the model grid, or None for the whole slice.
         score_threshold: lowest box score kept.
         batch_size: passes (groups of slices) per forward call.
 

@@ -1,8 +1,9 @@
 """3D patches around candidates on the model grid.
 
 The model grid has a fixed in-plane pixel (``PreprocessConfig.target_in_plane_mm``), so a patch
-of fixed voxel size covers the same millimetres at every input resolution; slices keep their
-thickness (2 mm in both of the paper's protocols).
+of fixed voxel size covers the same millimetres at every in-plane resolution; through-plane too
+where the model sets a slice thickness (``target_slice_mm``: 2 mm for models trained from
+generator 2.2 on), otherwise the slices keep their thickness (2 mm in the paper's protocols).
 """
 
 from __future__ import annotations

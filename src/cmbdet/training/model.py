@@ -53,7 +53,7 @@ class _Subject:
     files: SubjectFiles
     swi: Volume
     pre: Preprocessed
-    images: np.ndarray  # (Z, C, X', Y') slice images
+    images: np.ndarray  # (Z', C, X', Y') slice images of the model grid
     lesions: list[Lesion]
     labels: np.ndarray  # (X, Y, Z) instance labels, native canonical grid
 
