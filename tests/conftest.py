@@ -22,10 +22,11 @@ def make_random_model(tmp_path_factory) -> Callable[[str, float], Path]:
     """A factory of small untrained model folders (seeded random weights, 1 mm model grid).
 
     ``heatmap_bias`` sets how much stage 1 proposes: 0 gives many candidates (plumbing tests
-    of coordinates and outputs), -4 none (fast batch tests).
+    of coordinates and outputs), -4 none (fast batch tests); ``target_slice_mm`` the model
+    grid's slices (0: the acquired ones).
     """
 
-    def make(name: str, heatmap_bias: float) -> Path:
+    def make(name: str, heatmap_bias: float, target_slice_mm: float = 0.0) -> Path:
         folder = tmp_path_factory.mktemp(name)
         torch.manual_seed(0)
         stage1_config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
@@ -37,7 +38,9 @@ def make_random_model(tmp_path_factory) -> Callable[[str, float], Path]:
             folder,
             {
                 "name": name,
-                "preprocessing": PreprocessConfig(target_in_plane_mm=1.0).to_json(),
+                "preprocessing": PreprocessConfig(
+                    target_in_plane_mm=1.0, target_slice_mm=target_slice_mm
+                ).to_json(),
                 "stage1": {
                     "config": stage1_config.to_json(),
                     "weights": save_weights(folder, "stage1", stage1),

@@ -49,6 +49,24 @@ def test_storage_orientation_does_not_change_world_coordinates(model_dir, subjec
     np.testing.assert_allclose(ijk_lps[:, 2], ijk_ras[:, 2], atol=1e-3)
 
 
+def test_a_model_grid_of_thicker_slices_maps_candidates_back_to_the_input(
+    make_random_model, subjects
+):
+    detector = Detector.load(make_random_model("thick-slice-model", 0.0, target_slice_mm=4.0))
+    ras, lps = (detector.detect(s.swi, s.phase) for s in subjects)
+    image = nib.load(subjects[0].swi)  # 2 mm slices: two per model slice
+    assert ras.record["preprocessing"]["model_shape"][2] == image.shape[2] // 2
+    assert ras.record["preprocessing"]["model_spacing_mm"][2] == pytest.approx(4.0)
+    assert len(ras.candidates) > 0 and len(ras.candidates) == len(lps.candidates)
+    for candidate in ras.candidates:
+        assert -0.5 <= candidate.k <= image.shape[2] - 0.5 and candidate.slices >= 1
+        world = image.affine @ [candidate.i, candidate.j, candidate.k, 1.0]
+        np.testing.assert_allclose(world[:3], candidate.centre_mm, atol=1e-3)
+    world_ras = np.array([c.centre_mm for c in ras.candidates])
+    world_lps = np.array([c.centre_mm for c in lps.candidates])
+    np.testing.assert_allclose(world_ras, world_lps, atol=1e-3)
+
+
 def test_detect_cli_writes_the_output_contract(model_dir, subjects, tmp_path, capsys):
     subject = subjects[1]  # LPS-stored: outputs must overlay the input file
     out = tmp_path / "out"
