@@ -13,6 +13,7 @@ to train or to choose thresholds.
     .venv/bin/python benchmarks/yardstick.py families v3         # errors by family (in-family sets)
     .venv/bin/python benchmarks/yardstick.py errors v3           # what each error sits on, by axis
     .venv/bin/python benchmarks/yardstick.py gap g2-proof        # held-out sets against in-family
+    .venv/bin/python benchmarks/yardstick.py froc v3 g2-proof    # sensitivity at 0.5-4 FP/subject
 """
 
 from __future__ import annotations
@@ -168,6 +169,24 @@ def table(labels: list[str]) -> None:
                 f"({ci['fp_per_subject'][0]:.2f}-{ci['fp_per_subject'][1]:.2f}) | "
                 f"{_number(final['f1'])} |"
             )
+
+
+FROC_RATES = ("0.5", "1.0", "2.0", "4.0")
+"""False positives per subject at which ``froc`` reads the stage 1 + 2 curve."""
+
+
+def froc(labels: list[str]) -> None:
+    """Stage 1 + 2 sensitivity at :data:`FROC_RATES` false positives per subject (the best
+    threshold on the set's exact FROC), models side by side: a comparison that does not
+    depend on where each model's operating point was put."""
+    rates = " | ".join(f"at {float(r):g} FP" for r in FROC_RATES)
+    print(f"| set | model | {rates} |")
+    print("|---|---|" + "---|" * len(FROC_RATES))
+    for test_set in SETS:
+        for label in labels:
+            at = _metrics(label, test_set.name)["stage1+2"]["froc"]["sensitivity_at"]
+            name = f"**{test_set.name}**" if test_set.held_out else test_set.name
+            print(f"| {name} | {label} | {' | '.join(_pct(at[r]) for r in FROC_RATES)} |")
 
 
 def gap(label: str) -> None:
@@ -385,6 +404,8 @@ def main() -> None:
     sources.add_argument("label")
     held_out = commands.add_parser("gap")
     held_out.add_argument("label")
+    curves = commands.add_parser("froc")
+    curves.add_argument("labels", nargs="+")
     args = parser.parse_args()
     if args.command == "generate":
         generate()
@@ -396,6 +417,8 @@ def main() -> None:
         families(args.label)
     elif args.command == "gap":
         gap(args.label)
+    elif args.command == "froc":
+        froc(args.labels)
     else:
         errors(args.label)
 

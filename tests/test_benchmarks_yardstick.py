@@ -103,3 +103,20 @@ def test_gap_compares_each_held_out_set_with_its_in_family_set(tmp_path, monkeyp
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| held-out-")]
     assert [row.rsplit("|", 2)[1].strip() for row in rows] == ["yes", "NO", "NO"]
     assert "| +4.0 |" in rows[0] and "| 1.90 |" in rows[0] and "| +6.0 |" in rows[1]
+
+
+def test_froc_reads_each_model_at_the_same_false_positive_rates(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(yardstick, "RUNS", tmp_path)
+    for label, base in (("old", 0.5), ("new", 0.7)):
+        for test_set in yardstick.SETS:
+            at = {rate: base + 0.05 * n for n, rate in enumerate(yardstick.FROC_RATES)}
+            folder = tmp_path / label / test_set.name / "eval"
+            folder.mkdir(parents=True)
+            metrics = {"stage1+2": {"froc": {"sensitivity_at": at}}}
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+    yardstick.froc(["old", "new"])
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert len(rows) == 2 * len(yardstick.SETS)
+    assert rows[0] == "| hr | old | 50.0% | 55.0% | 60.0% | 65.0% |"
+    assert rows[1] == "| hr | new | 70.0% | 75.0% | 80.0% | 85.0% |"
+    assert rows[-1].startswith("| **held-out-bright-csf** | new |")
