@@ -222,15 +222,32 @@ def _directed_walk(
     brain."""
     heading = np.asarray(direction, dtype=np.float64)
     heading /= max(float(np.linalg.norm(heading)), 1e-9)
-    points, point = [np.asarray(start_mm, dtype=np.float64)], np.asarray(start_mm, np.float64)
-    for _ in range(max(1, int(round(length_mm / step_mm)))):
+    start = np.asarray(start_mm, dtype=np.float64)
+    steps = max(1, int(round(length_mm / step_mm)))
+    return np.array(_walk(start, heading, steps, turn_deg, step_mm, rng, anatomy))
+
+
+def _walk(
+    start_mm: np.ndarray,
+    heading: np.ndarray,
+    steps: int,
+    turn_deg: float,
+    step_mm: float,
+    rng: np.random.Generator,
+    anatomy: WorkAnatomy,
+) -> list[np.ndarray]:
+    """``start_mm`` and up to ``steps`` points, each ``step_mm`` on from the last along a
+    heading that turns by about ``turn_deg`` a step; it stops before the first point outside
+    the brain."""
+    points, point = [start_mm], start_mm
+    for _ in range(steps):
         heading = heading + rng.normal(0.0, np.deg2rad(turn_deg), 3)
         heading /= np.linalg.norm(heading)
         point = point + step_mm * heading
         if _brain_fraction_at(anatomy, point) < 0.3:
             break
         points.append(point)
-    return np.array(points)
+    return points
 
 
 def _sample_points(weights: np.ndarray, spacing_mm, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -266,18 +283,12 @@ def _random_walk(
     step_mm: float = 2.0,
 ) -> np.ndarray:
     """A smoothly turning polyline through ``middle_mm``, cut where it leaves the brain."""
-    halves = []
-    for sign in (1.0, -1.0):
-        point, heading, half = middle_mm.copy(), sign * direction, [middle_mm.copy()]
-        for _ in range(max(1, int(round(length_mm / 2 / step_mm)))):
-            heading = heading + rng.normal(0.0, np.deg2rad(turn_deg), 3)
-            heading /= np.linalg.norm(heading)
-            point = point + step_mm * heading
-            if _brain_fraction_at(anatomy, point) < 0.3:
-                break
-            half.append(point)
-        halves.append(half)
-    return np.array(halves[1][::-1] + halves[0][1:])
+    steps = max(1, int(round(length_mm / 2 / step_mm)))
+    forward, backward = (
+        _walk(middle_mm.copy(), sign * direction, steps, turn_deg, step_mm, rng, anatomy)
+        for sign in (1.0, -1.0)
+    )
+    return np.array(backward[::-1] + forward[1:])
 
 
 def _brain_fraction_at(anatomy: WorkAnatomy, point_mm: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.errors import InputError
@@ -372,8 +373,7 @@ def _within(points: np.ndarray, centres: np.ndarray, reach: np.ndarray) -> np.nd
     """(N,) bool: points (N, 3) within ``reach`` (M,) of any of ``centres`` (M, 3)."""
     if len(points) == 0 or len(centres) == 0:
         return np.zeros(len(points), bool)
-    distance = np.linalg.norm(np.asarray(points)[:, None] - centres[None], axis=2)  # (N, M)
-    return np.any(distance <= reach[None], axis=1)
+    return np.any(cdist(points, centres) <= reach[None], axis=1)
 
 
 def _top_scores(scores: np.ndarray, among: np.ndarray) -> np.ndarray:
