@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from cmbdet.cli import main
-from cmbdet.detect.model_spec import DEFAULT_MODEL, read_model_spec
+from cmbdet.detect.model_spec import read_model_spec
+from cmbdet.detect.shipped import DEFAULT_MODEL
 from cmbdet.errors import InputError
 
 

@@ -29,7 +29,7 @@ from cmbdet.batch.folder import (
 from cmbdet.batch.local import in_this_process
 from cmbdet.batch.log import BATCH_LOG, BatchSummary, write_batch_log
 from cmbdet.batch.subject import FAILED, BatchRow, DetectSettings, Job, failed_row, loaded_detector
-from cmbdet.detect.model_spec import DEFAULT_MODEL
+from cmbdet.detect.shipped import MODELS_DIR
 from cmbdet.io.writing import check_writable, folder_lock, real_output_path, write_atomic
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def run_batch(
             batch holds its lock, or the model cannot be loaded (before any subject runs).
     """
     out_dir = real_output_path(out_dir)
-    check_batch_folder(out_dir, subjects, [settings.model_dir, DEFAULT_MODEL])
+    check_batch_folder(out_dir, subjects, [settings.model_dir, MODELS_DIR])
     # loaded here first, so that a bad --model or --device is one error, not one per subject
     detector = loaded_detector(settings)
     check_writable(out_dir)

@@ -15,15 +15,15 @@ def demo_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cmbdet.detect.detector import Detector
-    from cmbdet.detect.model_spec import DEFAULT_MODEL
     from cmbdet.detect.outputs import check_output_folder, write_outputs
+    from cmbdet.detect.shipped import MODELS_DIR
     from cmbdet.evaluation.matching import cmb_centres, match_detections
     from cmbdet.io.dataset import find_subjects
     from cmbdet.io.lesions import read_lesions_csv
     from cmbdet.synth.dataset import generate_dataset
 
     # a demo's own outputs are replaced; a folder with anything else is refused
-    out = check_output_folder(args.out, True, (args.model, DEFAULT_MODEL))
+    out = check_output_folder(args.out, True, (args.model, MODELS_DIR))
     detector = Detector.load(args.model, args.device, args.precision)
     with tempfile.TemporaryDirectory() as scratch:
         data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)

@@ -67,14 +67,14 @@ def _detect_settings(args: argparse.Namespace):
 
 def _detect_single(args: argparse.Namespace) -> int:
     from cmbdet.detect.detector import Detector
-    from cmbdet.detect.model_spec import DEFAULT_MODEL
     from cmbdet.detect.outputs import check_output_folder, write_outputs
+    from cmbdet.detect.shipped import MODELS_DIR
 
     if args.swi is None or args.phase is None:
         raise InputError(None, "--swi and --phase are both required for one subject")
     if args.workers != 1 or args.scheduler is not None:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
-    inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model, DEFAULT_MODEL)
+    inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model, MODELS_DIR)
     out = check_output_folder(args.out, args.overwrite, inputs)
     settings = _detect_settings(args)
     detector = Detector.load(settings.model_dir, settings.device, settings.precision)

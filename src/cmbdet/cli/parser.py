@@ -12,6 +12,7 @@ from cmbdet.cli.demo import demo_command
 from cmbdet.cli.detect import detect_command
 from cmbdet.cli.train import calibrate_command, crossval_command, train_command
 from cmbdet.config import PRECISIONS
+from cmbdet.detect import shipped
 from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
 from cmbdet.synth.families import AXES, parse_choice
 from cmbdet.synth.presets import PRESET_HELP, PRESETS
@@ -257,7 +258,7 @@ def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         help="CSV with header subject,swi,phase[,magnitude,mask]; paths relative to the CSV",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    _add_model_option(parser)
     parser.add_argument(
         "--threshold",
         type=_probability,
@@ -323,7 +324,7 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
         "subjects with ground truth (e.g. scans of the population the model will serve) and "
         "write a new model folder with the same weights.",
     )
-    parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    _add_model_option(parser)
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
     parser.add_argument("--out", type=Path, required=True, help="new model folder to write")
     rule = OperatingRule()
@@ -355,8 +356,19 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("--preset", choices=PRESETS, default="lr")
     _add_network_options(parser)
     parser.add_argument("--seed", type=int, default=20250101)
-    parser.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    _add_model_option(parser)
     parser.set_defaults(handler=demo_command)
+
+
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    """``--model``: a model folder or the name of a model shipped with this installation."""
+    names = ", ".join(shipped.installed_models()) or "none"
+    parser.add_argument(
+        "--model",
+        type=shipped.model_folder,
+        help=f"model folder, or the name of an installed model ({names}; default: "
+        f"{shipped.DEFAULT_MODEL_NAME})",
+    )
 
 
 def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -19,7 +19,8 @@ import torch
 
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.detect.checks import check_memory, check_swi_geometry
-from cmbdet.detect.model_spec import ModelSpec, default_model_dir, read_model_spec
+from cmbdet.detect.model_spec import ModelSpec, read_model_spec
+from cmbdet.detect.shipped import model_folder
 from cmbdet.io.model_folder import load_weights
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
 from cmbdet.preprocess.config import PreprocessConfig
@@ -97,7 +98,7 @@ class Detector:
         """
         device = resolve_device(device)
         dtype = resolve_precision(precision, device)
-        folder = Path(folder) if folder is not None else default_model_dir()
+        folder = model_folder(folder)
         spec = read_model_spec(folder)
         stage1 = load_weights(folder, spec.stage1_weights.to_json(), CandidateNet(spec.stage1))
         stage2 = None

@@ -231,16 +231,3 @@ def _probability(info: dict, key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(f"{key} must be a probability in [0, 1], got {value!r}")
     return float(value)
-
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "default"  # shipped
-
-
-def default_model_dir() -> Path:
-    """The shipped model's folder (an InputError if this installation lacks it)."""
-    if not (DEFAULT_MODEL / "model.json").is_file():
-        raise InputError(
-            DEFAULT_MODEL,
-            "the shipped model is missing from this installation (pass --model MODEL_DIR)",
-        )
-    return DEFAULT_MODEL

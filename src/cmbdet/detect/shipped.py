@@ -1,0 +1,42 @@
+"""The models shipped inside the package, by name (``models/<name>/``): the default, and the
+earlier defaults kept so that a cohort can finish with the model it started with. No torch
+here: the command-line parser reads the names for ``--help``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cmbdet.errors import InputError
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # every shipped model, by name
+DEFAULT_MODEL_NAME = "cmbdet-default-v3"  # what runs without --model
+DEFAULT_MODEL = MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+def installed_models() -> list[str]:
+    """Names of the models shipped with this installation (folders of ``models/``), sorted."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "model.json").is_file())
+
+
+def model_folder(model: str | Path | None) -> Path:
+    """The folder that ``--model`` names: a model folder's path, an installed model's name
+    (``cmbdet-default-v3``; a folder of that name in the working folder wins), or ``None`` for
+    the default. A path that is neither is returned as given (reading it names the problem)."""
+    if model is None:
+        return default_model_dir()
+    path = Path(model)
+    if not path.exists() and str(model) in installed_models():
+        return MODELS_DIR / str(model)
+    return path
+
+
+def default_model_dir() -> Path:
+    """The shipped default model's folder (an InputError if this installation lacks it)."""
+    if not (DEFAULT_MODEL / "model.json").is_file():
+        raise InputError(
+            DEFAULT_MODEL,
+            "the shipped model is missing from this installation (pass --model MODEL_DIR)",
+        )
+    return DEFAULT_MODEL
