@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from cmbdet.batch.folder import COHORT_REPORT
-from cmbdet.batch.log import BATCH_LOG, LOG_COLUMNS
+from cmbdet.batch.log import BATCH_LOG, COUNT_COLUMNS, COUNTS_TABLE, LOG_COLUMNS
 from cmbdet.cli import main
 from cmbdet.detect.detector import Detector
+from cmbdet.detect.shipped import DEFAULT_MODEL_NAME
 from cmbdet.io.dataset import find_subjects
+from cmbdet.io.results import COLUMNS
 from cmbdet.synth.dataset import generate_dataset
 
 IDS = ["0000", "0001", "0002"]
@@ -58,8 +60,8 @@ def _table_rows(path) -> int:
 
 
 def _numbers(table) -> np.ndarray:
-    """(rows, columns) of a detections or candidates table."""
-    return np.loadtxt(table, delimiter=",", skiprows=1, ndmin=2)
+    """(rows, columns) of a detections or candidates table, its numeric columns."""
+    return np.loadtxt(table, delimiter=",", skiprows=1, ndmin=2, usecols=range(len(COLUMNS)))
 
 
 PROGRESS = re.compile(r"cmbdet: \d+/\d+ sub-\S+ done in [0-9.]+ s; (about \S+ \S+ left|all done)")
@@ -82,7 +84,7 @@ def _summary(capsys) -> str:
 def test_a_batch_detects_every_subject_and_logs_it(shipped_run, capsys):
     out, code = shipped_run
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG, COHORT_REPORT] + [
+    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG, COUNTS_TABLE, COHORT_REPORT] + [
         f"sub-{i}" for i in IDS
     ]
     rows = _log(out)
@@ -96,6 +98,28 @@ def test_a_batch_detects_every_subject_and_logs_it(shipped_run, capsys):
         assert int(row["candidates"]) == _table_rows(folder / "candidates.csv")
         assert float(row["seconds"]) > 0
     assert sum(int(r["cmb_count"]) for r in rows) > 0  # the shipped model finds some
+
+
+def test_the_cohort_counts_equal_each_subjects_detections(shipped_run):
+    out, _ = shipped_run
+    with open(out / COUNTS_TABLE, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == COUNT_COLUMNS
+        table = list(reader)
+    assert [row["subject"] for row in table] == IDS
+    for row in table:
+        with open(out / f"sub-{row['subject']}" / "detections.csv", newline="") as handle:
+            detections = list(csv.DictReader(handle))
+        regions = [d["region"] for d in detections]
+        sizes = np.array([float(d["diameter_mm"]) for d in detections])
+        assert row["status"] == "done" and row["model"] == DEFAULT_MODEL_NAME
+        assert int(row["total"]) == len(detections)
+        for region in ("lobar", "deep", "infratentorial"):
+            assert int(row[region]) == regions.count(region)
+        assert int(row["region_not_determined"]) == regions.count("not determined")
+        assert int(row["under_5mm"]) == np.sum(sizes < 5)
+        assert int(row["5_to_10mm"]) + int(row["over_10mm"]) == np.sum(sizes >= 5)
+    assert sum(int(row["total"]) for row in table) > 0
 
 
 def test_two_workers_give_the_same_outputs_as_one(dataset, shipped_run, tmp_path, capsys):
@@ -138,7 +162,7 @@ def test_a_rerun_skips_complete_subjects_and_redoes_the_others(
     assert _summary(capsys).startswith("2 of 3 subjects done, 0 failed, 1 skipped")
     assert (out / "sub-0000" / "run.json").stat().st_mtime_ns == kept
     assert all((out / f"sub-{i}" / "run.json").is_file() for i in IDS)
-    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG, COHORT_REPORT] + [
+    assert sorted(p.name for p in out.iterdir()) == [BATCH_LOG, COUNTS_TABLE, COHORT_REPORT] + [
         f"sub-{i}" for i in IDS
     ]
     rows = {r["subject"]: r for r in _log(out)}

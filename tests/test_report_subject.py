@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -259,7 +260,8 @@ def test_no_brain_gives_no_map():
 
 
 def test_write_outputs_adds_the_report_and_its_time(phantom, tmp_path):
-    out = write_outputs(tmp_path / "sub-07", phantom, phantom.reference)
+    out = tmp_path / "sub-07"
+    write_outputs(out, phantom, phantom.reference)
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Cerebral microbleeds: sub-07" in html
     with open(out / "detections.csv") as handle:
@@ -267,6 +269,22 @@ def test_write_outputs_adds_the_report_and_its_time(phantom, tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["timings_s"]["report"] > 0 and record["timings_s"]["stage1"] == 1.0
     assert not list(tmp_path.glob(".sub-07.partial-*"))
+
+
+def test_the_tables_and_the_counts_name_each_detections_region(phantom, tmp_path):
+    big = dataclasses.replace(phantom.candidates[0], diameter_mm=7.0)  # the deep site's CMB
+    result = dataclasses.replace(phantom, candidates=[big, *phantom.candidates[1:]])
+    out = tmp_path / "sub-07"
+    written = write_outputs(out, result, result.reference)
+    with open(out / "detections.csv") as handle:
+        assert [row["region"] for row in csv.DictReader(handle)] == list(SITES_MNI)
+    with open(out / "candidates.csv") as handle:
+        regions = [row["region"] for row in csv.DictReader(handle)]
+    assert len(regions) == 8 and regions[:3] == list(SITES_MNI)
+    counts = {"total": 3, "lobar": 1, "deep": 1, "infratentorial": 1}
+    counts |= {"region_not_determined": 0, "under_5mm": 2, "5_to_10mm": 1, "over_10mm": 0}
+    assert written["cmb_counts"] == counts
+    assert json.loads((out / "run.json").read_text())["cmb_counts"] == counts
 
 
 # ----------------------------------------------------------------------------- cohort

@@ -9,8 +9,15 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cmbdet.batch.log import BATCH_LOG, read_batch_log
-from cmbdet.batch.subject import FAILED, SKIPPED, BatchRow, DetectSettings, Job
+from cmbdet.batch.log import BATCH_LOG, BATCH_TABLES, read_batch_log
+from cmbdet.batch.subject import (
+    FAILED,
+    SKIPPED,
+    BatchRow,
+    DetectSettings,
+    Job,
+    recorded_outcome,
+)
 from cmbdet.detect.outputs import OUTPUT_FILES, foreign_files
 from cmbdet.errors import InputError
 from cmbdet.io.writing import LOCK_NAME, check_not_inputs, is_staging_name, remove_folders
@@ -52,11 +59,12 @@ def check_batch_folder(
 ) -> None:
     """Refuse an output folder that a batch must not write into, before any work.
 
-    A batch folder holds ``batch.csv``, ``report.html``, ``sub-*/`` folders of outputs and the
-    staging folders, temporaries and lock of unfinished runs. Refused: a folder that holds the
-    subjects' input files or any of ``inputs`` (e.g. the model); anything else in it; a link
-    in it (never followed: it could lead outside the folder); and a subject's folder that
-    holds anything but its outputs (it is replaced as a whole when the subject is redone).
+    A batch folder holds ``batch.csv``, ``cmb_counts.csv``, ``report.html``, ``sub-*/``
+    folders of outputs and the staging folders, temporaries and lock of unfinished runs.
+    Refused: a folder that holds the subjects' input files or any of ``inputs`` (e.g. the
+    model); anything else in it; a link in it (never followed: it could lead outside the
+    folder); and a subject's folder that holds anything but its outputs (it is replaced as a
+    whole when the subject is redone).
 
     Raises:
         InputError: naming the folder and the first problems.
@@ -103,9 +111,12 @@ def _written_by_batch(path: Path) -> bool:
         return False
     if path.is_dir():
         return path.name.startswith("sub-") or is_staging_name(path.name)
-    return path.name in (BATCH_LOG, COHORT_REPORT, LOCK_NAME) or path.name.startswith(
-        (f".{BATCH_LOG}.", f".{COHORT_REPORT}.")
-    )
+    return path.name in (*BATCH_TABLES, COHORT_REPORT, LOCK_NAME) or _is_temporary(path.name)
+
+
+def _is_temporary(name: str) -> bool:
+    """A temporary of an atomic write of the batch's tables or cohort page."""
+    return name.startswith(tuple(f".{table}." for table in (*BATCH_TABLES, COHORT_REPORT)))
 
 
 def remove_leftovers(out_dir: Path) -> None:
@@ -120,7 +131,7 @@ def remove_leftovers(out_dir: Path) -> None:
             continue
         if path.is_dir() and is_staging_name(path.name):
             remove_folders([path])
-        elif path.is_file() and path.name.startswith((f".{BATCH_LOG}.", f".{COHORT_REPORT}.")):
+        elif path.is_file() and _is_temporary(path.name):
             path.unlink(missing_ok=True)
 
 
@@ -155,6 +166,7 @@ def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> 
         candidates=_count(record.get("candidates")),
         seconds=earlier.seconds if earlier is not None and earlier.status != FAILED else None,
         outputs=folder.name,
+        **recorded_outcome(record),
     )
 
 

@@ -1,4 +1,5 @@
-"""A batch's record of every subject: the ``batch.csv`` rows, and the summary a run ends with."""
+"""A batch's record of every subject: the ``batch.csv`` rows, the cohort's ``cmb_counts.csv``,
+and the summary a run ends with."""
 
 from __future__ import annotations
 
@@ -13,9 +14,22 @@ from cmbdet.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from cmbdet.io.writing import write_atomic
 
 BATCH_LOG = "batch.csv"
+COUNTS_TABLE = "cmb_counts.csv"
+BATCH_TABLES = (BATCH_LOG, COUNTS_TABLE)  # rewritten together as subjects finish
 
 
 LOG_COLUMNS = ("subject", "status", "cmb_count", "candidates", "seconds", "error", "outputs")
+COUNT_KEYS = (  # run.json's cmb_counts (cmbdet.detect.outputs.cmb_counts), in column order
+    "total",
+    "lobar",
+    "deep",
+    "infratentorial",
+    "region_not_determined",
+    "under_5mm",
+    "5_to_10mm",
+    "over_10mm",
+)
+COUNT_COLUMNS = ("subject", "status", "model", *COUNT_KEYS, "qc_flags")
 
 
 @dataclass(frozen=True)
@@ -45,13 +59,28 @@ class BatchSummary:
         )
 
 
-def write_batch_log(path: Path, rows: Iterable[BatchRow]) -> None:
-    """``batch.csv``, one row per subject sorted by id; replaced atomically (temp + rename)."""
+def write_batch_tables(out_dir: Path, rows: Iterable[BatchRow]) -> None:
+    """``batch.csv`` and ``cmb_counts.csv`` in ``out_dir``, one row per subject sorted by id;
+    each replaced atomically (temp + rename)."""
+    ordered = sorted(rows, key=lambda row: row.subject)
+    _write_table(Path(out_dir) / BATCH_LOG, LOG_COLUMNS, [row.cells() for row in ordered])
+    _write_table(Path(out_dir) / COUNTS_TABLE, COUNT_COLUMNS, [_count_cells(r) for r in ordered])
+
+
+def _count_cells(row: BatchRow) -> list[str]:
+    """A ``cmb_counts.csv`` row: counts are empty for a failed subject (and for outputs of a
+    cmbdet that did not count them); QC flags are joined by ``; ``."""
+    counts = row.counts or {}
+    cells = [counts.get(key) for key in COUNT_KEYS]
+    numbers = [str(c) if isinstance(c, int) and not isinstance(c, bool) else "" for c in cells]
+    return [row.subject, row.status, row.model, *numbers, "; ".join(row.qc_flags)]
+
+
+def _write_table(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LOG_COLUMNS)
-    for row in sorted(rows, key=lambda row: row.subject):
-        writer.writerow(row.cells())
+    writer.writerow(columns)
+    writer.writerows(rows)
     write_atomic(path, buffer.getvalue())
 
 

@@ -27,7 +27,7 @@ from cmbdet.batch.folder import (
     remove_leftovers,
 )
 from cmbdet.batch.local import in_this_process
-from cmbdet.batch.log import BATCH_LOG, BatchSummary, write_batch_log
+from cmbdet.batch.log import BatchSummary, write_batch_tables
 from cmbdet.batch.subject import FAILED, BatchRow, DetectSettings, Job, failed_row, loaded_detector
 from cmbdet.detect.shipped import MODELS_DIR
 from cmbdet.io.writing import check_writable, folder_lock, real_output_path, write_atomic
@@ -89,7 +89,7 @@ def run_batch(
         for subject_id in lost:  # never silently: a runner that lost a subject shows here
             rows[subject_id] = failed_row(subject_id, "unexpected: no result came back for it")
         ordered = [rows[subject_id] for subject_id in sorted(rows)]
-        write_batch_log(out_dir / BATCH_LOG, ordered)
+        write_batch_tables(out_dir, ordered)
         _write_cohort_report(out_dir, ordered)
     return BatchSummary(ordered, out_dir)
 
@@ -102,12 +102,11 @@ def _run_jobs(
     monitor: Progress,
 ) -> None:
     """Collect the runner's rows into ``rows``, logging each as it comes."""
-    log = out_dir / BATCH_LOG
-    write_batch_log(log, rows.values())
+    write_batch_tables(out_dir, rows.values())
     try:
         for row in results:
             rows[row.subject] = row
-            write_batch_log(log, rows.values())
+            write_batch_tables(out_dir, rows.values())
             monitor.report(row)
     finally:
         monitor.close()

@@ -63,6 +63,10 @@ class BatchRow:
         outputs: the subject's output folder relative to the batch folder; "" when failed.
         bad_input: failed because of its input (exit code 2) rather than unexpectedly (1).
         details: traceback of an unexpected failure (shown with ``--debug``, not logged).
+        model: name of the model that made the outputs (run.json); "" when failed.
+        counts: the detections by region and size (run.json ``cmb_counts``); None when
+            failed or made by a cmbdet that did not count them.
+        qc_flags: what to check by eye (run.json ``qc_flags``).
     """
 
     subject: str
@@ -74,6 +78,9 @@ class BatchRow:
     outputs: str = ""
     bad_input: bool = False
     details: str = ""
+    model: str = ""
+    counts: dict[str, int] | None = None
+    qc_flags: tuple[str, ...] = ()
 
     def cells(self) -> list[str]:
         """The row as ``batch.csv`` cells, in :data:`LOG_COLUMNS` order."""
@@ -107,7 +114,7 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
             subject.brainmask,
             **settings.detect_options(),
         )
-        write_outputs(out_dir, result, result.reference, overwrite=True)
+        record = write_outputs(out_dir, result, result.reference, overwrite=True)
     except InputError as error:
         return failed_row(subject.subject_id, str(error), started, bad_input=True)
     except Exception as error:
@@ -120,7 +127,21 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
         candidates=len(result.candidates),
         seconds=time.perf_counter() - started,
         outputs=Path(out_dir).name,
+        **recorded_outcome(record),
     )
+
+
+def recorded_outcome(record: dict) -> dict[str, Any]:
+    """The :class:`BatchRow` fields that a subject's ``run.json`` record holds: ``model``,
+    ``counts`` and ``qc_flags`` (what an older or damaged record lacks is left empty)."""
+    model = record.get("model")
+    counts = record.get("cmb_counts")
+    flags = record.get("qc_flags")
+    return {
+        "model": str(model.get("name") or "") if isinstance(model, dict) else "",
+        "counts": counts if isinstance(counts, dict) else None,
+        "qc_flags": tuple(str(f) for f in flags) if isinstance(flags, list) else (),
+    }
 
 
 def failed_row(

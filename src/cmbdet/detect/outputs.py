@@ -33,7 +33,7 @@ from cmbdet.io.writing import (
     staging_folder,
 )
 from cmbdet.records import Candidate, DetectionResult, centres_mm
-from cmbdet.report.subject import write_subject_report
+from cmbdet.report.subject import NOT_DETERMINED, REGIONS, write_subject_report
 
 OUTPUT_FILES = (  # a subject's outputs (DESIGN.md): all there means complete
     "detections.csv",
@@ -43,6 +43,7 @@ OUTPUT_FILES = (  # a subject's outputs (DESIGN.md): all there means complete
     "run.json",  # written last
 )
 MIN_LABEL_RADIUS_MM = 1.0
+SMALL_CMB_MM, LARGE_CMB_MM = 5.0, 10.0  # BOMBS' size classes: < 5 mm and 5-10 mm
 
 
 def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:
@@ -97,13 +98,16 @@ def _some(names: list[str]) -> str:
 
 def write_outputs(
     out_dir: Path, result: DetectionResult, reference: Volume, overwrite: bool = False
-) -> Path:
+) -> dict:
     """detections.csv, candidates.csv, cmb_labels.nii.gz, report.html and run.json into
     ``out_dir`` (``run.json`` gains the report's writing time under ``timings_s``).
 
     ``out_dir`` is used as given (a link there is refused, never followed: resolve a link the
     user gave with :func:`check_output_folder`). What killed runs of the same output left is
     cleaned first.
+
+    Returns:
+        The ``run.json`` record as written (with the detections' ``cmb_counts``).
 
     Raises:
         InputError: ``out_dir`` is a link or a file, holds files that are not outputs, or is
@@ -119,28 +123,33 @@ def write_outputs(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_folder(out)
     try:
-        _write_files(staging, result, reference, _report_title(result, out))
+        record = _write_files(staging, result, reference, _report_title(result, out))
         publish(staging, out, last="run.json")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Path(out_dir)
+    return record
 
 
-def _write_files(folder: Path, result: DetectionResult, reference: Volume, title: str) -> None:
-    write_result_table(folder / "detections.csv", result.detections)
-    write_result_table(folder / "candidates.csv", result.candidates)
-    labels = detection_labels(result.detections, reference)
-    save_like(folder / "cmb_labels.nii.gz", labels, reference, np.int16)
+def _write_files(folder: Path, result: DetectionResult, reference: Volume, title: str) -> dict:
     if result.reference is None:  # the report's crops and regions come from it
         result = dataclasses.replace(result, reference=reference)
     started = time.perf_counter()
-    write_subject_report(folder / "report.html", result, title)
+    regions = write_subject_report(folder / "report.html", result, title)
+    write_result_table(folder / "detections.csv", result.detections, regions.detections)
+    write_result_table(folder / "candidates.csv", result.candidates, regions.candidates)
+    labels = detection_labels(result.detections, reference)
+    save_like(folder / "cmb_labels.nii.gz", labels, reference, np.int16)
     timings = {**result.record.get("timings_s", {}), "report": time.perf_counter() - started}
-    record = {**result.record, "detections": len(result.detections), "timings_s": timings}
-    (folder / "run.json").write_text(
-        json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
-    )
+    record = {
+        **result.record,
+        "detections": len(result.detections),
+        "cmb_counts": cmb_counts(result.detections, regions.detections),
+        "timings_s": timings,
+    }
+    text = json.dumps(record, indent=2, sort_keys=True, default=_jsonable)
+    (folder / "run.json").write_text(text + "\n")
+    return json.loads(text)  # as written: plain JSON values
 
 
 def _report_title(result: DetectionResult, out_dir: Path) -> str:
@@ -149,6 +158,21 @@ def _report_title(result: DetectionResult, out_dir: Path) -> str:
     swi = (result.record.get("inputs") or {}).get("swi")
     folder = Path(swi).parent.name if swi else ""
     return folder if folder.startswith("sub-") else out_dir.name
+
+
+def cmb_counts(detections: list[Candidate], regions: list[str]) -> dict[str, int]:
+    """The detections counted as cohort studies count CMBs: by region (MARS: lobar, deep,
+    infratentorial; ``region_not_determined`` when the report could not place them) and by
+    diameter (BOMBS: ``under_5mm``, ``5_to_10mm``; ``over_10mm`` for larger dark blobs)."""
+    diameters = np.array([d.diameter_mm for d in detections], dtype=float)
+    return {
+        "total": len(detections),
+        **{region: regions.count(region) for region in REGIONS},
+        "region_not_determined": regions.count(NOT_DETERMINED),
+        "under_5mm": int(np.sum(diameters < SMALL_CMB_MM)),
+        "5_to_10mm": int(np.sum((diameters >= SMALL_CMB_MM) & (diameters <= LARGE_CMB_MM))),
+        "over_10mm": int(np.sum(diameters > LARGE_CMB_MM)),
+    }
 
 
 def detection_labels(detections: list[Candidate], reference: Volume) -> np.ndarray:

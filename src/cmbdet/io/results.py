@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,19 +31,25 @@ COLUMNS = (
 SCORED_COLUMNS = ("x_mm", "y_mm", "z_mm", "score", "stage1_score")  # what evaluation reads
 
 
-def write_result_table(path: Path, rows: Iterable[Any]) -> None:
+def write_result_table(
+    path: Path, rows: Sequence[Any], regions: Sequence[str] | None = None
+) -> None:
     """A detections or candidates table: one row per record with the :data:`COLUMNS`
-    attributes (a :class:`cmbdet.records.Candidate`), numbered from 1 in the given order."""
+    attributes (a :class:`cmbdet.records.Candidate`), numbered from 1 in the given order, and
+    with ``regions`` (one per row) a last ``region`` column."""
+    if regions is not None and len(regions) != len(rows):
+        raise ValueError(f"{len(regions)} regions for {len(rows)} rows")
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
+        writer.writerow(COLUMNS + (("region",) if regions is not None else ()))
         for n, row in enumerate(rows, start=1):
             # scores keep 6 decimals so that re-thresholding the table reproduces the run
             cells = [
                 f"{getattr(row, c):.6f}" if "score" in c else f"{getattr(row, c):.3f}"
                 for c in COLUMNS[1:10]
             ]
-            writer.writerow([n, *cells, row.slices])
+            region = [regions[n - 1]] if regions is not None else []
+            writer.writerow([n, *cells, row.slices, *region])
 
 
 @dataclass(frozen=True)

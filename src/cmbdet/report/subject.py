@@ -41,7 +41,16 @@ MARKER_MARGIN_MM = 3.0  # the ring clears the detection's in-plane radius by thi
 MIN_MARKER_RADIUS_MM = 5.0
 
 
-def write_subject_report(path: Path, result: DetectionResult, title: str) -> None:
+@dataclass(frozen=True)
+class SubjectRegions:
+    """The approximate region (``lobar``, ``deep``, ``infratentorial`` or ``not determined``)
+    of each detection and each candidate, in the order of the result's lists."""
+
+    detections: list[str]
+    candidates: list[str]
+
+
+def write_subject_report(path: Path, result: DetectionResult, title: str) -> SubjectRegions:
     """Write one subject's ``report.html``.
 
     Args:
@@ -50,28 +59,39 @@ def write_subject_report(path: Path, result: DetectionResult, title: str) -> Non
             crops and regions. Without ``reference`` the page has no images and no regions;
             without ``phase`` it shows SWI only.
         title: the subject's name, shown as the page's heading (plain text).
+
+    Returns:
+        The regions the page shows, for the detection tables and the cohort counts.
     """
-    Path(path).write_text(subject_page(result, title), encoding="utf-8")
-
-
-def subject_page(result: DetectionResult, title: str) -> str:
-    """The HTML of :func:`write_subject_report`."""
     images = _Images.prepare(result)
+    regions = SubjectRegions(
+        _regions(images, result.detections), _regions(images, result.candidates)
+    )
+    Path(path).write_text(_subject_page(result, title, images, regions), encoding="utf-8")
+    return regions
+
+
+def _regions(images: _Images | None, candidates: list[Candidate]) -> list[str]:
+    return images.regions(candidates) if images else [NOT_DETERMINED] * len(candidates)
+
+
+def _subject_page(
+    result: DetectionResult, title: str, images: _Images | None, regions: SubjectRegions
+) -> str:
     detections = result.detections
     rejected = sorted(
         (n for n, c in enumerate(result.candidates, start=1) if c.score < result.threshold),
         key=lambda n: -result.candidates[n - 1].score,
     )  # candidate numbers as in candidates.csv, highest score first
-    regions = images.regions(detections) if images else [NOT_DETERMINED] * len(detections)
     body = [
         _header(result, title),
         '<div class="top">',
         _summary(result, images),
-        _region_counts(regions),
+        _region_counts(regions.detections),
         "</div>",
         _region_note(images),
         f"<h2>Detections ({len(detections)})</h2>",
-        _detections(detections, regions, images),
+        _detections(detections, regions.detections, images),
         "<h2>Candidates rejected by stage 2</h2>",
         _rejected(result, rejected, images),
         _footer(images),
