@@ -237,6 +237,7 @@ def test_a_corrupt_subject_fails_and_the_others_finish(dataset, quick_model, tmp
     assert "swi.nii.gz" in rows["0001"]["error"] and rows["0001"]["cmb_count"] == ""
     assert not (out / "sub-0001").exists()
     cohort = (out / "report.html").read_text()  # the cohort page links the subjects done
+    assert "<h1>Cerebral microbleeds: data</h1>" in cohort  # titled by the dataset, not --out
     assert 'href="sub-0000/report.html"' in cohort and 'href="sub-0002/report.html"' in cohort
     assert "sub-0001/report.html" not in cohort and "failed" in cohort
 

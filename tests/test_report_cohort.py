@@ -30,3 +30,20 @@ def test_cohort_page_links_each_subject_and_escapes_ids(tmp_path):
     table = re.search(r'<table class="list">.*?</table>', html, re.S).group(0)
     assert table.count("<tr") == 1 + len(rows)  # header + one per subject
     assert table.count('class="problem"') == 1
+
+
+def test_cohort_page_names_the_model_and_shows_regions_and_flags(tmp_path):
+    regions = {"lobar": 2, "deep": 1, "infratentorial": 0}
+    rows = [
+        CohortRow("sub-0001", "done", 3, 40, 1.0, None, None, regions, "m-v4", 0.98),
+        CohortRow("sub-0002", "done", 0, 9, 1.0, None, None, None, "m-v4", 0.98, ("odd <x>",)),
+        CohortRow("sub-0003", "skipped", 1, 9, None, None, None, None, "m-v3", 0.5),
+    ]
+    path = tmp_path / "cohort.html"
+    write_cohort_report(path, rows, "study")
+    html = path.read_text(encoding="utf-8")
+    assert "m-v4 at threshold 0.980 (2 subjects); m-v3 at threshold 0.500 (1 subject)" in html
+    assert "1 subject (QC flags)" in html and "odd &lt;x&gt;" in html
+    first = re.findall(r"<tr>.*?</tr>", html.split('<table class="list">')[1], re.S)[1]
+    cells = re.findall(r'<td class="n">([^<]*)</td>', first)
+    assert cells[:4] == ["3", "2", "1", "0"]  # CMBs, then lobar, deep, infratentorial

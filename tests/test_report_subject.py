@@ -232,6 +232,16 @@ def test_title_and_paths_are_escaped(phantom, tmp_path):
     assert "/x/&lt;b&gt;&amp;swi.nii.gz" in html
 
 
+def test_qc_flags_are_shown_first_and_only_when_raised(phantom, tmp_path):
+    flags = ["slice thickness 5 mm outside the model's training range 1-3", "a <b> flag"]
+    record = {**_record(), "qc_flags": flags}
+    flagged = _page(tmp_path, DetectionResult(phantom.candidates, THRESHOLD, record))
+    assert flagged.index("Check this subject by eye") < flagged.index("<h2>Detections")
+    assert "training range 1-3</li>" in flagged and "a &lt;b&gt; flag" in flagged
+    quiet = _page(tmp_path, DetectionResult(phantom.candidates, THRESHOLD, _record()))
+    assert "by eye" not in quiet
+
+
 # ----------------------------------------------------------------------------- crops
 
 

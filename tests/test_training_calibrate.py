@@ -13,6 +13,7 @@ from cmbdet.cli import build_parser, main
 from cmbdet.detect.detector import Detector
 from cmbdet.errors import InputError
 from cmbdet.evaluation.metrics import SubjectScores
+from cmbdet.io.dataset import find_subjects
 from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import read_model_json
 from cmbdet.synth.dataset import generate_dataset
@@ -124,6 +125,11 @@ def test_calibrate_writes_a_model_with_the_same_weights_and_new_thresholds(
     assert info["name"] == "calibrated" and original["name"] == "to-calibrate"
     detector = Detector.load(out, device="cpu")
     assert detector.threshold == point.threshold
+    counts = [  # stage-1 candidates per calibration subject at the chosen stage-1 threshold
+        len(detector.detect(s.swi, s.phase, mask_path=s.brainmask).candidates)
+        for s in find_subjects(calibration_data)
+    ]
+    assert info["training_ranges"]["candidates_per_subject"] == [min(counts), max(counts)]
 
     with pytest.raises(InputError, match="exists"):
         calibrate_model(model, [calibration_data], out, rule, device="cpu")

@@ -124,6 +124,10 @@ def test_crossval_trains_each_fold_detects_held_out_subjects_and_resumes(tiny_co
         }
         assert trained_on.isdisjoint(held_out)  # never trained on its test fold
         assert trained_on | set(held_out) == {f"{n:04d}" for n in range(6)}
+        ranges = model["training_ranges"]  # the tiny preset: 1 x 1 x 2 mm at 3 T
+        assert ranges["in_plane_mm"] == [1.0, 1.0] and ranges["slice_mm"] == [2.0, 2.0]
+        assert ranges["field_strength_t"] == [3.0, 3.0]
+        assert 0 <= ranges["candidates_per_subject"][0] <= ranges["candidates_per_subject"][1]
     for subject_id in folds[0] + folds[1]:
         assert (out / "predictions" / f"sub-{subject_id}" / "run.json").is_file()
     result = json.loads((out / "crossval.json").read_text())

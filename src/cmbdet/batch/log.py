@@ -18,7 +18,16 @@ COUNTS_TABLE = "cmb_counts.csv"
 BATCH_TABLES = (BATCH_LOG, COUNTS_TABLE)  # rewritten together as subjects finish
 
 
-LOG_COLUMNS = ("subject", "status", "cmb_count", "candidates", "seconds", "error", "outputs")
+LOG_COLUMNS = (
+    "subject",
+    "status",
+    "cmb_count",
+    "candidates",
+    "seconds",
+    "error",
+    "outputs",
+    "qc_flags",
+)
 COUNT_KEYS = (  # run.json's cmb_counts (cmbdet.detect.outputs.cmb_counts), in column order
     "total",
     "lobar",

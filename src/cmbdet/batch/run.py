@@ -49,6 +49,7 @@ def run_batch(
     progress: bool | None = None,
     debug: bool = False,
     unusable: Sequence[UnusableSubject] = (),
+    title: str | None = None,
 ) -> BatchSummary:
     """Detect every subject into ``out_dir/sub-<id>/``; log each outcome in ``batch.csv``.
 
@@ -66,6 +67,7 @@ def run_batch(
         debug: print the traceback of unexpected failures.
         unusable: subjects that discovery found but cannot run: logged as failed (bad
             input), the others still run.
+        title: the cohort's name on its page (the dataset's); None: the output folder's.
 
     Raises:
         InputError: ``out_dir`` holds files a batch did not write or holds the inputs, another
@@ -90,7 +92,7 @@ def run_batch(
             rows[subject_id] = failed_row(subject_id, "unexpected: no result came back for it")
         ordered = [rows[subject_id] for subject_id in sorted(rows)]
         write_batch_tables(out_dir, ordered)
-        _write_cohort_report(out_dir, ordered)
+        _write_cohort_report(out_dir, ordered, title or out_dir.name)
     return BatchSummary(ordered, out_dir)
 
 
@@ -166,7 +168,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _write_cohort_report(out_dir: Path, rows: list[BatchRow]) -> None:
+def _write_cohort_report(out_dir: Path, rows: list[BatchRow], title: str) -> None:
     """The cohort page ``out_dir/report.html``: every subject's row, linking its own report
     (written at once, like every other output)."""
     from cmbdet.report.cohort import CohortRow, cohort_page  # imports numpy: not at load
@@ -180,7 +182,11 @@ def _write_cohort_report(out_dir: Path, rows: list[BatchRow]) -> None:
             r.seconds,
             r.error or None,
             f"{r.outputs}/report.html" if r.outputs else None,
+            r.counts,
+            r.model,
+            r.threshold,
+            r.qc_flags,
         )
         for r in rows
     ]
-    write_atomic(out_dir / COHORT_REPORT, cohort_page(cohort, out_dir.name))
+    write_atomic(out_dir / COHORT_REPORT, cohort_page(cohort, title))

@@ -67,6 +67,7 @@ class BatchRow:
         counts: the detections by region and size (run.json ``cmb_counts``); None when
             failed or made by a cmbdet that did not count them.
         qc_flags: what to check by eye (run.json ``qc_flags``).
+        threshold: the stage-2 operating threshold the outputs were made at; None when failed.
     """
 
     subject: str
@@ -81,6 +82,7 @@ class BatchRow:
     model: str = ""
     counts: dict[str, int] | None = None
     qc_flags: tuple[str, ...] = ()
+    threshold: float | None = None
 
     def cells(self) -> list[str]:
         """The row as ``batch.csv`` cells, in :data:`LOG_COLUMNS` order."""
@@ -92,6 +94,7 @@ class BatchRow:
             "" if self.seconds is None else f"{self.seconds:.2f}",
             self.error,
             self.outputs,
+            "; ".join(self.qc_flags),
         ]
 
 
@@ -133,14 +136,17 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
 
 def recorded_outcome(record: dict) -> dict[str, Any]:
     """The :class:`BatchRow` fields that a subject's ``run.json`` record holds: ``model``,
-    ``counts`` and ``qc_flags`` (what an older or damaged record lacks is left empty)."""
+    ``counts``, ``qc_flags`` and ``threshold`` (what an older or damaged record lacks is left
+    empty)."""
     model = record.get("model")
     counts = record.get("cmb_counts")
     flags = record.get("qc_flags")
+    threshold = record.get("threshold")
     return {
         "model": str(model.get("name") or "") if isinstance(model, dict) else "",
         "counts": counts if isinstance(counts, dict) else None,
         "qc_flags": tuple(str(f) for f in flags) if isinstance(flags, list) else (),
+        "threshold": float(threshold) if isinstance(threshold, int | float) else None,
     }
 
 

@@ -7,6 +7,7 @@ Heavy modules (torch, the networks, the generator) are imported inside the comma
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cmbdet.errors import EXIT_OK, InputError
 
@@ -40,7 +41,12 @@ def _detect_batch(args: argparse.Namespace) -> int:
         raise InputError(None, "--workers is for this machine; the cluster's workers run the tasks")
     found = discover_inputs(args.dataset, args.manifest)
     settings = _detect_settings(args)
-    batch = {"overwrite": args.overwrite, "debug": args.debug, "unusable": found.unusable}
+    batch = {
+        "overwrite": args.overwrite,
+        "debug": args.debug,
+        "unusable": found.unusable,
+        "title": _cohort_title(args.dataset, args.manifest),
+    }
     if args.scheduler is None:
         runner = in_worker_processes(args.workers, args.debug)
         summary = run_batch(found.subjects, args.out, settings, runner=runner, **batch)
@@ -49,6 +55,13 @@ def _detect_batch(args: argparse.Namespace) -> int:
             summary = run_batch(found.subjects, args.out, settings, runner=on_dask(client), **batch)
     print(summary.line())
     return summary.exit_code
+
+
+def _cohort_title(dataset: Path | None, manifest: Path | None) -> str:
+    """The cohort page's title: the dataset folder's name, or the manifest's."""
+    if dataset is not None:
+        return dataset.resolve().name
+    return manifest.resolve().stem
 
 
 def _detect_settings(args: argparse.Namespace):

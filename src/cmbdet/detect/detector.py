@@ -20,6 +20,7 @@ import torch
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.detect.checks import check_memory, check_swi_geometry
 from cmbdet.detect.model_spec import ModelSpec, read_model_spec
+from cmbdet.detect.qc import qc_flags
 from cmbdet.detect.shipped import model_folder
 from cmbdet.io.model_folder import load_weights
 from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
@@ -215,6 +216,7 @@ class Detector:
         timings: dict,
     ) -> dict:
         """What run.json records of this detection (the inputs are added by :meth:`detect`)."""
+        preprocessing = pre.record()
         return {
             "cmbdet_version": __version__,
             "model": {
@@ -231,9 +233,10 @@ class Detector:
             "stage2_views": self.stage2_views,
             "device": str(self.device),
             "precision": self.precision,
-            "preprocessing": pre.record(),
+            "preprocessing": preprocessing,
             "timings_s": timings,
             "candidates": candidates,
+            "qc_flags": qc_flags(preprocessing, candidates, self.spec.training_ranges),
         }
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cmbdet.detect.qc import TrainingRanges
 from cmbdet.errors import InputError
 from cmbdet.io.model_folder import read_model_json
 from cmbdet.preprocess.config import PreprocessConfig
@@ -51,7 +52,15 @@ RECORD_KEYS = {  # key: the keys it may hold (None: any)
     "validation_metrics": None,
     "validation_metrics_stage1": None,
 }
-TOP_KEYS = (*IDENTITY_KEYS, "preprocessing", "stage1", "stage2", "threshold", "stage1_threshold")
+TOP_KEYS = (
+    *IDENTITY_KEYS,
+    "preprocessing",
+    "stage1",
+    "stage2",
+    "threshold",
+    "stage1_threshold",
+    "training_ranges",
+)
 STAGE_KEYS = {
     "stage1": ("config", "weights", "training", "positives_per", "appearance"),
     "stage2": (
@@ -92,6 +101,7 @@ class ModelSpec:
         test_views: test-time views stage 2 averages (its threshold was chosen with them).
         threshold: stage-2 operating threshold, a probability.
         stage1_threshold: stage-1 score a candidate needs.
+        training_ranges: what the model was trained and validated on (QC flags).
     """
 
     folder: Path
@@ -105,6 +115,7 @@ class ModelSpec:
     test_views: int
     threshold: float
     stage1_threshold: float
+    training_ranges: TrainingRanges = TrainingRanges()
 
 
 def read_model_spec(folder: str | Path) -> ModelSpec:
@@ -152,6 +163,7 @@ def _parse(folder: Path, info: Any) -> ModelSpec:
         test_views=_test_views(stage2),
         threshold=_probability(info, "threshold", 0.5),
         stage1_threshold=_probability(info, "stage1_threshold", 0.0),
+        training_ranges=_config(TrainingRanges, {"training_ranges": {}, **info}, "training_ranges"),
     )
 
 

@@ -14,6 +14,7 @@ from cmbdet.report.page import facts_table, page
 from cmbdet.version import __version__
 
 STATUSES = ("done", "failed", "skipped")
+REGION_COLUMNS = ("lobar", "deep", "infratentorial")  # MARS's regions, as run.json counts them
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,11 @@ class CohortRow:
         error: why it failed or was skipped (one line), None otherwise.
         report: the subject's ``report.html`` relative to the cohort page, as a path (not
             URL-encoded), e.g. ``"sub-0001/report.html"``; None when there is none.
+        regions: CMBs by approximate region (``lobar``, ``deep``, ``infratentorial``);
+            None when unknown.
+        model: name of the model that made the subject's outputs; "" when unknown.
+        threshold: its stage-2 operating threshold; None when unknown.
+        qc_flags: what to check by eye.
     """
 
     subject_id: str
@@ -38,6 +44,10 @@ class CohortRow:
     seconds: float | None = None
     error: str | None = None
     report: str | None = None
+    regions: dict[str, int] | None = None
+    model: str = ""
+    threshold: float | None = None
+    qc_flags: tuple[str, ...] = ()
 
 
 def write_cohort_report(path: Path, rows: list[CohortRow], title: str) -> None:
@@ -77,18 +87,36 @@ def _summary(rows: list[CohortRow]) -> str:
             ("CMBs", f"{sum(counts)} in all; median {statistics.median(counts):g} per subject"),
             ("With CMBs", f"{sum(c > 0 for c in counts)} of {len(counts)} subjects"),
         ]
+    made_with = Counter((r.model, r.threshold) for r in rows if r.model)
+    if made_with:
+        facts.append(
+            ("Model", "; ".join(_made_with(*key, n, len(rows)) for key, n in made_with.items()))
+        )
+    flagged = sum(bool(r.qc_flags) for r in rows)
+    if flagged:
+        facts.append(
+            ("To check by eye", f"{flagged} subject{'s' if flagged > 1 else ''} (QC flags)")
+        )
     seconds = [r.seconds for r in rows if r.seconds is not None]
     if seconds:
         facts.append(("Time", f"{sum(seconds):.0f} s ({sum(seconds) / len(seconds):.1f} s each)"))
     return facts_table(facts)
 
 
+def _made_with(model: str, threshold: float | None, count: int, total: int) -> str:
+    at = "" if threshold is None else f" at threshold {threshold:.3f}"
+    share = "" if count == total else f" ({count} subject{'s' if count > 1 else ''})"
+    return f"{model}{at}{share}"
+
+
 def _table(rows: list[CohortRow]) -> str:
     if not rows:
         return "<p>No subjects.</p>"
+    regions = "".join(f'<th class="n">{name}</th>' for name in REGION_COLUMNS)
     header = (
-        '<tr><th>subject</th><th>status</th><th class="n">CMBs</th>'
-        '<th class="n">candidates</th><th class="n">time (s)</th><th>note</th></tr>'
+        f'<tr><th>subject</th><th>status</th><th class="n">CMBs</th>{regions}'
+        '<th class="n">candidates</th><th class="n">time (s)</th><th>check by eye</th>'
+        "<th>note</th></tr>"
     )
     return f'<table class="list">{header}{"".join(_row(r) for r in rows)}</table>'
 
@@ -102,8 +130,14 @@ def _row(row: CohortRow) -> str:
     problem = ' class="problem"' if row.status != "done" else ""
     return (
         f"<tr{problem}><td>{name}</td><td>{badge}</td>"
-        f'<td class="n">{_number(row.cmbs)}</td><td class="n">{_number(row.candidates)}</td>'
+        f'<td class="n">{_number(row.cmbs)}</td>'
+        + "".join(
+            f'<td class="n">{_number((row.regions or {}).get(name))}</td>'
+            for name in REGION_COLUMNS
+        )
+        + f'<td class="n">{_number(row.candidates)}</td>'
         f'<td class="n">{"" if row.seconds is None else f"{row.seconds:.1f}"}</td>'
+        f'<td class="error">{"<br>".join(escape(flag) for flag in row.qc_flags)}</td>'
         f'<td class="error">{escape(row.error or "")}</td></tr>'
     )
 

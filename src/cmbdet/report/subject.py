@@ -202,6 +202,18 @@ def _header(result: DetectionResult, title: str) -> str:
         f'<div class="muted">cmbdet {escape(str(version))} &middot; model {escape(str(model))}'
         f" &middot; operating threshold {result.threshold:.3f}</div>"
         f'<p class="headline">{headline}</p>'
+        f"{_qc_note(record.get('qc_flags') or [])}"
+    )
+
+
+def _qc_note(flags: list[str]) -> str:
+    """The run's QC flags (:mod:`cmbdet.detect.qc`) as a note above everything else."""
+    if not flags:
+        return ""
+    items = "".join(f"<li>{escape(str(flag))}</li>" for flag in flags)
+    return (
+        '<div class="note qc"><b>Check this subject by eye</b>: it lies outside what the model '
+        f"was trained on, or a phase convention was guessed.<ul>{items}</ul></div>"
     )
 
 

@@ -36,6 +36,7 @@ from cmbdet.io.writing import (
 )
 from cmbdet.records import DetectionResult
 from cmbdet.training.config import OperatingRule
+from cmbdet.training.ranges import with_candidate_range
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class OperatingPoint:
     threshold: float  # stage-2 probability
     stage1_metrics: dict
     metrics: dict
+
+    def candidate_counts(self, scored: list[ScoredSubject]) -> list[int]:
+        """Stage-1 candidates per subject at this point's stage-1 threshold."""
+        return [int(np.sum(s.stage1_scores >= self.stage1_threshold)) for s in scored]
 
     def to_json(self) -> dict:
         """The ``model.json`` entries."""
@@ -203,9 +208,11 @@ def calibrate_model(
         if n % 10 == 0 or n == len(subjects):
             log.info("scored %d/%d calibration subjects", n, len(subjects))
     point = choose_operating_point(scored, rule)
+    ranges = with_candidate_range(detector.spec.training_ranges, point.candidate_counts(scored))
     info = {
         **detector.info,
         **point.to_json(),
+        "training_ranges": ranges.to_json(),
         "calibration": {
             "from_model": str(detector.folder),
             "folders": [str(folder) for folder in data_dirs],

@@ -40,6 +40,7 @@ from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import PatchConfig, extract_patches
 from cmbdet.training.calibrate import OperatingPoint, ScoredSubject, choose_operating_point
 from cmbdet.training.config import TrainModelConfig
+from cmbdet.training.ranges import training_ranges, with_candidate_range
 from cmbdet.training.stage1 import train_stage1, training_volume
 from cmbdet.training.stage2 import PatchSet, train_stage2
 from cmbdet.version import __version__
@@ -157,7 +158,11 @@ def train_model(
         "subjects": len(subjects),
         "splits": splits,
     }
-    write_model_json(out_dir, _model_json(out_dir.name, config, stages, point, training_data))
+    ranges = with_candidate_range(
+        training_ranges(subjects.values()), point.candidate_counts(validation)
+    )
+    info = _model_json(out_dir.name, config, stages, point, training_data)
+    write_model_json(out_dir, {**info, "training_ranges": ranges.to_json()})
     return out_dir
 
 
