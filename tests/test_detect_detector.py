@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 
 import nibabel as nib
 import numpy as np
@@ -126,6 +127,10 @@ def test_demo_runs_on_generated_data(model_dir, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "found" in printed and "missed" in printed and "false positives" in printed
+    counts = re.search(r"found (\d+), missed (\d+), false positives (\d+)", printed)
+    missed, false_positives = int(counts.group(2)), int(counts.group(3))
+    assert printed.count("  missed: CMB ") == missed  # each error named, as detections.csv
+    assert printed.count("  false positive: detection ") == false_positives
     assert str(tmp_path / "demo" / "report.html") in printed
     assert (tmp_path / "demo" / "run.json").exists()
     assert (tmp_path / "demo" / "report.html").exists()

@@ -4,6 +4,7 @@ truth (the generator is imported here, never on the path of ``detect``)."""
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,48 @@ def demo_command(args: argparse.Namespace) -> int:
         f"false positives {match.false_positives} "
         f"({len(result.candidates)} stage-1 candidates)"
     )
+    for line in _errors(result.detections, lesions, match):
+        print(line)
     timings = result.record["timings_s"]
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f"outputs in {args.out}; open {args.out / 'report.html'} in a browser to see them")
     return EXIT_OK
+
+
+MIMIC_REACH_MM = 3.0  # a false positive this close to a generated mimic is said to sit on it
+
+
+def _errors(detections: list, lesions: list, match) -> list[str]:
+    """One line per false positive (numbered as in detections.csv, with the mimic it sits on)
+    and per missed CMB, so that the report's cards can be checked against the truth."""
+    lines = []
+    false_positive = ~match.detection_is_hit & ~match.detection_is_ignored
+    mimics = [lesion for lesion in lesions if not lesion.is_cmb]
+    for number, detection in enumerate(detections, start=1):
+        if not false_positive[number - 1]:
+            continue
+        place = (detection.x_mm, detection.y_mm, detection.z_mm)
+        lines.append(
+            f"  false positive: detection {number} at {_mm(place)}, score "
+            f"{detection.score:.3f}{_sits_on(place, mimics)}"
+        )
+    visible = [lesion for lesion in lesions if lesion.is_cmb and lesion.visible]
+    for lesion, found in zip(visible, match.truth_is_found, strict=True):
+        if not found:
+            place = (lesion.x_mm, lesion.y_mm, lesion.z_mm)
+            lines.append(
+                f"  missed: CMB {lesion.lesion_id} at {_mm(place)}, {lesion.diameter_mm:.1f} mm"
+            )
+    return lines
+
+
+def _sits_on(place: tuple, mimics: list) -> str:
+    for mimic in mimics:
+        centre = (mimic.x_mm, mimic.y_mm, mimic.z_mm)
+        if math.dist(place, centre) <= MIMIC_REACH_MM + mimic.diameter_mm / 2:
+            return f" (on a mimic: {mimic.kind})"
+    return ""
+
+
+def _mm(place: tuple) -> str:
+    return "(" + ", ".join(f"{v:.1f}" for v in place) + ") mm"
