@@ -281,3 +281,23 @@ def test_an_output_folder_holding_linked_inputs_is_refused(model_dir, subjects, 
     assert main(argv) == 2
     assert "holds the input" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["phase.nii.gz", "swi.nii.gz"]
+
+
+def test_the_result_carries_the_phase_the_networks_read(model_dir, tmp_path):
+    """Raw, left-handed phase in integer units is shown as the networks read it: filtered,
+    radians, right-handed, on the input's grid (what the report's crops show)."""
+    kinds = {"phase_kind": "raw", "handedness": "left", "phase_units": "integer"}
+    raw = generate_dataset(tmp_path / "raw", "tiny", 1, seed=11, progress=False, **kinds)
+    plain = generate_dataset(tmp_path / "plain", "tiny", 1, seed=11, progress=False)
+    detector = Detector.load(model_dir, device="cpu")
+    results = [
+        detector.detect(d / "sub-0000" / "swi.nii.gz", d / "sub-0000" / "phase.nii.gz")
+        for d in (raw, plain)
+    ]
+    brain = nib.load(plain / "sub-0000" / "brainmask.nii.gz").get_fdata() > 0
+    shown_raw, shown_plain = (r.phase.data[brain] for r in results)
+    stored = nib.load(raw / "sub-0000" / "phase.nii.gz").get_fdata()[brain]
+    assert results[0].phase.data.shape == results[0].reference.data.shape
+    assert np.abs(shown_raw).max() <= np.pi + 1e-4 and np.abs(stored).max() > 100  # radians
+    assert np.corrcoef(shown_raw, shown_plain)[0, 1] > 0.5  # same sign: right-handed, filtered
+    assert np.median(np.abs(shown_raw)) < 0.5

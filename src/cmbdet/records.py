@@ -59,7 +59,9 @@ class DetectionResult:
     threshold: float
     record: dict = field(default_factory=dict)
     reference: Volume | None = field(default=None, repr=False, compare=False)  # the input SWI
-    phase: Volume | None = field(default=None, repr=False, compare=False)  # the input phase
+    # the phase as the networks read it: the input's grid, radians, high-pass filtered,
+    # right-handed (raw or integer phase is shown filtered, in radians)
+    phase: Volume | None = field(default=None, repr=False, compare=False)
 
     @property
     def detections(self) -> list[Candidate]:

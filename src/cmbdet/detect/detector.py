@@ -10,6 +10,7 @@ world millimetres through its affine, whatever its storage orientation.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,7 @@ class Detector:
             phase_units=options.phase_units,
             handedness=options.handedness,
             phase_kind=options.phase_kind,
+            keep_native_phase=True,  # the report shows the phase the networks read
         )
         images = slice_images(pre)
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -195,9 +197,8 @@ class Detector:
         record = self._record(pre, threshold, stage1_threshold, len(candidates), timings)
         if inputs.files is not None:
             record["inputs"] = inputs.files
-        return DetectionResult(
-            candidates, threshold, record, reference=inputs.swi, phase=inputs.phase
-        )
+        phase = dataclasses.replace(inputs.phase, data=pre.phase_native)
+        return DetectionResult(candidates, threshold, record, reference=inputs.swi, phase=phase)
 
     def _stage2_scores(self, pre: Preprocessed, linked: list[LinkedCandidate]) -> np.ndarray:
         """(N,) stage-2 probabilities of the candidates (their stage-1 scores for a model

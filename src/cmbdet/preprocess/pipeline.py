@@ -52,6 +52,8 @@ class Preprocessed:
         decisions: what was found or assumed about the phase (for ``run.json``).
         mask_estimated: True when the brain mask was estimated from SWI.
         config: the settings used.
+        phase_native: (X, Y, Z) float32 canonical phase on the input's canonical grid (what
+            the report shows), kept only when asked for; else None.
     """
 
     swi: np.ndarray
@@ -65,6 +67,7 @@ class Preprocessed:
     decisions: PhaseDecisions
     mask_estimated: bool
     config: PreprocessConfig
+    phase_native: np.ndarray | None = None
 
     def record(self) -> dict:
         """What preprocessing did, JSON-ready (for ``run.json``)."""
@@ -89,6 +92,7 @@ def preprocess(
     phase_units: str = "auto",
     handedness: str = "auto",
     phase_kind: str = "auto",
+    keep_native_phase: bool = False,
 ) -> Preprocessed:
     """Prepare one subject from its volumes (see :func:`preprocess_arrays`).
 
@@ -101,6 +105,7 @@ def preprocess(
         config: preprocessing settings.
         phase_units, handedness, phase_kind: "auto" or the stored phase's units
             ("radians"/"integer"), handedness ("right"/"left") and kind ("filtered"/"raw").
+        keep_native_phase: keep the canonical phase on the input grid (``phase_native``).
 
     Raises:
         InputError: grids differ, the mask has another shape, or the phase units cannot be
@@ -122,6 +127,7 @@ def preprocess(
             phase_units=phase_units,
             handedness=handedness,
             phase_kind=phase_kind,
+            keep_native_phase=keep_native_phase,
         )
     except ValueError as error:
         raise InputError(phase.path, str(error)) from None
@@ -138,6 +144,7 @@ def preprocess_arrays(
     phase_units: str = "auto",
     handedness: str = "auto",
     phase_kind: str = "auto",
+    keep_native_phase: bool = False,
 ) -> Preprocessed:
     """Prepare canonical arrays (the in-memory form of :func:`preprocess`).
 
@@ -147,7 +154,8 @@ def preprocess_arrays(
         spacing_mm: voxel size (x, y, z), mm.
         magnitude: (X, Y, Z) magnitude or None.
         brain: (X, Y, Z) bool brain mask or None (then estimated from SWI).
-        config, phase_units, handedness, phase_kind: see :func:`preprocess`.
+        config, phase_units, handedness, phase_kind, keep_native_phase: see
+            :func:`preprocess`.
 
     Raises:
         ValueError: an unknown option, or phase units that cannot be told.
@@ -192,6 +200,7 @@ def preprocess_arrays(
         decisions=decisions,
         mask_estimated=mask_estimated,
         config=config,
+        phase_native=phase_rad if keep_native_phase else None,
     )
 
 

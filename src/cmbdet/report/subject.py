@@ -131,8 +131,8 @@ class _Images:
         swi_window = Window.of(brain_sample(swi), SWI_PERCENTILES)
         phase_window = None
         if result.phase is not None:
-            zero = float(_phase_record(result).get("zero_at", 0.0) or 0.0)
-            phase_window = Window.symmetric(brain_sample(result.phase), zero, PHASE_PERCENTILE)
+            # the phase the networks read (radians, filtered, right-handed): zero is zero
+            phase_window = Window.symmetric(brain_sample(result.phase), 0.0, PHASE_PERCENTILE)
         return cls(swi, result.phase, swi_window, phase_window, mni)
 
     def regions(self, candidates: list[Candidate]) -> list[str]:
@@ -403,7 +403,8 @@ def _phase_text(phase: dict) -> str:
         + ")",
         f"{phase.get('kind', '?')} ({how('kind_detected')})",
     ]
-    return ", ".join(parts)
+    shown = "; crops show it as the networks read it: high-pass filtered, radians, right-handed"
+    return ", ".join(parts) + shown
 
 
 def _path_of(volume: Volume | None) -> str:
