@@ -82,7 +82,7 @@ def test_detect_cli_writes_the_output_contract(model_dir, subjects, tmp_path, ca
     ]
     with open(out / "detections.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == COLUMNS
+    assert tuple(rows[0]) == (*COLUMNS, "region")
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     labels = nib.load(out / "cmb_labels.nii.gz")
