@@ -7,7 +7,7 @@ import io
 import matplotlib.image
 import numpy as np
 
-from cmbdet.report.crops import CROP_PIXELS, png_bytes, sample_view
+from cmbdet.report.crops import CROP_PIXELS, darkest_point, png_bytes, sample_view
 
 
 def test_crops_follow_the_radiological_convention():
@@ -43,3 +43,28 @@ def test_png_encoding_round_trips():
     grey = np.random.default_rng(3).integers(0, 256, (17, 23), dtype=np.uint8)
     decoded = matplotlib.image.imread(io.BytesIO(png_bytes(grey)), format="png")
     np.testing.assert_array_equal(np.round(decoded * 255).astype(np.uint8), grey)
+
+
+def _track_phantom() -> np.ndarray:
+    """A CMB spanning slices 7-13, darkest on slice 12 and off-centre in-plane there, and a
+    darker vein 5 voxels (2.5 mm) away."""
+    rng = np.random.default_rng(0)
+    swi = 1.0 + rng.normal(0, 0.02, (40, 40, 21)).astype(np.float32)
+    for z, depth in zip(range(7, 14), (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 0.4), strict=True):
+        x = 20 if z != 12 else 21
+        swi[x - 1 : x + 2, 19:22, z] -= depth
+    swi[26:29, :, :] = 0.05  # the vein: darker than the CMB, outside its radius
+    return swi
+
+
+def test_the_crop_moves_to_the_darkest_slice_of_a_track_and_stays_on_the_cmb():
+    swi = _track_phantom()
+    spacing = (0.5, 0.5, 1.0)
+    track_middle = np.array([20.0, 20.0, 10.0])
+    found = darkest_point(swi, spacing, track_middle, reach_mm=(1.0, 3.0))
+    assert tuple(found) == (21.0, 20.0, 12.0)
+    assert tuple(darkest_point(swi, spacing, track_middle, (1.0, 1.0))) == (20.0, 20.0, 11.0)
+    at_edge = np.array([0.0, 0.0, 0.0])  # a search box clipped by the volume still works
+    assert darkest_point(swi, spacing, at_edge, (1.0, 1.0)).shape == (3,)
+    outside = np.array([-50.0, 5.0, 5.0])
+    assert tuple(darkest_point(swi, spacing, outside, (1.0, 1.0))) == (-50.0, 5.0, 5.0)

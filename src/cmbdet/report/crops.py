@@ -26,6 +26,7 @@ CROP_PIXELS = 64
 PIXEL_MM = 0.4
 CROP_FOV_MM = CROP_PIXELS * PIXEL_MM  # 25.6 mm
 VIEWS = ("axial", "coronal", "sagittal")
+SMOOTHING_PAD = np.array([1, 1, 0])  # voxels around a search box for 3 x 3 in-plane smoothing
 
 # Each view: (row axis, column axis, fixed axis) of the canonical (x, y, z) array. Row and
 # column coordinates decrease along the image (top to bottom, left to right): superior or
@@ -146,3 +147,42 @@ def crop_uris(
         view: png_data_uri(to_grey(sample_view(data, spacing_mm, centre_voxel, view), window))
         for view in views
     }
+
+
+def darkest_point(
+    swi: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    centre: np.ndarray,
+    reach_mm: tuple[float, float],
+) -> np.ndarray:
+    """The darkest voxel of ``swi`` near ``centre``, where a crop shows a dark lesion best.
+
+    A candidate's centre is the middle of its track across slices; a CMB that spans several
+    slices is darkest (and a vein beside it least confusing) on one of them. The search
+    smooths in-plane over 3 x 3 voxels (noise alone never wins) and stays inside the
+    candidate's own extent.
+
+    Args:
+        swi: (X, Y, Z) canonical SWI.
+        spacing_mm: its voxel size (x, y, z), mm.
+        centre: (3,) canonical voxel coordinates of the candidate.
+        reach_mm: (in-plane, through-plane) half-extent searched, mm.
+
+    Returns:
+        (3,) canonical voxel coordinates: the darkest voxel, or ``centre`` when it lies
+        outside the volume.
+    """
+    reach = np.array([reach_mm[0], reach_mm[0], reach_mm[1]]) / np.asarray(spacing_mm)
+    reach = np.floor(reach).astype(int)
+    middle = np.round(centre).astype(int)
+    low = np.maximum(middle - reach, 0)
+    high = np.minimum(middle + reach + 1, swi.shape)
+    if np.any(high <= low):
+        return np.asarray(centre, dtype=float)
+    outer_low = np.maximum(low - SMOOTHING_PAD, 0)  # room for the in-plane smoothing
+    outer_high = np.minimum(high + SMOOTHING_PAD, swi.shape)
+    outer = swi[tuple(slice(a, b) for a, b in zip(outer_low, outer_high, strict=True))]
+    smooth = ndimage.uniform_filter(outer.astype(np.float32), size=(3, 3, 1))
+    inner = smooth[tuple(slice(a - o, b - o) for a, b, o in zip(low, high, outer_low, strict=True))]
+    darkest = np.unravel_index(np.argmin(inner), inner.shape)
+    return (low + np.array(darkest)).astype(float)

@@ -26,6 +26,7 @@ from cmbdet.report.crops import (
     VIEWS,
     Window,
     crop_uris,
+    darkest_point,
 )
 from cmbdet.report.page import facts_table, page
 from cmbdet.report.regions import MniMap, coarse_brain_mask, fit_mni_map
@@ -39,6 +40,7 @@ SWI_PERCENTILES = (1.0, 99.5)  # of the brain's voxels: CMBs and veins saturate 
 PHASE_PERCENTILE = 99.0  # of |phase - zero| in the brain: the window is symmetric about zero
 MARKER_MARGIN_MM = 3.0  # the ring clears the detection's in-plane radius by this much
 MIN_MARKER_RADIUS_MM = 5.0
+MIN_REACH_MM = 1.0  # crops move at most this far to a candidate's darkest voxel, or its radius
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class _Images:
     def crops(self, candidate: Candidate, views: tuple[str, ...] = VIEWS) -> dict[str, dict]:
         """``{"SWI": {view: data URI}, "Phase": {...}}`` around a candidate."""
         centre = world_to_voxel([candidate.x_mm, candidate.y_mm, candidate.z_mm], self.swi.affine)
+        reach = _reach_mm(candidate, self.swi.spacing_mm[2])
+        centre = darkest_point(self.swi.data, self.swi.spacing_mm, centre, reach)
         channels = {"SWI": (self.swi, self.swi_window), "Phase": (self.phase, self.phase_window)}
         return {
             name: crop_uris(volume.data, volume.spacing_mm, centre, window, views)
@@ -178,6 +182,14 @@ def _crop_figure(uri: str, view: str, radius_mm: float, label: str) -> str:
         f'stroke-width="0.8" {halo}/>'
         "</svg></figure>"
     )
+
+
+def _reach_mm(candidate: Candidate, slice_mm: float) -> tuple[float, float]:
+    """How far from a candidate's centre its crops may move to its darkest voxel: (in-plane,
+    through-plane) mm, within its own radius and the half-length of its track across the
+    input's slices (``slice_mm`` thick)."""
+    radius = max(candidate.diameter_mm / 2, MIN_REACH_MM)
+    return radius, max(radius, (candidate.slices - 1) * slice_mm / 2)
 
 
 def _marker_radius_mm(candidate: Candidate) -> float:
