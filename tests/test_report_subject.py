@@ -163,7 +163,9 @@ def test_rejected_candidates_sit_in_a_collapsed_section(phantom, tmp_path):
     assert len(_blocks(details, "rejected")) == 5 and not _blocks(outside, "rejected")
     assert "5 candidates scored below 0.500" in details
     for block in _blocks(details, "rejected"):
-        assert len(_images(block)) == 2  # axial SWI and phase
+        assert len(_images(block)) == 4  # axial and coronal SWI and phase, labelled
+        assert re.findall(r'<div class="head">(\w+)</div>', block) == ["axial", "coronal"]
+        assert re.findall(r'<div class="side">(\w+)</div>', block) == ["SWI", "Phase"]
     # numbers follow candidates.csv (all candidates, highest score first)
     assert re.findall(r"Candidate (\d+) &middot;", details) == ["4", "5", "6", "7", "8"]
 

@@ -43,11 +43,11 @@ figure.crop { position: relative; margin: 0; background: #000; border-radius: 3p
 figure.crop img { display: block; width: 100%; height: 100%; }
 figure.crop svg { position: absolute; left: 0; top: 0; width: 100%; height: 100%; }
 .views figure.crop { width: 160px; height: 160px; }
-.mini { border: 1px solid #d0d7de; border-radius: 8px; padding: 8px 10px 10px; width: 246px; }
+.mini { border: 1px solid #d0d7de; border-radius: 8px; padding: 8px 10px 10px; width: 300px; }
 .mini h3 { font-size: 14px; margin: 0 0 2px; }
 .mini .meta { font-size: 12px; margin: 0 0 6px; }
-.mini figure.crop { width: 118px; height: 118px; display: inline-block; margin-right: 6px; }
-.mini figure.crop:last-child { margin-right: 0; }
+.mini .views { grid-template-columns: 42px repeat(2, 122px); }
+.mini .views figure.crop { width: 122px; height: 122px; }
 details { margin-top: 6px; }
 details summary { cursor: pointer; font-weight: 600; padding: 4px 0; }
 .badge { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 12px;

@@ -34,6 +34,7 @@ from cmbdet.version import __version__
 
 MAX_CARDS = 100  # detections shown with crops; any further ones are listed in a table
 MAX_REJECTED_SHOWN = 30
+REJECTED_VIEWS = ("axial", "coronal")
 REGIONS = ("lobar", "deep", "infratentorial")
 NOT_DETERMINED = "not determined"
 SWI_PERCENTILES = (1.0, 99.5)  # of the brain's voxels: CMBs and veins saturate to black
@@ -327,16 +328,20 @@ def _detection_card(n: int, detection: Candidate, region: str, images: _Images |
     heading = f"<h3>CMB {n} &middot; score {detection.score:.3f}</h3>"
     if images is None:
         return f'<div class="card">{heading}<p class="meta">{meta}</p></div>'
-    crops = images.crops(detection)
-    radius = _marker_radius_mm(detection)
-    cells = ["<div></div>"] + [f'<div class="head">{view}</div>' for view in VIEWS]
-    for channel, uris in crops.items():
+    grid = _views_grid(images, detection, VIEWS, f"CMB {n}")
+    return f'<div class="card detection">{heading}<p class="meta">{meta}</p>{grid}</div>'
+
+
+def _views_grid(images: _Images, candidate: Candidate, views: tuple[str, ...], name: str) -> str:
+    """Crops of a candidate: a row per channel (SWI, phase), a labelled column per view."""
+    radius = _marker_radius_mm(candidate)
+    cells = ["<div></div>"] + [f'<div class="head">{view}</div>' for view in views]
+    for channel, uris in images.crops(candidate, views).items():
         cells.append(f'<div class="side">{channel}</div>')
         cells += [
-            _crop_figure(uris[view], view, radius, f"CMB {n} {channel} {view}") for view in VIEWS
+            _crop_figure(uris[view], view, radius, f"{name} {channel} {view}") for view in views
         ]
-    grid = '<div class="views">' + "".join(cells) + "</div>"
-    return f'<div class="card detection">{heading}<p class="meta">{meta}</p>{grid}</div>'
+    return f'<div class="views v{len(views)}">' + "".join(cells) + "</div>"
 
 
 def _rejected(result: DetectionResult, rejected: list[int], images: _Images | None) -> str:
@@ -350,12 +355,8 @@ def _rejected(result: DetectionResult, rejected: list[int], images: _Images | No
     items = []
     for n, candidate, region in zip(shown, candidates, regions, strict=True):
         thumbnails = ""
-        if images is not None:
-            radius = _marker_radius_mm(candidate)
-            thumbnails = "".join(
-                _crop_figure(uris["axial"], "axial", radius, f"candidate {n} {channel} axial")
-                for channel, uris in images.crops(candidate, ("axial",)).items()
-            )
+        if images is not None:  # coronal beside axial: a vein runs on, a CMB stays round
+            thumbnails = _views_grid(images, candidate, REJECTED_VIEWS, f"candidate {n}")
         items.append(
             f'<div class="mini rejected"><h3>Candidate {n} &middot; score '
             f"{candidate.score:.3f}</h3>"
@@ -368,7 +369,7 @@ def _rejected(result: DetectionResult, rejected: list[int], images: _Images | No
     summary = f"{len(rejected)} candidate{'s' if len(rejected) > 1 else ''} scored below " + (
         f"{result.threshold:.3f}" + (f"; the {len(shown)} highest-scoring shown" if more else "")
     )
-    caption = "Axial SWI and phase of each." if images is not None else ""
+    caption = "Axial and coronal SWI and phase of each." if images is not None else ""
     extra = f" {more} more are listed in candidates.csv." if more else ""
     return (
         f"<details><summary>{summary}</summary>"
@@ -384,7 +385,8 @@ def _footer(images: _Images | None) -> str:
             f"Crops: {CROP_FOV_MM:.1f} mm square, radiological convention (the patient's right "
             "on the left), yellow ring centred on the detection, white bar 5 mm. SWI window: "
             f"percentiles {SWI_PERCENTILES[0]:g} to {SWI_PERCENTILES[1]:g} in the brain; "
-            "phase as stored, window symmetric about zero phase "
+            "phase as the networks read it (high-pass filtered, radians, right-handed), "
+            "window symmetric about zero "
             f"(percentile {PHASE_PERCENTILE:g} of |phase| in the brain). "
         )
     return (
