@@ -8,8 +8,10 @@ input — not detection quality, which benchmarks/ measures with trained models.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -301,3 +303,28 @@ def test_the_result_carries_the_phase_the_networks_read(model_dir, tmp_path):
     assert np.abs(shown_raw).max() <= np.pi + 1e-4 and np.abs(stored).max() > 100  # radians
     assert np.corrcoef(shown_raw, shown_plain)[0, 1] > 0.5  # same sign: right-handed, filtered
     assert np.median(np.abs(shown_raw)) < 0.5
+
+
+def test_demo_keep_leaves_the_input_the_outputs_name(model_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--preset", "tiny", "--out", str(out), "--model", str(model_dir)]
+    assert main([*argv, "--keep"]) == 0
+    inputs = json.loads((out / "run.json").read_text())["inputs"]
+    assert Path(inputs["swi"]).is_file() and Path(inputs["swi"]).parent.parent == out / "input"
+    assert (out / "input" / "sub-0000" / "lesions.csv").is_file()
+    assert str(out / "input" / "sub-0000" / "swi.nii.gz") in (out / "report.html").read_text()
+    assert main(argv) == 0  # without --keep: no input left that the outputs do not name
+    assert not (out / "input").exists() and (out / "run.json").is_file()
+
+
+def test_demo_never_replaces_an_input_folder_it_did_not_keep(model_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--preset", "tiny", "--out", str(out), "--model", str(model_dir)]
+    assert main(argv) == 0
+    (out / "input").mkdir()
+    (out / "input" / "scan.nii.gz").write_text("the user's")
+    capsys.readouterr()
+    assert main([*argv, "--keep"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "input" in error[0] and "earlier cmbdet demo" in error[0]
+    assert (out / "input" / "scan.nii.gz").read_text() == "the user's"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
-from cmbdet.errors import EXIT_OK
+from cmbdet.errors import EXIT_OK, InputError
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -23,14 +24,20 @@ def demo_command(args: argparse.Namespace) -> int:
     from cmbdet.io.lesions import read_lesions_csv
     from cmbdet.synth.dataset import generate_dataset
 
-    # a demo's own outputs are replaced; a folder with anything else is refused
-    out = check_output_folder(args.out, True, (args.model, MODELS_DIR))
+    # a demo's own outputs (and kept input) are replaced; a folder with anything else is refused
+    out = check_output_folder(args.out, True, (args.model, MODELS_DIR), kept=(KEPT_INPUT,))
+    kept = out / KEPT_INPUT
+    if kept.exists():
+        check_kept_input(kept)
     detector = Detector.load(args.model, args.device, args.precision)
     with tempfile.TemporaryDirectory() as scratch:
-        data = generate_dataset(Path(scratch) / "data", args.preset, 1, args.seed, progress=False)
+        if kept.exists():
+            shutil.rmtree(kept)  # the outputs below never sit beside another run's input
+        root = kept if args.keep else Path(scratch) / "data"
+        data = generate_dataset(root, args.preset, 1, args.seed, progress=False)
         (subject,) = find_subjects(data)
         result = detector.detect(subject.swi, subject.phase)
-        write_outputs(out, result, result.reference, overwrite=True)
+        write_outputs(out, result, result.reference, overwrite=True, kept=(KEPT_INPUT,))
         lesions = read_lesions_csv(subject.lesions_csv)
     truth, ignored = cmb_centres(lesions)
     found = np.array([[d.x_mm, d.y_mm, d.z_mm] for d in result.detections])
@@ -46,7 +53,27 @@ def demo_command(args: argparse.Namespace) -> int:
     timings = result.record["timings_s"]
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f"outputs in {args.out}; open {args.out / 'report.html'} in a browser to see them")
+    if args.keep:
+        print(f"the synthetic subject and its truth (lesions.csv) are in {args.out / KEPT_INPUT}")
     return EXIT_OK
+
+
+KEPT_INPUT = "input"  # where --keep puts the generated subject, inside the demo's folder
+
+
+def check_kept_input(folder: Path) -> None:
+    """Refuse to replace an ``input`` folder that is not a demo's generated dataset (one
+    ``dataset.json`` and ``sub-*`` folders, no links): it may be the user's."""
+    entries = list(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else None
+    ours = entries is not None and (folder / "dataset.json").is_file()
+    ours = ours and all(
+        not e.is_symlink() and (e.name == "dataset.json" or e.name.startswith("sub-"))
+        for e in entries
+    )
+    if not ours:
+        raise InputError(
+            folder, "is not the input an earlier cmbdet demo kept; move it or choose another --out"
+        )
 
 
 MIMIC_REACH_MM = 3.0  # a false positive this close to a generated mimic is said to sit on it

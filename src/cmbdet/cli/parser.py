@@ -356,6 +356,12 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     parser.add_argument("--preset", choices=PRESETS, default="lr")
     _add_network_options(parser)
     parser.add_argument("--seed", type=int, default=20250101)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the synthetic subject and its truth in OUT/input (the report's input paths "
+        "then lead to it)",
+    )
     _add_model_option(parser)
     parser.set_defaults(handler=demo_command)
 

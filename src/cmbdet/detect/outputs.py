@@ -46,13 +46,15 @@ MIN_LABEL_RADIUS_MM = 1.0
 SMALL_CMB_MM, LARGE_CMB_MM = 5.0, 10.0  # BOMBS' size classes: < 5 mm and 5-10 mm
 
 
-def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | None] = ()) -> Path:
+def check_output_folder(
+    out_dir: Path, overwrite: bool, inputs: Iterable[Path | None] = (), kept: tuple[str, ...] = ()
+) -> Path:
     """Refuse, before any work, an output folder that cannot take a subject's outputs.
 
     Refused: a file where the folder should be; a non-empty folder without ``overwrite``, and
     with it one that holds anything but a subject's outputs (replacing them would delete it);
     a folder that is or holds one of ``inputs`` or the working folder; a place that cannot be
-    written.
+    written. Folders named in ``kept`` may sit beside the outputs (the demo's ``input``).
 
     Returns:
         The folder's real path (a link given as ``out_dir`` itself followed).
@@ -64,7 +66,7 @@ def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | 
     if out.exists() and not out.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
     check_not_inputs(out, inputs, replaced=True, shown=out_dir)
-    held = foreign_files(out)
+    held = foreign_files(out, kept)
     if held:
         raise InputError(
             out_dir,
@@ -77,9 +79,10 @@ def check_output_folder(out_dir: Path, overwrite: bool, inputs: Iterable[Path | 
     return out
 
 
-def foreign_files(folder: Path) -> list[str]:
+def foreign_files(folder: Path, kept: tuple[str, ...] = ()) -> list[str]:
     """The entries of an output folder that are not a subject's outputs (nor the staging
-    folders of unfinished runs), sorted; [] for a missing folder."""
+    folders of unfinished runs, nor the folders named in ``kept``), sorted; [] for a missing
+    folder."""
     if not folder.is_dir():
         return []
     return sorted(
@@ -87,7 +90,8 @@ def foreign_files(folder: Path) -> list[str]:
         for p in folder.iterdir()
         if p.is_symlink()
         or not (
-            (p.is_file() and p.name in OUTPUT_FILES) or (p.is_dir() and is_staging_name(p.name))
+            (p.is_file() and p.name in OUTPUT_FILES)
+            or (p.is_dir() and (is_staging_name(p.name) or p.name in kept))
         )
     )
 
@@ -97,13 +101,18 @@ def _some(names: list[str]) -> str:
 
 
 def write_outputs(
-    out_dir: Path, result: DetectionResult, reference: Volume, overwrite: bool = False
+    out_dir: Path,
+    result: DetectionResult,
+    reference: Volume,
+    overwrite: bool = False,
+    kept: tuple[str, ...] = (),
 ) -> dict:
     """detections.csv, candidates.csv, cmb_labels.nii.gz, report.html and run.json into
     ``out_dir`` (``run.json`` gains the report's writing time under ``timings_s``).
 
     ``out_dir`` is used as given (a link there is refused, never followed: resolve a link the
-    user gave with :func:`check_output_folder`). What killed runs of the same output left is
+    user gave with :func:`check_output_folder`). Folders named in ``kept`` stay beside the
+    outputs. What killed runs of the same output left is
     cleaned first.
 
     Returns:
@@ -115,7 +124,7 @@ def write_outputs(
     """
     out = Path(os.path.abspath(out_dir))
     remove_folders(leftovers_of(out))
-    held = foreign_files(out)
+    held = foreign_files(out, kept)
     if held:
         raise InputError(out_dir, f"holds files that cmbdet detect did not write ({_some(held)})")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
