@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cmbdet.batch.derivatives import DERIVATIVES
 from cmbdet.batch.log import BATCH_LOG, BATCH_TABLES, read_batch_log
 from cmbdet.batch.subject import (
     FAILED,
@@ -60,11 +61,11 @@ def check_batch_folder(
     """Refuse an output folder that a batch must not write into, before any work.
 
     A batch folder holds ``batch.csv``, ``cmb_counts.csv``, ``report.html``, ``sub-*/``
-    folders of outputs and the staging folders, temporaries and lock of unfinished runs.
-    Refused: a folder that holds the subjects' input files or any of ``inputs`` (e.g. the
-    model); anything else in it; a link in it (never followed: it could lead outside the
-    folder); and a subject's folder that holds anything but its outputs (it is replaced as a
-    whole when the subject is redone).
+    folders of outputs, ``derivatives/`` (``--bids-derivatives``) and the staging folders,
+    temporaries and lock of unfinished runs. Refused: a folder that holds the subjects' input
+    files or any of ``inputs`` (e.g. the model); anything else in it; a link in it (never
+    followed: it could lead outside the folder); and a subject's folder that holds anything
+    but its outputs (it is replaced as a whole when the subject is redone).
 
     Raises:
         InputError: naming the folder and the first problems.
@@ -110,7 +111,9 @@ def _written_by_batch(path: Path) -> bool:
     if path.is_symlink():
         return False
     if path.is_dir():
-        return path.name.startswith("sub-") or is_staging_name(path.name)
+        return (
+            path.name.startswith("sub-") or path.name == DERIVATIVES or is_staging_name(path.name)
+        )
     return path.name in (*BATCH_TABLES, COHORT_REPORT, LOCK_NAME) or _is_temporary(path.name)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from cmbdet.batch.derivatives import write_bids_derivatives
 from cmbdet.batch.folder import (
     COHORT_REPORT,
     check_batch_folder,
@@ -50,6 +51,7 @@ def run_batch(
     debug: bool = False,
     unusable: Sequence[UnusableSubject] = (),
     title: str | None = None,
+    bids_derivatives: bool = False,
 ) -> BatchSummary:
     """Detect every subject into ``out_dir/sub-<id>/``; log each outcome in ``batch.csv``.
 
@@ -68,6 +70,7 @@ def run_batch(
         unusable: subjects that discovery found but cannot run: logged as failed (bad
             input), the others still run.
         title: the cohort's name on its page (the dataset's); None: the output folder's.
+        bids_derivatives: also write ``derivatives/cmbdet/`` (:mod:`cmbdet.batch.derivatives`).
 
     Raises:
         InputError: ``out_dir`` holds files a batch did not write or holds the inputs, another
@@ -93,6 +96,8 @@ def run_batch(
         ordered = [rows[subject_id] for subject_id in sorted(rows)]
         write_batch_tables(out_dir, ordered)
         _write_cohort_report(out_dir, ordered, title or out_dir.name)
+        if bids_derivatives:
+            write_bids_derivatives(out_dir, ordered, str(detector.info.get("name") or ""))
     return BatchSummary(ordered, out_dir)
 
 

@@ -20,6 +20,8 @@ def detect_command(args: argparse.Namespace) -> int:
     if single == many:
         raise InputError(None, "give either --swi and --phase, or --dataset (or --manifest)")
     if single:
+        if args.bids_derivatives:
+            raise InputError(None, "--bids-derivatives is for a batch (--dataset or --manifest)")
         return _detect_single(args)
     if args.dataset is not None and args.manifest is not None:
         raise InputError(None, "give either --dataset or --manifest, not both")
@@ -46,6 +48,7 @@ def _detect_batch(args: argparse.Namespace) -> int:
         "debug": args.debug,
         "unusable": found.unusable,
         "title": _cohort_title(args.dataset, args.manifest),
+        "bids_derivatives": args.bids_derivatives,
     }
     if args.scheduler is None:
         runner = in_worker_processes(args.workers, args.debug)

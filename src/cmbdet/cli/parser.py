@@ -281,6 +281,12 @@ def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentP
         "(default: 1); with --scheduler local, the number of Dask workers",
     )
     parser.add_argument(
+        "--bids-derivatives",
+        action="store_true",
+        help="a batch: also write OUT/derivatives/cmbdet/ (BIDS derivatives: per subject and "
+        "session, the label map, its look-up table and the detections table)",
+    )
+    parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="a batch: run on a Dask cluster: tcp://HOST:PORT, a scheduler JSON file, or "
