@@ -46,11 +46,13 @@ def test_the_log_is_sorted_quoted_and_replaced_whole(tmp_path):
         dict(
             zip(
                 LOG_COLUMNS,
-                ["01", "failed", "", "", "", 'a.nii: bad, "quoted"', "", ""],
+                ["01", "failed", "", "", "", 'a.nii: bad, "quoted"', "", "", ""],
                 strict=True,
             )
         ),
-        dict(zip(LOG_COLUMNS, ["02", "done", "3", "40", "2.50", "", "sub-02", ""], strict=True)),
+        dict(
+            zip(LOG_COLUMNS, ["02", "done", "3", "40", "2.50", "", "sub-02", "", ""], strict=True)
+        ),
     ]
     again = read_batch_log(log)
     assert again["02"].seconds == 2.5 and again["01"].status == FAILED

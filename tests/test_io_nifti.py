@@ -12,6 +12,7 @@ import pytest
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import (
     check_same_grid,
+    load_echoes,
     load_labels,
     load_mask,
     load_volume,
@@ -166,7 +167,40 @@ def test_2d_rejected(tmp_path):
 
 def test_4d_with_three_volumes_rejected(tmp_path):
     path = _write(tmp_path / "series.nii.gz", np.stack([_image(n) for n in range(3)], axis=-1))
-    _fails(path, r"shape \(6, 7, 5, 3\), expected a single 3D volume")
+    _fails(path, r"shape \(6, 7, 5, 3\): a stack of 3 volumes where one 3D volume")
+
+
+def test_echo_stack_reads_each_echo_on_the_canonical_grid(tmp_path):
+    echoes = np.stack([_image(n) for n in range(3)], axis=-1)
+    flipped = AFFINE @ np.diag([-1.0, 1.0, 1.0, 1.0])  # stored LAS: read back as RAS
+    path = _write(tmp_path / "megre.nii.gz", echoes, affine=flipped)
+    volumes = load_echoes(path, "magnitude")
+    assert len(volumes) == 3
+    for index, volume in enumerate(volumes):
+        np.testing.assert_array_equal(volume.data, _image(index)[::-1])
+        assert volume.spacing_mm == pytest.approx((0.5, 0.5, 2.0))
+    assert len(load_echoes(_write(tmp_path / "one.nii.gz", _image()), "phase")) == 1
+
+
+def test_echo_stack_names_the_bad_echo(tmp_path):
+    echoes = np.stack([_image(n) for n in range(3)], axis=-1)
+    echoes[0, 0, 0, 1] = np.nan
+    with pytest.raises(InputError, match=r"magnitude \(volume 2 of 3\) contains 1 NaN"):
+        load_echoes(_write(tmp_path / "megre.nii.gz", echoes), "magnitude")
+
+
+def test_complex_data_refused_not_cast(tmp_path):
+    data = _image() * np.exp(1j * _image(1))
+    path = _write(tmp_path / "complex.nii.gz", data, dtype=np.complex64)
+    _fails(path, r"holds complex values \(complex64\); give the magnitude and the phase")
+
+
+def test_rgb_data_refused(tmp_path):
+    rgb = np.zeros(SHAPE, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["G"] = 7
+    path = tmp_path / "rgb.nii"
+    nib.save(nib.Nifti1Image(rgb, AFFINE), str(path))
+    _fails(path, r"holds RGB colour values .* not a scalar MRI image")
 
 
 def test_nan_values(tmp_path):

@@ -73,8 +73,7 @@ def check_batch_folder(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
-    paths = [s.swi for s in subjects] + [s.phase for s in subjects]
-    paths += [s.magnitude for s in subjects] + [s.brainmask for s in subjects]
+    paths = [path for subject in subjects for path in subject.image_files()]
     check_not_inputs(out_dir, [*paths, *inputs], replaced=False)
     if not out_dir.is_dir():
         return
@@ -203,4 +202,8 @@ def absolute_paths(subject: SubjectFiles) -> SubjectFiles:
         for spec in fields(subject)
         if isinstance(getattr(subject, spec.name), Path)
     }
-    return replace(subject, **paths)
+    echoes = tuple(
+        replace(echo, magnitude=echo.magnitude.resolve(), phase=echo.phase.resolve())
+        for echo in subject.echoes
+    )
+    return replace(subject, **paths, echoes=echoes)

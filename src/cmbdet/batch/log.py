@@ -26,6 +26,7 @@ LOG_COLUMNS = (
     "seconds",
     "error",
     "outputs",
+    "input_mode",
     "qc_flags",
 )
 COUNT_KEYS = (  # run.json's cmb_counts (cmbdet.detect.outputs.cmb_counts), in column order
@@ -59,13 +60,29 @@ class BatchSummary:
             return EXIT_FAILED
         return EXIT_BAD_INPUT if failed else EXIT_OK
 
+    def input_modes(self) -> dict[str, int]:
+        """Subjects per input mode among those with outputs (``swi+phase``: 12, ...)."""
+        modes = [row.input_mode for row in self.rows if row.status != FAILED and row.input_mode]
+        return {mode: modes.count(mode) for mode in sorted(set(modes))}
+
+    def mixed_modes(self) -> str:
+        """A warning when the cohort's subjects ran in more than one input mode (their
+        counts may not be comparable); "" otherwise."""
+        modes = self.input_modes()
+        if len(modes) < 2:
+            return ""
+        shown = ", ".join(f"{mode} {n}" for mode, n in modes.items())
+        return f"the cohort mixes input modes ({shown}): compare their counts with care"
+
     def line(self) -> str:
-        """The one-line summary printed at the end of a batch."""
-        return (
+        """The summary printed at the end of a batch (a second line warns of mixed modes)."""
+        line = (
             f"{self.count(DONE)} of {len(self.rows)} subjects done, {self.count(FAILED)} failed, "
             f"{self.count(SKIPPED)} skipped (already complete); outputs in {self.out_dir}; "
             f"log in {self.out_dir / BATCH_LOG}"
         )
+        mixed = self.mixed_modes()
+        return f"{line}\nwarning: {mixed}" if mixed else line
 
 
 def write_batch_tables(out_dir: Path, rows: Iterable[BatchRow]) -> None:
@@ -107,6 +124,7 @@ def read_batch_log(path: Path) -> dict[str, BatchRow]:
                 subject=cells["subject"],
                 status=cells.get("status") or "",
                 seconds=float(seconds) if seconds else None,
+                input_mode=cells.get("input_mode") or "",
             )
         return rows
     except (OSError, UnicodeDecodeError, KeyError, ValueError, csv.Error):

@@ -191,6 +191,7 @@ def _write_cohort_report(out_dir: Path, rows: list[BatchRow], title: str) -> Non
             r.model,
             r.threshold,
             r.qc_flags,
+            r.input_mode,
         )
         for r in rows
     ]

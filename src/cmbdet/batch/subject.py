@@ -35,14 +35,19 @@ class DetectSettings:
     phase_kind: str = "auto"
     device: str = "auto"  # where the networks run in each worker: auto, cpu, cuda, cuda:N
     precision: str = "auto"  # their number format: auto, float32, bfloat16
+    echo_times_ms: tuple[float, ...] = ()  # multi-echo input; () reads the sidecars
+    field_strength_t: float | None = None  # None reads the sidecars
 
     def detect_options(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`Detector.detect`."""
+        """Keyword arguments of :meth:`Detector.detect` and :meth:`Detector.detect_subject`."""
+        from cmbdet.detect.input_mode import AcquisitionOptions
+
         return {
             "threshold": self.threshold,
             "phase_units": self.phase_units,
             "handedness": self.handedness,
             "phase_kind": self.phase_kind,
+            "acquisition": AcquisitionOptions(self.echo_times_ms, self.field_strength_t),
         }
 
 
@@ -68,6 +73,8 @@ class BatchRow:
             failed or made by a cmbdet that did not count them.
         qc_flags: what to check by eye (run.json ``qc_flags``).
         threshold: the stage-2 operating threshold the outputs were made at; None when failed.
+        input_mode: which files the subject had and what ran (run.json ``input_mode``:
+            ``swi+phase``, ``magnitude+phase``, ``multi-echo``); "" when failed.
     """
 
     subject: str
@@ -83,6 +90,7 @@ class BatchRow:
     counts: dict[str, int] | None = None
     qc_flags: tuple[str, ...] = ()
     threshold: float | None = None
+    input_mode: str = ""
 
     def cells(self) -> list[str]:
         """The row as ``batch.csv`` cells, in :data:`LOG_COLUMNS` order."""
@@ -94,6 +102,7 @@ class BatchRow:
             "" if self.seconds is None else f"{self.seconds:.2f}",
             self.error,
             self.outputs,
+            self.input_mode,
             "; ".join(self.qc_flags),
         ]
 
@@ -110,13 +119,7 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
     started = time.perf_counter()
     try:
         detector = loaded_detector(settings)
-        result = detector.detect(
-            subject.swi,
-            subject.phase,
-            subject.magnitude,
-            subject.brainmask,
-            **settings.detect_options(),
-        )
+        result = detector.detect_subject(subject, **settings.detect_options())
         record = write_outputs(out_dir, result, result.reference, overwrite=True)
     except InputError as error:
         return failed_row(subject.subject_id, str(error), started, bad_input=True)
@@ -136,9 +139,10 @@ def detect_subject(subject: SubjectFiles, out_dir: Path, settings: DetectSetting
 
 def recorded_outcome(record: dict) -> dict[str, Any]:
     """The :class:`BatchRow` fields that a subject's ``run.json`` record holds: ``model``,
-    ``counts``, ``qc_flags`` and ``threshold`` (what an older or damaged record lacks is left
-    empty)."""
+    ``counts``, ``qc_flags``, ``threshold`` and ``input_mode`` (what an older or damaged
+    record lacks is left empty; records from before input modes were ``swi+phase``)."""
     model = record.get("model")
+    mode = record.get("input_mode", "swi+phase")
     counts = record.get("cmb_counts")
     flags = record.get("qc_flags")
     threshold = record.get("threshold")
@@ -147,6 +151,7 @@ def recorded_outcome(record: dict) -> dict[str, Any]:
         "counts": counts if isinstance(counts, dict) else None,
         "qc_flags": tuple(str(f) for f in flags) if isinstance(flags, list) else (),
         "threshold": float(threshold) if isinstance(threshold, int | float) else None,
+        "input_mode": mode if isinstance(mode, str) else "",
     }
 
 

@@ -29,6 +29,8 @@ def synth_command(args: argparse.Namespace) -> int:
         cmb_richness=args.cmb_richness,
         families=families,
         voxel_mm=args.voxel_mm,
+        layout=args.layout,
+        echoes=args.echoes,
     )
     if not args.quiet:
         print(f"wrote {args.n} subjects to {args.out}")

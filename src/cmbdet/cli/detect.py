@@ -13,12 +13,14 @@ from cmbdet.errors import EXIT_OK, InputError
 
 
 def detect_command(args: argparse.Namespace) -> int:
-    """``cmbdet detect``: one subject (``--swi``, ``--phase``) or a batch (``--dataset``,
-    ``--manifest``); returns the exit code."""
-    single = args.swi is not None or args.phase is not None
+    """``cmbdet detect``: one subject (``--swi`` or ``--magnitude``, ``--phase``) or a batch
+    (``--dataset``, ``--manifest``); returns the exit code."""
+    single = any(x is not None for x in (args.swi, args.phase, args.magnitude))
     many = args.dataset is not None or args.manifest is not None
     if single == many:
-        raise InputError(None, "give either --swi and --phase, or --dataset (or --manifest)")
+        raise InputError(
+            None, "give either --swi (or --magnitude) and --phase, or --dataset (or --manifest)"
+        )
     if single:
         if args.bids_derivatives:
             raise InputError(None, "--bids-derivatives is for a batch (--dataset or --manifest)")
@@ -78,6 +80,8 @@ def _detect_settings(args: argparse.Namespace):
         phase_kind=args.phase_kind,
         device=args.device,
         precision=args.precision,
+        echo_times_ms=tuple(args.echo_times_ms or ()),
+        field_strength_t=args.field_strength,
     )
 
 
@@ -86,8 +90,14 @@ def _detect_single(args: argparse.Namespace) -> int:
     from cmbdet.detect.outputs import check_output_folder, write_outputs
     from cmbdet.detect.shipped import MODELS_DIR
 
-    if args.swi is None or args.phase is None:
-        raise InputError(None, "--swi and --phase are both required for one subject")
+    if args.phase is None:
+        raise InputError(
+            None,
+            "--phase is required: no installed model works without phase (give --phase with "
+            "--swi, or with --magnitude to compute the SWI)",
+        )
+    if args.swi is None and args.magnitude is None:
+        raise InputError(None, "give --swi or --magnitude with --phase")
     if args.workers != 1 or args.scheduler is not None:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
     inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model, MODELS_DIR)

@@ -4,15 +4,20 @@ torch-free config modules), and the handler each command runs."""
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
+from cmbdet.cli.arguments import (
+    add_model_option,
+    add_network_options,
+    axis_codes,
+    positive_float,
+    positive_int,
+    probability,
+)
 from cmbdet.cli.data import evaluate_command, synth_command
 from cmbdet.cli.demo import demo_command
-from cmbdet.cli.detect import detect_command
+from cmbdet.cli.detect_parser import add_detect
 from cmbdet.cli.train import calibrate_command, crossval_command, train_command
-from cmbdet.config import PRECISIONS
-from cmbdet.detect import shipped
 from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
 from cmbdet.synth.families import AXES, parse_choice
 from cmbdet.synth.presets import PRESET_HELP, PRESETS
@@ -49,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common = _common_options()
     _add_synth(commands, common)
-    _add_detect(commands, common)
+    add_detect(commands, common)
     _add_train(commands, common)
     _add_calibrate(commands, common)
     _add_demo(commands, common)
@@ -65,72 +70,6 @@ def _common_options() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     return common
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """A finite number above 0."""
-    value = _number(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
-def _probability(text: str) -> float:
-    """A threshold: a number in [0, 1] (NaN, infinities and the rest refused)."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def _axis_codes(text: str) -> str:
-    """Three orientation letters, one from each of L/R, P/A, I/S (e.g. RAS, LPS, PSL)."""
-    codes = text.upper()
-    pairs = [set("LR"), set("PA"), set("IS")]
-    if len(codes) != 3 or sorted(_pair_index(pairs, c) for c in codes) != [0, 1, 2]:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an orientation: use one letter from each of L/R, A/P, S/I, e.g. LPS"
-        )
-    return codes
-
-
-def _pair_index(pairs: list[set[str]], letter: str) -> int:
-    return next((n for n, pair in enumerate(pairs) if letter in pair), -1)
-
-
-def _add_network_options(parser: argparse.ArgumentParser, precision: str = "auto") -> None:
-    """--device and --precision: where the networks run, in which number format."""
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="where the networks run: auto (a CUDA GPU when PyTorch sees one, else the CPU), "
-        "cpu, cuda or cuda:N (default: auto)",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=precision,
-        help="number format of the networks: auto (bfloat16 on a CPU that has it in hardware, "
-        "~2x faster, same detections; else float32), float32 (results that do not depend on "
-        f"the CPU) or bfloat16 (default: {precision})",
-    )
 
 
 def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -150,12 +89,12 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument(
         "--voxel-mm",
-        type=_positive_float,
+        type=positive_float,
         nargs=3,
         metavar=("X", "Y", "Z"),
         help="another voxel size over the preset's field of view, 0.3-5 mm, e.g. 0.4 0.4 1.5",
     )
-    parser.add_argument("--n", type=_positive_int, required=True, help="number of subjects")
+    parser.add_argument("--n", type=positive_int, required=True, help="number of subjects")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     parser.add_argument(
         "--start",
@@ -164,23 +103,55 @@ def _add_synth(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="index of the first subject, to extend an existing dataset (default: 0)",
     )
     parser.add_argument(
-        "--workers", type=_positive_int, default=1, help="parallel processes (default: 1)"
+        "--workers", type=positive_int, default=1, help="parallel processes (default: 1)"
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing non-empty output folder"
     )
-    parser.add_argument("--handedness", choices=("right", "left"), default="right")
-    parser.add_argument("--phase-units", choices=("radians", "integer"), default="radians")
+    parser.add_argument(
+        "--handedness",
+        choices=("right", "left"),
+        default="right",
+        help="sign convention of the written phase: right (a CMB gives negative phase above "
+        "and below it) or left (default: right)",
+    )
+    parser.add_argument(
+        "--phase-units",
+        choices=("radians", "integer"),
+        default="radians",
+        help="units of the written phase: radians, or scanner integers -4096..4095 "
+        "(default: radians)",
+    )
     parser.add_argument(
         "--orientation",
-        type=_axis_codes,
+        type=axis_codes,
         default="RAS",
         help="array order of the written files, e.g. RAS, LPS (default: RAS)",
     )
-    parser.add_argument("--phase-kind", choices=("filtered", "raw"), default="filtered")
+    parser.add_argument(
+        "--phase-kind",
+        choices=("filtered", "raw"),
+        default="filtered",
+        help="written phase: filtered (the scanner's high-pass SWI phase) or raw (wrapped, "
+        "with background fields) (default: filtered)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=("cmbdet", "bids"),
+        default="cmbdet",
+        help="cmbdet: sub-*/swi, phase, magnitude (the DESIGN.md layout); bids: gradient-echo "
+        "magnitude and phase in sub-*/anat/ (T2starw, or MEGRE with --echoes), sidecar JSON, "
+        "no SWI, truth in sub-*/lesions.csv (default: cmbdet)",
+    )
+    parser.add_argument(
+        "--echoes",
+        type=positive_int,
+        default=1,
+        help="echoes per subject, 1-8 (more than one: --layout bids) (default: 1)",
+    )
     parser.add_argument(
         "--cmb-richness",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="CMB-rich training data: typical CMB count times this (default: 1, clinical)",
     )
@@ -231,70 +202,6 @@ def _family_choice(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    parser = commands.add_parser(
-        "detect",
-        parents=[common],
-        help="find CMBs in one subject or a dataset",
-        description="Detect cerebral microbleeds in SWI + phase: one subject (--swi, --phase), "
-        "or every subject of a dataset folder (cmbdet sub-*/ layout, or BIDS) or of a CSV "
-        "manifest, each into OUT/sub-<id>/. A batch logs every subject in OUT/batch.csv and "
-        "is resumable: rerun the same command and subjects with complete outputs are skipped.",
-        epilog="Exit status of a batch: 0 when every subject is done or was already complete; "
-        "1 when any subject failed unexpectedly; otherwise 2 when any subject had bad input. "
-        "A failed subject is reported and skipped, the others still run. Usage errors and "
-        "unusable inputs (a dataset or manifest that cannot be read) exit 2 before any work.",
-    )
-    parser.add_argument("--swi", type=Path, help="SWI NIfTI (one subject)")
-    parser.add_argument("--phase", type=Path, help="phase NIfTI (one subject)")
-    parser.add_argument("--magnitude", type=Path, help="optional magnitude NIfTI (one subject)")
-    parser.add_argument("--mask", type=Path, help="optional brain mask NIfTI, 0/1 (one subject)")
-    parser.add_argument(
-        "--dataset", type=Path, help="dataset folder: sub-*/swi.nii.gz layout, or BIDS"
-    )
-    parser.add_argument(
-        "--manifest",
-        type=Path,
-        help="CSV with header subject,swi,phase[,magnitude,mask]; paths relative to the CSV",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    _add_model_option(parser)
-    parser.add_argument(
-        "--threshold",
-        type=_probability,
-        help="stage-2 operating threshold, a probability in [0, 1] (default: the model's)",
-    )
-    _add_network_options(parser)
-    parser.add_argument("--phase-units", choices=("auto", "radians", "integer"), default="auto")
-    parser.add_argument("--phase-handedness", choices=("auto", "right", "left"), default="auto")
-    parser.add_argument("--phase-kind", choices=("auto", "filtered", "raw"), default="auto")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace existing outputs (a batch: redo subjects that are already complete)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=1,
-        help="a batch: parallel worker processes on this machine, sharing its cores "
-        "(default: 1); with --scheduler local, the number of Dask workers",
-    )
-    parser.add_argument(
-        "--bids-derivatives",
-        action="store_true",
-        help="a batch: also write OUT/derivatives/cmbdet/ (BIDS derivatives: per subject and "
-        "session, the label map, its look-up table and the detections table)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="a batch: run on a Dask cluster: tcp://HOST:PORT, a scheduler JSON file, or "
-        "'local' for one on this machine (needs pip install 'cmbdet[distributed]')",
-    )
-    parser.set_defaults(handler=detect_command)
-
-
 def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
         "train",
@@ -313,12 +220,12 @@ def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
     for stage, steps in (("1", STAGE1_TRAINING.steps), ("2", STAGE2_TRAINING.steps)):
         parser.add_argument(
             f"--stage{stage}-steps",
-            type=_positive_int,
+            type=positive_int,
             default=steps,
             help=f"stage-{stage} training steps{per} (default: {steps})",
         )
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
-    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
+    parser.add_argument("--max-fp", type=positive_float, help=MAX_FP_HELP)
 
 
 def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -330,7 +237,7 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
         "subjects with ground truth (e.g. scans of the population the model will serve) and "
         "write a new model folder with the same weights.",
     )
-    _add_model_option(parser)
+    add_model_option(parser)
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folder(s)")
     parser.add_argument("--out", type=Path, required=True, help="new model folder to write")
     rule = OperatingRule()
@@ -340,13 +247,13 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
     ):
         parser.add_argument(
             option,
-            type=_probability,
+            type=probability,
             default=default,
             help=f"the highest {stage} threshold keeping this sensitivity (default: {default})",
         )
-    parser.add_argument("--max-fp", type=_positive_float, help=MAX_FP_HELP)
+    parser.add_argument("--max-fp", type=positive_float, help=MAX_FP_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    _add_network_options(parser, precision="float32")  # as the shipped thresholds
+    add_network_options(parser, precision="float32")  # as the shipped thresholds
     parser.set_defaults(handler=calibrate_command)
 
 
@@ -360,7 +267,7 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     parser.add_argument("--out", type=Path, default=Path("cmbdet-demo"), help="output folder")
     parser.add_argument("--preset", choices=PRESETS, default="lr")
-    _add_network_options(parser)
+    add_network_options(parser)
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument(
         "--keep",
@@ -368,19 +275,8 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
         help="keep the synthetic subject and its truth in OUT/input (the report's input paths "
         "then lead to it)",
     )
-    _add_model_option(parser)
+    add_model_option(parser)
     parser.set_defaults(handler=demo_command)
-
-
-def _add_model_option(parser: argparse.ArgumentParser) -> None:
-    """``--model``: a model folder or the name of a model shipped with this installation."""
-    names = ", ".join(shipped.installed_models()) or "none"
-    parser.add_argument(
-        "--model",
-        type=shipped.model_folder,
-        help=f"model folder, or the name of an installed model ({names}; default: "
-        f"{shipped.DEFAULT_MODEL_NAME})",
-    )
 
 
 def _add_evaluate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -416,7 +312,7 @@ def _add_crossval(commands: argparse._SubParsersAction, common: argparse.Argumen
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset with ground truth")
     parser.add_argument("--out", type=Path, required=True, help="cross-validation folder")
-    parser.add_argument("--folds", type=_positive_int, default=5)
+    parser.add_argument("--folds", type=positive_int, default=5)
     _add_training_options(parser, " per fold")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=crossval_command)

@@ -110,3 +110,95 @@ def check_memory(swi: Volume, preprocess: PreprocessConfig, available: int | Non
 
 def _mm(values) -> str:
     return "x".join(f"{float(v):.4g}" for v in values)
+
+
+# ----------------------------------------------------------------------------- image roles
+
+NEGATIVE_FRACTION = 0.01
+"""An SWI or magnitude with more voxels below zero than this is not one (a phase, or data
+with the wrong sign)."""
+MAGNITUDE_LIKE_CORRELATION = 0.8
+"""A "phase" that follows the SWI's intensities this closely (Pearson r) is a magnitude."""
+MIN_PHASE_SPREAD = 1e-4
+"""A phase whose standard deviation is below this fraction of its largest |value| (or 0) is
+constant: it carries no phase information."""
+
+
+def check_image_roles(files: dict[str, object], images: dict[str, Volume]) -> None:
+    """Refuse inputs given in the wrong role, before any work: one file in two roles, a
+    negative SWI or magnitude (a phase image, or swapped files), an SWI that is the
+    magnitude, a constant phase, and a phase that is an intensity image.
+
+    Args:
+        files: role -> file path (``SWI``, ``phase``, ``magnitude``; None when absent).
+        images: role -> loaded volume, for the roles given.
+
+    Raises:
+        InputError: naming the file and what it looks like.
+    """
+    _check_distinct_files(files)
+    for role in ("SWI", "magnitude"):
+        if role in images:
+            _check_not_negative(images[role], role)
+    phase, intensity = images["phase"], images.get("SWI") or images.get("magnitude")
+    if "SWI" in images and "magnitude" in images:
+        if np.array_equal(images["SWI"].data, images["magnitude"].data):
+            raise InputError(
+                images["SWI"].path,
+                "SWI is the same image as the magnitude: give the scanner's SWI, or leave "
+                "--swi out to compute one from --magnitude and --phase",
+            )
+    if np.array_equal(phase.data, intensity.data):
+        raise InputError(phase.path, f"phase is the same image as {intensity.path}")
+    head = intensity.data[::2, ::2, ::2] > np.median(intensity.data[::2, ::2, ::2])
+    _check_phase_varies(phase, head)
+    _check_phase_not_intensity(phase, intensity, head)
+
+
+def _check_distinct_files(files: dict[str, object]) -> None:
+    seen: dict = {}
+    for role, path in files.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in seen:
+            raise InputError(path, f"is given both as {seen[key]} and as {role}")
+        seen[key] = role
+
+
+def _check_not_negative(volume: Volume, role: str) -> None:
+    negative = float(np.mean(volume.data < 0))
+    if negative > NEGATIVE_FRACTION:
+        raise InputError(
+            volume.path,
+            f"{role} is negative in {100 * negative:.0f}% of voxels; an {role} never is "
+            "(a phase image, or --swi/--magnitude and --phase swapped?)",
+        )
+
+
+def _check_phase_varies(phase: Volume, head: np.ndarray) -> None:
+    """Constant over the head (the brighter half of the intensity image's voxels)."""
+    values = phase.data[::2, ::2, ::2][head] if head.any() else phase.data
+    spread, largest = float(values.std()), float(np.abs(values).max())
+    if spread == 0 or spread < MIN_PHASE_SPREAD * largest:
+        raise InputError(
+            phase.path,
+            f"phase is constant (standard deviation {spread:.3g}, values up to {largest:.3g}): "
+            "it carries no phase information",
+        )
+
+
+def _check_phase_not_intensity(phase: Volume, intensity: Volume, head: np.ndarray) -> None:
+    """A magnitude-like image given as phase follows the intensities over the head; a real
+    phase, raw or filtered, in any units, does not (r ~ 0)."""
+    a = phase.data[::2, ::2, ::2][head].astype(np.float64)
+    b = intensity.data[::2, ::2, ::2][head].astype(np.float64)
+    if a.size < 2 or phase.data.min() < 0 or a.std() == 0 or b.std() == 0:
+        return  # phase has negative values, or the correlation is undefined
+    correlation = float(np.corrcoef(a, b)[0, 1])
+    if correlation > MAGNITUDE_LIKE_CORRELATION:
+        raise InputError(
+            phase.path,
+            f"phase looks like an intensity image (it follows {intensity.path.name}, "
+            f"r = {correlation:.2f}, and is never negative): --phase takes a phase image",
+        )

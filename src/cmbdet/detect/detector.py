@@ -19,12 +19,20 @@ import numpy as np
 import torch
 
 from cmbdet.detect.candidates import input_candidates, model_centres
-from cmbdet.detect.checks import check_memory, check_swi_geometry
+from cmbdet.detect.checks import check_image_roles, check_memory, check_swi_geometry
+from cmbdet.detect.input_mode import (
+    SWI_PHASE,
+    UNSTATED,
+    AcquisitionOptions,
+    SubjectVolumes,
+    load_subject,
+)
 from cmbdet.detect.model_spec import ModelSpec, read_model_spec
 from cmbdet.detect.qc import qc_flags
 from cmbdet.detect.shipped import model_folder
+from cmbdet.io.dataset import SubjectFiles
 from cmbdet.io.model_folder import load_weights
-from cmbdet.io.nifti import Volume, check_same_grid, load_mask, load_volume
+from cmbdet.io.nifti import Volume
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
 from cmbdet.records import DetectionResult
@@ -112,8 +120,8 @@ class Detector:
 
     def detect(
         self,
-        swi_path: str | Path,
-        phase_path: str | Path,
+        swi_path: str | Path | None,
+        phase_path: str | Path | None,
         magnitude_path: str | Path | None = None,
         mask_path: str | Path | None = None,
         *,
@@ -122,30 +130,57 @@ class Detector:
         phase_units: str = "auto",
         handedness: str = "auto",
         phase_kind: str = "auto",
+        acquisition: AcquisitionOptions = UNSTATED,
     ) -> DetectionResult:
         """Detect CMBs in one subject's files (bad input raises ``InputError``).
 
-        ``threshold`` and ``stage1_threshold`` replace the model's operating point (stage-2
-        probability, stage-1 score); None keeps it. ``phase_units``, ``handedness`` and
-        ``phase_kind`` are "auto" or the stored phase's (see :func:`preprocess`).
+        Without ``swi_path`` the SWI is computed from the magnitude and phase (which may be
+        4D stacks of echoes); see :mod:`cmbdet.detect.input_mode`. ``threshold`` and
+        ``stage1_threshold`` replace the model's operating point (stage-2 probability,
+        stage-1 score); None keeps it. ``phase_units``, ``handedness`` and ``phase_kind`` are
+        "auto" or the stored phase's (see :func:`preprocess`); ``acquisition`` gives echo
+        times and field strength where no sidecar does.
         """
-        started = time.perf_counter()
-        swi = load_volume(swi_path, "SWI")
-        phase = load_volume(phase_path, "phase")
-        check_same_grid(swi, phase)
-        magnitude = load_volume(magnitude_path, "magnitude") if magnitude_path else None
-        mask = load_mask(mask_path, swi) if mask_path else None
-        inputs = {
-            "swi": str(swi_path),
-            "phase": str(phase_path),
-            "magnitude": str(magnitude_path) if magnitude_path else None,
-            "mask": str(mask_path) if mask_path else None,
-        }
-        return self._detect(
-            _Inputs(swi, phase, magnitude, mask, inputs),
-            _Options(threshold, stage1_threshold, phase_units, handedness, phase_kind),
-            timings={"load": time.perf_counter() - started},
+        files = SubjectFiles(
+            subject_id="subject",
+            swi=_path(swi_path),
+            phase=_path(phase_path),
+            magnitude=_path(magnitude_path),
+            brainmask=_path(mask_path),
         )
+        return self.detect_subject(
+            files,
+            threshold=threshold,
+            stage1_threshold=stage1_threshold,
+            phase_units=phase_units,
+            handedness=handedness,
+            phase_kind=phase_kind,
+            acquisition=acquisition,
+        )
+
+    def detect_subject(
+        self,
+        files: SubjectFiles,
+        *,
+        threshold: float | None = None,
+        stage1_threshold: float | None = None,
+        phase_units: str = "auto",
+        handedness: str = "auto",
+        phase_kind: str = "auto",
+        acquisition: AcquisitionOptions = UNSTATED,
+    ) -> DetectionResult:
+        """Detect CMBs in a subject's files in whichever input mode they call for (BIDS
+        echo files included); options as :meth:`detect`."""
+        started = time.perf_counter()
+        field_te = self.spec.training_ranges.field_te_t_ms
+        loaded = load_subject(files, acquisition, field_te if any(field_te) else None)
+        roles = {"SWI": files.swi, "phase": files.phase, "magnitude": files.magnitude}
+        images = {"SWI": loaded.swi, "phase": loaded.phase, "magnitude": loaded.magnitude}
+        check_image_roles(roles, {k: v for k, v in images.items() if v is not None})
+        if phase_units == "auto" and loaded.phase_units is not None:
+            phase_units = loaded.phase_units  # the sidecar's Units
+        options = _Options(threshold, stage1_threshold, phase_units, handedness, phase_kind)
+        return self._detect(loaded, options, timings={"load": time.perf_counter() - started})
 
     def detect_volumes(
         self,
@@ -160,18 +195,20 @@ class Detector:
         handedness: str = "auto",
         phase_kind: str = "auto",
     ) -> DetectionResult:
-        """Detect CMBs in loaded volumes (canonical mask, if given); options as
-        :meth:`detect`."""
+        """Detect CMBs in loaded volumes (an SWI and a phase; canonical mask, if given);
+        options as :meth:`detect`."""
+        loaded = SubjectVolumes(SWI_PHASE, swi, phase, magnitude, mask, None, None)
         return self._detect(
-            _Inputs(swi, phase, magnitude, mask, None),
+            loaded,
             _Options(threshold, stage1_threshold, phase_units, handedness, phase_kind),
             timings={},
         )
 
-    def _detect(self, inputs: _Inputs, options: _Options, timings: dict) -> DetectionResult:
+    def _detect(self, inputs: SubjectVolumes, options: _Options, timings: dict) -> DetectionResult:
         """Check, preprocess, stage 1, stage 2; ``timings`` (s) gains each step's."""
-        check_swi_geometry(inputs.swi)
-        check_memory(inputs.swi, self.spec.preprocess)
+        reference = inputs.reference
+        check_swi_geometry(reference)
+        check_memory(reference, self.spec.preprocess)
         clock = time.perf_counter()
         pre = preprocess(
             inputs.swi,
@@ -192,13 +229,13 @@ class Detector:
         timings["stage1"], clock = time.perf_counter() - clock, time.perf_counter()
         scores = self._stage2_scores(pre, linked)
         timings["stage2"] = time.perf_counter() - clock
-        candidates = input_candidates(linked, scores, pre, inputs.swi)
+        if pre.swi_native is not None:  # the computed SWI: what the outputs and report show
+            reference = dataclasses.replace(reference, data=pre.swi_native)
+        candidates = input_candidates(linked, scores, pre, reference)
         threshold = _chosen(options.threshold, self.spec.threshold)
-        record = self._record(pre, threshold, stage1_threshold, len(candidates), timings)
-        if inputs.files is not None:
-            record["inputs"] = inputs.files
+        record = self._record(pre, threshold, stage1_threshold, len(candidates), timings, inputs)
         phase = dataclasses.replace(inputs.phase, data=pre.phase_native)
-        return DetectionResult(candidates, threshold, record, reference=inputs.swi, phase=phase)
+        return DetectionResult(candidates, threshold, record, reference=reference, phase=phase)
 
     def _stage2_scores(self, pre: Preprocessed, linked: list[LinkedCandidate]) -> np.ndarray:
         """(N,) stage-2 probabilities of the candidates (their stage-1 scores for a model
@@ -215,10 +252,11 @@ class Detector:
         stage1_threshold: float,
         candidates: int,
         timings: dict,
+        inputs: SubjectVolumes,
     ) -> dict:
-        """What run.json records of this detection (the inputs are added by :meth:`detect`)."""
+        """What run.json records of this detection (the input files, when read from files)."""
         preprocessing = pre.record()
-        return {
+        record = {
             "cmbdet_version": __version__,
             "model": {
                 "folder": str(self.folder),
@@ -234,23 +272,26 @@ class Detector:
             "stage2_views": self.stage2_views,
             "device": str(self.device),
             "precision": self.precision,
+            "input_mode": inputs.mode,
             "preprocessing": preprocessing,
             "timings_s": timings,
             "candidates": candidates,
-            "qc_flags": qc_flags(preprocessing, candidates, self.spec.training_ranges),
+            "qc_flags": qc_flags(
+                preprocessing,
+                candidates,
+                self.spec.training_ranges,
+                inputs.field_strength_t,
+                echo=inputs.record.get("echo_used"),
+            ),
         }
+        if inputs.record:  # read from files
+            record["acquisition"] = {k: v for k, v in inputs.record.items() if k != "files"}
+            record["inputs"] = inputs.record["files"]
+        return record
 
 
-@dataclass(frozen=True)
-class _Inputs:
-    """One subject's loaded volumes (canonical mask, if any), and the files they came from
-    (None when given as volumes)."""
-
-    swi: Volume
-    phase: Volume
-    magnitude: Volume | None
-    mask: np.ndarray | None
-    files: dict | None
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 @dataclass(frozen=True)

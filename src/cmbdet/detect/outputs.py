@@ -162,11 +162,14 @@ def _write_files(folder: Path, result: DetectionResult, reference: Volume, title
 
 
 def _report_title(result: DetectionResult, out_dir: Path) -> str:
-    """The subject's ``sub-<id>`` folder name when the SWI lies in one, else the output
-    folder's name."""
-    swi = (result.record.get("inputs") or {}).get("swi")
-    folder = Path(swi).parent.name if swi else ""
-    return folder if folder.startswith("sub-") else out_dir.name
+    """The subject's ``sub-<id>`` folder name when the SWI (or the magnitude) lies in one,
+    directly or in a BIDS ``anat/`` folder, else the output folder's name."""
+    inputs = result.record.get("inputs") or {}
+    image = inputs.get("swi") or inputs.get("magnitude")
+    for folder in Path(image).parents[:3] if image else ():
+        if folder.name.startswith("sub-"):
+            return folder.name
+    return out_dir.name
 
 
 def cmb_counts(detections: list[Candidate], regions: list[str]) -> dict[str, int]:

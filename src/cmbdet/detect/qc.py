@@ -29,15 +29,19 @@ class TrainingRanges(JsonConfig):
         slice_mm: their slice thickness, mm.
         field_strength_t: their field strengths, T.
         candidates_per_subject: stage-1 candidates per validation (or calibration) subject.
+        field_te_t_ms: their field strength x echo time, T ms (the size of their phase
+            contrast; a multi-echo subject's echo is chosen by it).
     """
 
     in_plane_mm: tuple[float, float] = UNKNOWN
     slice_mm: tuple[float, float] = UNKNOWN
     field_strength_t: tuple[float, float] = UNKNOWN
     candidates_per_subject: tuple[float, float] = UNKNOWN
+    field_te_t_ms: tuple[float, float] = UNKNOWN
 
     def __post_init__(self):
-        for name in ("in_plane_mm", "slice_mm", "field_strength_t", "candidates_per_subject"):
+        names = ("in_plane_mm", "slice_mm", "field_strength_t", "candidates_per_subject")
+        for name in (*names, "field_te_t_ms"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be a range 0 <= low <= high, got {low}, {high}")
@@ -48,6 +52,7 @@ def qc_flags(
     candidates: int,
     ranges: TrainingRanges,
     field_strength_t: float | None = None,
+    echo: dict | None = None,
 ) -> list[str]:
     """The QC flags of one detection run.
 
@@ -56,6 +61,7 @@ def qc_flags(
         candidates: stage-1 candidates of the subject.
         ranges: the model's training ranges.
         field_strength_t: the acquisition's field strength when known (T).
+        echo: the echo a multi-echo subject used (run.json ``acquisition.echo_used``).
 
     Returns:
         One short sentence per flag; [] when nothing needs checking.
@@ -68,6 +74,11 @@ def qc_flags(
         flags += _outside("slice thickness", spacing[2], ranges.slice_mm, "mm", VOXEL_TOLERANCE)
     if field_strength_t is not None:
         flags += _outside("field strength", field_strength_t, ranges.field_strength_t, "T", 0.0)
+    if echo and echo.get("outside_model_range"):
+        flags.append(
+            f"echo {echo['index']} of {echo['of']} used (field x TE "
+            f"{echo['field_x_echo_time_t_ms']:.0f} T ms), outside the model's range"
+        )
     flags += _candidate_count(candidates, ranges.candidates_per_subject)
     flags += _phase_guesses(preprocessing.get("phase") or {})
     return flags

@@ -1,9 +1,11 @@
 """``cmbdet evaluate``: score ``detect`` outputs against ground truth and write the tables.
 
 Predictions: a folder with ``sub-<id>/candidates.csv`` (from ``cmbdet detect --dataset``) or a
-single subject's output folder. Truth: a dataset in the DESIGN.md layout (``lesions.csv``, or a
-CMB mask read as 26-connected components). Stage 1 is scored on all candidates by their
-stage-1 score, stage 1+2 on the detections (stage-2 score at or above the run's threshold).
+single subject's output folder. Truth (:mod:`cmbdet.io.truth`): a dataset folder or one
+subject's folder with ``lesions.csv`` (or a reader's ``reviewed_lesions.csv``), or a CMB mask
+or label map read as 26-connected components; or a ``subject,truth`` CSV manifest. Stage 1 is
+scored on all candidates by their stage-1 score, stage 1+2 on the detections (stage-2 score at
+or above the run's threshold).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 from cmbdet.evaluation.metrics import SubjectScores, bootstrap_interval, count, froc
-from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
+from cmbdet.io.dataset import SubjectFiles, load_ground_truth
 from cmbdet.io.results import read_result_table, run_threshold
+from cmbdet.io.truth import find_truth
 from cmbdet.io.writing import check_writable, write_atomic
 
 TABLES = ("metrics.json", "per_subject.csv", "froc.png")
@@ -49,7 +52,7 @@ def evaluate(pred_dir: Path, truth_dir: Path, out_dir: Path, overwrite: bool = F
     """
     check_tables_folder(Path(out_dir), overwrite)
     predictions = _prediction_folders(Path(pred_dir))
-    truth = {s.subject_id: s for s in find_subjects(truth_dir)}
+    truth = find_truth(truth_dir)
     if "" in predictions and len(truth) == 1:
         predictions = {next(iter(truth)): predictions[""]}
     missing = sorted(set(truth) - set(predictions))
@@ -106,9 +109,9 @@ def score_subjects(predictions: dict[str, Path], truth: dict[str, SubjectFiles])
     for subject_id, folder in predictions.items():
         lesions = load_ground_truth(truth[subject_id])
         if lesions is None:
-            raise InputError(
-                truth[subject_id].swi.parent, "no ground truth (lesions.csv or labels)"
-            )
+            where = truth[subject_id].swi
+            where = where.parent if where is not None else Path(f"sub-{subject_id}")
+            raise InputError(where, "no ground truth (lesions.csv or labels)")
         visible, ignored = cmb_centres(lesions)
         table = read_result_table(folder / "candidates.csv")
         threshold = run_threshold(folder)

@@ -17,16 +17,39 @@ from cmbdet.io.writing import write_atomic
 
 
 @dataclass(frozen=True)
+class EchoFiles:
+    """One echo of a multi-echo acquisition stored as separate files (BIDS ``echo-<n>``):
+    its magnitude and phase, and its echo time from the sidecar (ms; None when unknown)."""
+
+    magnitude: Path
+    phase: Path
+    echo_time_ms: float | None = None
+
+
+@dataclass(frozen=True)
 class SubjectFiles:
-    """The files of one ``sub-<id>/`` folder; optional ones are None when absent."""
+    """The input files of one subject; optional ones are None when absent.
+
+    Which of ``swi``, ``phase``, ``magnitude`` and ``echoes`` are given decides the input
+    mode (:mod:`cmbdet.detect.input_mode`); a dataset in the cmbdet layout always has
+    ``swi`` and ``phase``. ``magnitude`` and ``phase`` may each be a 4D stack of echoes.
+    """
 
     subject_id: str
-    swi: Path
-    phase: Path
+    swi: Path | None
+    phase: Path | None
     magnitude: Path | None = None
     brainmask: Path | None = None
     labels: Path | None = None
     lesions_csv: Path | None = None
+    echoes: tuple[EchoFiles, ...] = ()
+
+    def image_files(self) -> list[Path]:
+        """Every image file the subject reads (for the checks that outputs never replace
+        an input)."""
+        paths = [self.swi, self.phase, self.magnitude, self.brainmask, self.labels]
+        paths += [p for echo in self.echoes for p in (echo.magnitude, echo.phase)]
+        return [p for p in paths if p is not None]
 
 
 @dataclass(frozen=True)

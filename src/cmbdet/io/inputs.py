@@ -13,19 +13,25 @@ found later, per subject, by the detector.
 folder of a subject (or of a session) the NIfTI files are read by their entities:
 
 - SWI: suffix ``swi`` with no ``part`` entity or ``part-mag`` (``sub-01_swi.nii.gz``,
-  ``sub-01_part-mag_swi.nii.gz``); when there is none, the gradient-echo magnitude
-  (``part-mag`` with suffix ``GRE`` or ``T2starw``) stands in for it;
-- phase: ``part-phase`` with suffix ``swi``, ``GRE`` or ``T2starw``;
-- magnitude (optional, for ``--phase-kind raw``): ``part-mag`` with suffix ``GRE`` or
-  ``T2starw``, used when there is exactly one.
+  ``sub-01_part-mag_swi.nii.gz``; the suffix is proposed, not yet in the specification);
+- phase: ``part-phase`` with suffix ``swi``, ``MEGRE``, ``T2starw`` or ``GRE``;
+- magnitude: ``part-mag`` (or no ``part``) with suffix ``MEGRE``, ``T2starw`` or ``GRE``;
+  several magnitudes and phases are the echoes of a multi-echo acquisition, paired by their
+  ``echo-<n>`` entity, with echo times from their sidecar JSON.
 
-Suffixes match case-insensitively, and other entities (``acq-``, ``run-``, ``echo-``, ...) are
-allowed, but at most one SWI and one phase image may match per subject or session. A session
-with none of these files (a T1w-only visit) is not a subject for cmbdet and is left out. A
-session becomes subject id ``<sub>_ses-<ses>`` (output folder ``sub-01_ses-1``).
+Which of these a subject has decides its input mode (:mod:`cmbdet.detect.input_mode`): an SWI
+with a phase runs as given; magnitude and phase without an SWI have the SWI computed. Files
+that differ in other entities (``acq-``, ``run-``, ``rec-``, ...) are separate acquisitions:
+each becomes its own subject, ``<sub>[_ses-<ses>]_acq-<acq>_run-<run>``, when a folder holds
+more than one. A subject whose files cannot be paired (two SWI images, an echo without its
+phase) is listed as unusable with the reason; one with no phase is listed too, and fails with
+its reason when it runs. A session with none of these files (a T1w-only visit) is not a subject
+for cmbdet and is left out. A session becomes subject id ``<sub>_ses-<ses>`` (output folder
+``sub-01_ses-1``).
 
 **Manifest.** A CSV file with header ``subject,swi,phase`` and optionally ``magnitude`` and
-``mask`` (a 0/1 brain mask); other columns are ignored. Relative paths are resolved against the
+``mask`` (a 0/1 brain mask); other columns are ignored. ``swi`` may be empty where
+``magnitude`` is given (the SWI is then computed). Relative paths are resolved against the
 CSV file's folder; ``subject`` may be given with or without ``sub-``.
 """
 
@@ -38,19 +44,21 @@ from pathlib import Path
 
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import (
+    EchoFiles,
     SubjectFiles,
     UnusableSubject,
     check_subject_id,
     printable,
     scan_subjects,
 )
+from cmbdet.io.sidecar import read_sidecar
 
 MANIFEST_COLUMNS = ("subject", "swi", "phase")
 OPTIONAL_MANIFEST_COLUMNS = ("magnitude", "mask")
 _ALL_COLUMNS = MANIFEST_COLUMNS + OPTIONAL_MANIFEST_COLUMNS
 BIDS_DATATYPES = ("anat", "swi")
 _SWI_SUFFIXES = {"swi"}
-_GRE_SUFFIXES = {"gre", "t2starw"}
+_GRE_SUFFIXES = {"gre", "t2starw", "megre"}
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
@@ -123,13 +131,9 @@ def scan_bids_subjects(root: Path) -> tuple[list[SubjectFiles], list[UnusableSub
             subject_id = subject.name.removeprefix("sub-")
             if folder is not subject:
                 subject_id += f"_{folder.name}"
-            try:
-                files = _bids_session(folder, subject_id)
-            except InputError as problem:
-                unusable.append(UnusableSubject(printable(subject_id), problem))
-                continue
-            if files is not None:
-                found.append(files)
+            for files in _bids_session(folder, subject_id):
+                target = unusable if isinstance(files, UnusableSubject) else found
+                target.append(files)
     if not found and not unusable:
         raise InputError(
             root,
@@ -139,44 +143,98 @@ def scan_bids_subjects(root: Path) -> tuple[list[SubjectFiles], list[UnusableSub
     return sorted(found, key=lambda s: s.subject_id), unusable
 
 
-def _bids_session(folder: Path, subject_id: str) -> SubjectFiles | None:
-    """The SWI, phase and magnitude of one subject (or session) folder; None if it has none."""
-    swi, phase, magnitude = [], [], []
+def _bids_session(folder: Path, subject_id: str) -> list[SubjectFiles | UnusableSubject]:
+    """The subjects of one subject (or session) folder: one per acquisition (``acq-``,
+    ``run-``, ``rec-`` ... entities; ids gain them when there are several); [] when it has no
+    SWI-related image. An acquisition whose files cannot be paired is an unusable subject."""
+    groups: dict[tuple, dict[str, list]] = {}
     for datatype in BIDS_DATATYPES:
         for path in sorted((folder / datatype).glob("sub-*")):
             entities = _bids_entities(path)
-            if entities is None:
+            role = _bids_role(entities) if entities is not None else None
+            if role is None:
                 continue
-            suffix, part = entities["suffix"].lower(), entities.get("part")
-            if suffix in _SWI_SUFFIXES and part in (None, "mag"):
-                swi.append(path)
-            elif suffix in _SWI_SUFFIXES | _GRE_SUFFIXES and part == "phase":
-                phase.append(path)
-            elif suffix in _GRE_SUFFIXES and part == "mag":
-                magnitude.append(path)
-    if not (swi or phase or magnitude):
-        return None
-    try:
-        subject_id = check_subject_id(subject_id)
-    except ValueError as error:
-        raise InputError(folder, str(error)) from None
-    if not swi and len(magnitude) == 1:
-        swi = magnitude  # the T2*-weighted magnitude shows CMBs too (without phase weighting)
-    for role, paths in (("SWI", swi), ("phase", phase)):
-        if not paths:
-            raise InputError(folder, f"has SWI-related images but no {role} image")
-        if len(paths) > 1:
-            names = ", ".join(p.name for p in paths)
+            key = tuple(
+                (k, v)
+                for k, v in entities.items()
+                if k not in ("sub", "ses", "echo", "part", "suffix")
+            )
+            roles = groups.setdefault(key, {"swi": [], "phase": [], "magnitude": []})
+            roles[role].append((entities.get("echo"), path))
+    found = []
+    for key, roles in sorted(groups.items()):
+        name = subject_id + "".join(f"_{k}-{v}" for k, v in key) if len(groups) > 1 else subject_id
+        try:
+            found.append(_bids_subject(folder, check_subject_id(name), roles))
+        except ValueError as error:
+            found.append(UnusableSubject(printable(name), InputError(folder, str(error))))
+        except InputError as problem:
+            found.append(UnusableSubject(printable(name), problem))
+    return found
+
+
+def _bids_role(entities: dict[str, str]) -> str | None:
+    """``swi``, ``phase`` or ``magnitude`` for a file of an SWI-related suffix; else None."""
+    suffix, part = entities["suffix"].lower(), entities.get("part")
+    if suffix in _SWI_SUFFIXES and part in (None, "mag"):
+        return "swi"
+    if suffix in _SWI_SUFFIXES | _GRE_SUFFIXES and part == "phase":
+        return "phase"
+    if suffix in _GRE_SUFFIXES and part in (None, "mag"):
+        return "magnitude"
+    return None
+
+
+def _bids_subject(folder: Path, subject_id: str, roles: dict[str, list]) -> SubjectFiles:
+    """One acquisition's files as a subject: SWI + phase, or magnitude + phase (echoes
+    paired by their ``echo-`` entity); the phase-free cases are left to the input mode,
+    which refuses them with their reason."""
+    swi, phase, magnitude = roles["swi"], roles["phase"], roles["magnitude"]
+    if len(swi) > 1:
+        names = ", ".join(p.name for _, p in swi)
+        raise InputError(folder, f"more than one SWI image ({names}); list one in a --manifest")
+    if swi:
+        if len(phase) > 1 or len(magnitude) > 1:
             raise InputError(
                 folder,
-                f"more than one {role} image ({names}); list the intended ones in a --manifest",
+                "an SWI image with several phase or magnitude echoes: list the "
+                "intended files in a --manifest",
             )
-    return SubjectFiles(
-        subject_id=subject_id,
-        swi=swi[0],
-        phase=phase[0],
-        magnitude=magnitude[0] if len(magnitude) == 1 else None,
-    )
+        return SubjectFiles(
+            subject_id=subject_id,
+            swi=swi[0][1],
+            phase=phase[0][1] if phase else None,
+            magnitude=magnitude[0][1] if magnitude else None,
+        )
+    if len(phase) <= 1 and len(magnitude) <= 1:
+        return SubjectFiles(
+            subject_id=subject_id,
+            swi=None,
+            phase=phase[0][1] if phase else None,
+            magnitude=magnitude[0][1] if magnitude else None,
+        )
+    return SubjectFiles(subject_id, None, None, echoes=_paired_echoes(folder, magnitude, phase))
+
+
+def _paired_echoes(folder: Path, magnitude: list, phase: list) -> tuple[EchoFiles, ...]:
+    """Magnitude and phase files paired by echo number, in echo order, with their sidecars'
+    echo times."""
+    by_echo = {}
+    for kind, files in (("magnitude", magnitude), ("phase", phase)):
+        for echo, path in files:
+            if echo is None or not echo.isdigit():
+                raise InputError(path, f"one of several {kind} images without an echo-<n> entity")
+            by_echo.setdefault(int(echo), {})[kind] = path
+    incomplete = sorted(n for n, pair in by_echo.items() if len(pair) != 2)
+    if incomplete:
+        raise InputError(folder, f"echo {incomplete[0]} has a magnitude or a phase image, not both")
+    echoes = []
+    for number in sorted(by_echo):
+        pair = by_echo[number]
+        times = read_sidecar(pair["phase"], phase=True).echo_times_ms
+        times = times or read_sidecar(pair["magnitude"]).echo_times_ms
+        echoes.append(EchoFiles(pair["magnitude"], pair["phase"], times[0] if times else None))
+    return tuple(echoes)
 
 
 def _bids_entities(path: Path) -> dict[str, str] | None:
@@ -245,9 +303,11 @@ def read_manifest(path: Path) -> list[SubjectFiles]:
 
 def _manifest_row(path: Path, row: dict[str, str | None], line: int) -> SubjectFiles:
     cells = {name: (row.get(name) or "").strip() for name in _ALL_COLUMNS}
-    for name in MANIFEST_COLUMNS:
+    for name in ("subject", "phase"):
         if not cells[name]:
             raise InputError(path, f"line {line}: empty {name}")
+    if not cells["swi"] and not cells["magnitude"]:
+        raise InputError(path, f"line {line}: empty swi (give swi, or magnitude to compute it)")
     try:
         subject_id = check_subject_id(cells["subject"])
     except ValueError as error:

@@ -4,11 +4,13 @@ the model grid, and the paper's two-channel slice images.
 Order of work (native grid first, because the homodyne window and the detectors' length scales
 belong to the acquisition):
 
-1. brain mask: given, or :func:`~cmbdet.preprocess.mask.estimate_brain_mask` from SWI;
+1. brain mask: given, or :func:`~cmbdet.preprocess.mask.estimate_brain_mask` from SWI (from
+   the magnitude when there is no SWI);
 2. phase: :func:`~cmbdet.preprocess.phase.canonical_phase` (units, raw -> homodyne with the
    magnitude as modulus, or a lightly smoothed SWI when no magnitude is given, handedness from
-   the SWI's dark voxels);
-3. SWI / median in the brain;
+   the SWI's dark voxels, or the magnitude's when there is no SWI);
+3. without an SWI, the SWI computed from the magnitude and the canonical phase (Haacke,
+   :data:`COMPUTED_SWI_POWER`); SWI / median in the brain;
 4. resampling to the model grid, ``target_in_plane_mm`` pixels and, when set,
    ``target_slice_mm`` slices (images linear, phase through its phasor, mask nearest);
 5. phase normalised to [-1, 1].
@@ -32,6 +34,10 @@ from cmbdet.preprocess.phase import (
     homodyne_modulus_from_swi,
 )
 from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
+from cmbdet.swi import swi_from
+
+COMPUTED_SWI_POWER = 4
+"""Negative-phase mask power of an SWI computed from magnitude and phase (Haacke's usual)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +60,8 @@ class Preprocessed:
         config: the settings used.
         phase_native: (X, Y, Z) float32 canonical phase on the input's canonical grid (what
             the report shows), kept only when asked for; else None.
+        swi_native: (X, Y, Z) float32 SWI computed from the magnitude and phase on the
+            input's canonical grid (stored intensity scale); None when an SWI was given.
     """
 
     swi: np.ndarray
@@ -68,11 +76,17 @@ class Preprocessed:
     mask_estimated: bool
     config: PreprocessConfig
     phase_native: np.ndarray | None = None
+    swi_native: np.ndarray | None = None
 
     def record(self) -> dict:
         """What preprocessing did, JSON-ready (for ``run.json``)."""
+        computed = (
+            f"computed: magnitude x negative-phase mask^{COMPUTED_SWI_POWER} of the canonical "
+            "phase; phase handedness decided from the magnitude"
+        )
         return {
             "config": self.config.to_json(),
+            "swi": "given" if self.swi_native is None else computed,
             "phase": self.decisions.to_json(),
             "brain_mask": "estimated from SWI" if self.mask_estimated else "given",
             "native_shape": list(self.native_shape),
@@ -83,7 +97,7 @@ class Preprocessed:
 
 
 def preprocess(
-    swi: Volume,
+    swi: Volume | None,
     phase: Volume,
     *,
     magnitude: Volume | None = None,
@@ -97,9 +111,10 @@ def preprocess(
     """Prepare one subject from its volumes (see :func:`preprocess_arrays`).
 
     Args:
-        swi: SWI volume.
+        swi: SWI volume; None to compute it from ``magnitude`` and the phase.
         phase: phase volume on the same grid.
-        magnitude: optional magnitude on the same grid (homodyne modulus for raw phase).
+        magnitude: optional magnitude on the same grid (homodyne modulus for raw phase);
+            required without ``swi``.
         mask: optional (X, Y, Z) bool brain mask on the canonical grid (e.g. from
             :func:`cmbdet.io.nifti.load_mask`).
         config: preprocessing settings.
@@ -111,16 +126,19 @@ def preprocess(
         InputError: grids differ, the mask has another shape, or the phase units cannot be
             told.
     """
-    check_same_grid(phase, swi)
+    reference = swi if swi is not None else magnitude
+    if reference is None:
+        raise InputError(phase.path, "an SWI or a magnitude is needed with the phase")
+    check_same_grid(phase, reference)
     if magnitude is not None:
-        check_same_grid(magnitude, swi)
-    if mask is not None and mask.shape != swi.shape:
-        raise InputError(None, f"brain mask shape {mask.shape} differs from SWI {swi.shape}")
+        check_same_grid(magnitude, reference)
+    if mask is not None and mask.shape != reference.shape:
+        raise InputError(None, f"brain mask shape {mask.shape} differs from {reference.shape}")
     try:
         return preprocess_arrays(
-            swi.data,
+            None if swi is None else swi.data,
             phase.data,
-            swi.spacing_mm,
+            reference.spacing_mm,
             magnitude=None if magnitude is None else magnitude.data,
             brain=mask,
             config=config,
@@ -134,7 +152,7 @@ def preprocess(
 
 
 def preprocess_arrays(
-    swi: np.ndarray,
+    swi: np.ndarray | None,
     phase: np.ndarray,
     spacing_mm: tuple[float, float, float],
     *,
@@ -149,7 +167,8 @@ def preprocess_arrays(
     """Prepare canonical arrays (the in-memory form of :func:`preprocess`).
 
     Args:
-        swi: (X, Y, Z) SWI, any positive scale, canonical RAS+.
+        swi: (X, Y, Z) SWI, any positive scale, canonical RAS+; None to compute it from
+            ``magnitude`` and the canonical phase.
         phase: (X, Y, Z) stored phase (any units, kind, handedness).
         spacing_mm: voxel size (x, y, z), mm.
         magnitude: (X, Y, Z) magnitude or None.
@@ -161,14 +180,18 @@ def preprocess_arrays(
         ValueError: an unknown option, or phase units that cannot be told.
     """
     spacing = tuple(float(s) for s in spacing_mm)
-    swi = np.asarray(swi, dtype=np.float32)
+    computed = swi is None
+    if computed and magnitude is None:
+        raise ValueError("an SWI or a magnitude is needed with the phase")
+    if magnitude is not None:
+        magnitude = np.asarray(magnitude, dtype=np.float32)
+    intensity = magnitude if computed else np.asarray(swi, dtype=np.float32)
     mask_estimated = brain is None
-    brain = estimate_brain_mask(swi, spacing) if brain is None else np.asarray(brain, bool)
-    hp_window = default_hp_window(swi.shape, spacing, config.hp_window_per_256mm)
-    if magnitude is None:
-        modulus = homodyne_modulus_from_swi(swi, spacing)
-    else:
-        modulus = np.asarray(magnitude, dtype=np.float32)
+    if brain is None:
+        brain = estimate_brain_mask(intensity, spacing)
+    brain = np.asarray(brain, bool)
+    hp_window = default_hp_window(intensity.shape, spacing, config.hp_window_per_256mm)
+    modulus = homodyne_modulus_from_swi(intensity, spacing) if magnitude is None else magnitude
     phase_rad, decisions = canonical_phase(
         np.asarray(phase),
         brain,
@@ -178,8 +201,9 @@ def preprocess_arrays(
         handedness=handedness,
         kind=phase_kind,
         hp_window=hp_window,
-        handedness_image=swi,
+        handedness_image=intensity,
     )
+    swi = swi_from(magnitude, phase_rad, COMPUTED_SWI_POWER) if computed else intensity
     swi_norm = normalise_swi(swi, brain)
 
     grid = ResampleMap.for_target(
@@ -201,6 +225,7 @@ def preprocess_arrays(
         mask_estimated=mask_estimated,
         config=config,
         phase_native=phase_rad if keep_native_phase else None,
+        swi_native=swi if computed else None,
     )
 
 

@@ -35,6 +35,8 @@ class CohortRow:
         model: name of the model that made the subject's outputs; "" when unknown.
         threshold: its stage-2 operating threshold; None when unknown.
         qc_flags: what to check by eye.
+        input_mode: which files the subject had and what ran (``swi+phase``, ...); "" when
+            unknown.
     """
 
     subject_id: str
@@ -48,6 +50,7 @@ class CohortRow:
     model: str = ""
     threshold: float | None = None
     qc_flags: tuple[str, ...] = ()
+    input_mode: str = ""
 
 
 def write_cohort_report(path: Path, rows: list[CohortRow], title: str) -> None:
@@ -92,6 +95,11 @@ def _summary(rows: list[CohortRow]) -> str:
         facts.append(
             ("Model", "; ".join(_made_with(*key, n, len(rows)) for key, n in made_with.items()))
         )
+    modes = Counter(r.input_mode for r in rows if r.input_mode)
+    if modes:
+        shown = ", ".join(f"{mode} ({n})" for mode, n in sorted(modes.items()))
+        mixed = " - mixed: compare counts across modes with care" if len(modes) > 1 else ""
+        facts.append(("Input modes", f"{shown}{mixed}"))
     flagged = sum(bool(r.qc_flags) for r in rows)
     if flagged:
         facts.append(

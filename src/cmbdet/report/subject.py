@@ -230,10 +230,34 @@ def _qc_note(flags: list[str]) -> str:
     )
 
 
+def _input_rows(record: dict, inputs: dict) -> list[tuple[str, str]]:
+    """Input mode, files and the echo used, from a run that read files; [] otherwise."""
+    mode = record.get("input_mode")
+    if not mode or not inputs:
+        return []
+    acquisition = record.get("acquisition") or {}
+    swi = inputs.get("swi") or (
+        f"computed from the magnitude {inputs.get('magnitude')} and the phase "
+        "(Haacke: magnitude x negative-phase mask^4)"
+    )
+    rows = [("Input mode", str(mode)), ("SWI", str(swi)), ("Phase", str(inputs.get("phase")))]
+    echo = acquisition.get("echo_used")
+    if echo:
+        rows.append(
+            (
+                "Echo used",
+                f"{echo['index']} of {echo['of']}: TE {echo['echo_time_ms']:g} ms, field x TE "
+                f"{echo['field_x_echo_time_t_ms']:g} T ms"
+                + (" (3 T assumed)" if acquisition.get("field_strength_assumed") else ""),
+            )
+        )
+    return rows
+
+
 def _summary(result: DetectionResult, images: _Images | None) -> str:
     record = result.record
     inputs = record.get("inputs") or {}
-    rows = [
+    rows = _input_rows(record, inputs) or [
         ("SWI", str(inputs.get("swi") or _path_of(result.reference))),
         ("Phase", str(inputs.get("phase") or _path_of(result.phase))),
     ]

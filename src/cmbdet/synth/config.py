@@ -79,8 +79,16 @@ class SynthConfig(JsonConfig):
     lesions: LesionCounts = field(default_factory=LesionCounts)
     families: FamilyWeights = field(default_factory=FamilyWeights)
     voxel_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # zeros: the preset's own
+    layout: str = "cmbdet"  # or "bids": gradient-echo magnitude + phase (cmbdet.synth.bids)
+    echoes: int = 1  # echoes per subject (more than one: the bids layout's MEGRE files)
 
     def __post_init__(self):
+        if self.layout not in ("cmbdet", "bids"):
+            raise ValueError(f"layout must be cmbdet or bids, got {self.layout!r}")
+        if not 1 <= self.echoes <= 8:
+            raise ValueError(f"echoes must be 1 to 8, got {self.echoes}")
+        if self.echoes > 1 and self.layout != "bids":
+            raise ValueError("several echoes are written in the bids layout (--layout bids)")
         if any(self.voxel_mm):
             check_each("voxel_mm", self.voxel_mm, VOXEL_MM_RANGE[0], VOXEL_MM_RANGE[1])
             voxels = int(np.prod(self.grid.shape))

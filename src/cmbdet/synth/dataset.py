@@ -30,14 +30,18 @@ from cmbdet.io.writing import (
 from cmbdet.processes import exit_with_parent, threads_per_worker, worker_pool
 from cmbdet.synth import GENERATOR_VERSION
 from cmbdet.synth.anatomy import ATLAS_VERSION, load_atlas
+from cmbdet.synth.bids import (
+    INTEGER_PHASE_MAX,
+    generate_echoes,
+    stored_phase,
+    write_bids_subject,
+    write_dataset_description,
+)
 from cmbdet.synth.config import PRESETS, SynthConfig
 from cmbdet.synth.families import FamilyWeights
 from cmbdet.synth.lesions import LesionCounts
 from cmbdet.synth.subject import SyntheticSubject, generate_subject
 from cmbdet.version import __version__
-
-INTEGER_PHASE_MAX = 4096
-"""Integer phase units: -4096..4095 stand for -pi..pi (a common scanner convention)."""
 
 
 def subject_seed(dataset_seed: int, index: int) -> np.random.SeedSequence:
@@ -88,6 +92,8 @@ def generate_dataset(
     cmb_richness: float = 1.0,
     families: FamilyWeights | None = None,
     voxel_mm: tuple[float, float, float] | None = None,
+    layout: str = "cmbdet",
+    echoes: int = 1,
 ) -> Path:
     """Generate subjects ``start .. start + n - 1`` into ``out_dir``.
 
@@ -96,7 +102,8 @@ def generate_dataset(
     ``cmb_richness`` > 1 makes CMB-rich training data: the typical count of a subject with CMBs
     is multiplied by it and fewer subjects have none (1 is the clinical distribution).
     ``families``: how often each family of appearance is drawn (default: every family,
-    :class:`~cmbdet.synth.families.FamilyWeights`).
+    :class:`~cmbdet.synth.families.FamilyWeights`). ``layout`` ``bids`` writes gradient-echo
+    magnitude and phase as BIDS stores them, ``echoes`` of them (:mod:`cmbdet.synth.bids`).
 
     Each subject is written to a temporary folder and renamed into place, so an interrupted run
     never leaves a half-written ``sub-*`` folder. An existing dataset may be extended with more
@@ -118,6 +125,8 @@ def generate_dataset(
             lesions=rich_lesion_counts(cmb_richness),
             families=families or FamilyWeights(),
             voxel_mm=tuple(voxel_mm or (0.0, 0.0, 0.0)),
+            layout=layout,
+            echoes=echoes,
         )
     except ValueError as error:
         raise InputError(None, f"synthetic dataset settings: {error}") from None
@@ -153,6 +162,8 @@ def generate_dataset(
     finally:
         bar.close()
     write_dataset_json(out_dir, info)
+    if config.layout == "bids":
+        write_dataset_description(out_dir, info)
     return out_dir
 
 
@@ -198,7 +209,9 @@ def _dataset_info(config: SynthConfig, seed: int) -> dict:
         "families and artefacts from spawn_key=(subject index, 2**31 - 1)",
         "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing_mm)},
         "settings": config.to_json(),
-        "files": {
+        "files": _bids_files(config)
+        if config.layout == "bids"
+        else {
             "swi": "Haacke SWI (magnitude x negative-phase-mask^power, the power in each "
             "acquisition.json's families, 0 for plain magnitude), int16 scanner units",
             "phase": _phase_description(config),
@@ -207,6 +220,16 @@ def _dataset_info(config: SynthConfig, seed: int) -> dict:
             "labels": "instance map: value n is lesion_id n of lesions.csv (CMBs, mimics, veins)",
             "lesions.csv": "ground truth; kind cmb, calcification, iron, cavernoma or vein",
         },
+    }
+
+
+def _bids_files(config: SynthConfig) -> dict:
+    return {
+        "anat/*_part-mag_*": f"gradient-echo magnitude, int16 scanner units, {config.echoes} "
+        "echo(es) (MEGRE with echo-<k> when several, else T2starw); sidecars give EchoTime",
+        "anat/*_part-phase_*": _phase_description(config),
+        "labels": "instance map: value n is lesion_id n of lesions.csv (CMBs, mimics, veins)",
+        "lesions.csv": "ground truth of the reference echo (cmbdet.synth.bids)",
     }
 
 
@@ -264,12 +287,19 @@ def _write_subject(
 ) -> None:
     """Generate one subject into a private staging folder and rename it into place (an
     existing folder is only there to replace with ``overwrite``: see _prepare_output)."""
-    subject = generate_subject(config, subject_seed(seed, index))
     final = out_dir / f"sub-{subject_id(index)}"
     remove_folders(leftovers_of(final))
     staging = staging_folder(final)
     try:
-        write_subject_files(staging, subject, config)
+        if config.layout == "bids":
+            echoes = generate_echoes(config, subject_seed(seed, index))
+            to_stored, affine = _storage_orientation(
+                echoes[0].affine, echoes[0].magnitude.shape, config.orientation
+            )
+            write_bids_subject(staging, subject_id(index), echoes, config, to_stored, affine)
+        else:
+            subject = generate_subject(config, subject_seed(seed, index))
+            write_subject_files(staging, subject, config)
         publish(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -279,16 +309,7 @@ def _write_subject(
 def write_subject_files(folder: Path, subject: SyntheticSubject, config: SynthConfig) -> None:
     """Write one subject's volumes and ``lesions.csv`` in the configured storage conventions."""
     to_stored, affine = _storage_orientation(subject.affine, subject.swi.shape, config.orientation)
-    phase = subject.hp_phase if config.phase_kind == "filtered" else subject.raw_phase
-    if config.handedness == "left":
-        phase = -phase
-    if config.phase_units == "integer":
-        phase_data = np.clip(
-            np.round(phase / np.pi * INTEGER_PHASE_MAX), -INTEGER_PHASE_MAX, INTEGER_PHASE_MAX - 1
-        )
-        phase_dtype = np.int16
-    else:
-        phase_data, phase_dtype = phase, np.float32
+    phase_data, phase_dtype, _ = stored_phase(subject, config)
     volumes = {
         "swi": (subject.swi, np.int16),
         "phase": (phase_data, phase_dtype),

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from cmbdet.geometry import voxel_to_world
 from cmbdet.io.lesions import Lesion
 from cmbdet.swi import homodyne_highpass, swi_from
 from cmbdet.synth.anatomy import (
@@ -39,12 +38,12 @@ from cmbdet.synth.config import (
 from cmbdet.synth.field import field_from_susceptibility, radians_per_ppm
 from cmbdet.synth.lesions import (
     IRON_R2STAR_PER_PPM,
-    FocalLesion,
     apparent_diameter_mm,
     is_visible,
     lesion_patch,
     random_lesions,
 )
+from cmbdet.synth.records import focal_record, to_world, vein_record
 from cmbdet.synth.vessels import Vein, random_veins, rasterise_veins
 
 VENOUS_BLOOD = Tissue(m0=0.85, t1_s=1.65, r2star_per_s=75.0, chi_ppm=0.45)  # r2*, chi redrawn
@@ -70,6 +69,8 @@ class SyntheticSubject:
             canonical.
         protocol: the acquisition it was made with.
         families: the value of each family axis it drew (:mod:`cmbdet.synth.families`).
+        noise_sigma: complex noise per channel, signal units (before intensity scaling).
+        intensity_scale: signal -> stored intensity factor.
     """
 
     magnitude: np.ndarray
@@ -82,18 +83,36 @@ class SyntheticSubject:
     lesions: list[Lesion]
     protocol: Protocol
     families: dict[str, str]
+    noise_sigma: float = 0.0
+    intensity_scale: float = 1.0
 
 
-def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> SyntheticSubject:
-    """Generate one subject; the same ``seed`` always gives the same arrays."""
+@dataclass(frozen=True)
+class EchoOf:
+    """Another echo of an already generated subject: the same draws (anatomy, lesions,
+    noise), echo time ``te_s``, and the reference echo's noise level and intensity scale (a
+    scanner scales every echo alike; later echoes have less signal, not less noise)."""
+
+    te_s: float
+    noise_sigma: float
+    intensity_scale: float
+
+
+def generate_subject(
+    config: SynthConfig, seed: np.random.SeedSequence, echo: EchoOf | None = None
+) -> SyntheticSubject:
+    """Generate one subject; the same ``seed`` always gives the same arrays. With ``echo``,
+    the same subject at another echo time (:mod:`cmbdet.synth.echoes`)."""
     rng = np.random.default_rng(seed)
     extra = np.random.default_rng(_extra_seed(seed))  # families and artefacts: their own stream
     families = config.families.draw(extra)
     grid = config.grid
     protocol = draw_protocol(config.protocol, grid, rng, families)
+    if echo is not None:
+        protocol = replace(protocol, te_s=echo.te_s)
     scene = _tissue_and_veins(config, protocol, families, rng, extra)
     labels, lesions = _add_focal_lesions(scene, config, protocol, rng)
-    images = _acquire(scene, protocol, families, rng, extra)
+    images = _acquire(scene, protocol, families, rng, extra, echo)
     if families["skull"] == "stripped":
         _strip_skull(images.volumes(), images.brain_mask, grid.spacing_mm)
     affine = _acquisition_affine(grid, rng)
@@ -105,9 +124,11 @@ def generate_subject(config: SynthConfig, seed: np.random.SeedSequence) -> Synth
         brain_mask=images.brain_mask,
         labels=labels,
         affine=affine,
-        lesions=[_to_world(lesion, grid, affine) for lesion in lesions],
+        lesions=[to_world(lesion, grid, affine) for lesion in lesions],
         protocol=protocol,
         families=families,
+        noise_sigma=images.noise_sigma,
+        intensity_scale=images.intensity_scale,
     )
 
 
@@ -186,27 +207,30 @@ def _add_focal_lesions(
         scene.signal[patch.box] *= patch.factor
         labels[patch.box][patch.apparent & (labels[patch.box] == 0)] = index
         lesions.append(
-            _focal_record(
+            focal_record(
                 index, lesion, apparent_diameter_mm(patch, grid.spacing_mm), is_visible(patch)
             )
         )
     first_vein_id = len(focal) + 1
     vein_voxels = (scene.vein_fraction >= VEIN_LABEL_FRACTION) & (labels == 0)
     labels[vein_voxels] = scene.vein_owner[vein_voxels] + (first_vein_id - 1)
-    lesions += [_vein_record(first_vein_id + n, vein) for n, vein in enumerate(scene.veins)]
+    lesions += [vein_record(first_vein_id + n, vein) for n, vein in enumerate(scene.veins)]
     return labels, lesions
 
 
 @dataclass
 class _Images:
     """What the scanner gives: (X, Y, Z) float32 ``magnitude`` and ``swi`` (stored intensity
-    scale), ``hp_phase`` and ``raw_phase`` (radians), and the bool ``brain_mask``."""
+    scale), ``hp_phase`` and ``raw_phase`` (radians), and the bool ``brain_mask``; the noise
+    level and intensity scale used."""
 
     magnitude: np.ndarray
     swi: np.ndarray
     hp_phase: np.ndarray
     raw_phase: np.ndarray
     brain_mask: np.ndarray
+    noise_sigma: float
+    intensity_scale: float
 
     def volumes(self) -> tuple[np.ndarray, ...]:
         return self.magnitude, self.swi, self.hp_phase, self.raw_phase
@@ -218,20 +242,26 @@ def _acquire(
     families: dict[str, str],
     rng: np.random.Generator,
     extra: np.random.Generator,
+    echo: EchoOf | None = None,
 ) -> _Images:
     """Coil bias, noise and artefacts on ``scene.signal`` (in place), then the images."""
     signal = scene.signal
     signal *= scene.smooth["bias"]
     sigma = gre_signal(TISSUES["wm"], protocol) / protocol.snr_white_matter
-    _add_complex_noise(signal, float(sigma), rng)
+    sigma = float(sigma) if echo is None else echo.noise_sigma
+    _add_complex_noise(signal, sigma, rng)
     add_artefacts(signal, families["artefacts"], extra)  # on what was acquired, noise and all
     hp_phase = homodyne_highpass(signal, protocol.hp_window, workers=_fft_workers())
     magnitude = np.abs(signal)
-    scale = np.float32(protocol.stored_max_intensity / np.percentile(magnitude[::4, ::4], 99.9))
-    magnitude *= scale
+    if echo is None:
+        scale = protocol.stored_max_intensity / np.percentile(magnitude[::4, ::4], 99.9)
+    else:
+        scale = echo.intensity_scale
+    magnitude *= np.float32(scale)
     raw_phase = np.angle(signal).astype(np.float32)
     swi = swi_from(magnitude, hp_phase, power=int(families["swi_power"]))
-    return _Images(magnitude, swi, hp_phase, raw_phase, scene.smooth["brain"] >= 0.5)
+    brain = scene.smooth["brain"] >= 0.5
+    return _Images(magnitude, swi, hp_phase, raw_phase, brain, sigma, float(scale))
 
 
 def _extra_seed(seed: np.random.SeedSequence) -> np.random.SeedSequence:
@@ -384,58 +414,3 @@ def _acquisition_affine(grid: Grid, rng: np.random.Generator) -> np.ndarray:
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = -(np.asarray(grid.shape) - 1) / 2 * spacing + table_offset
     return affine
-
-
-def _focal_record(lesion_id: int, lesion: FocalLesion, apparent_mm: float, visible: bool):
-    return Lesion(
-        lesion_id=lesion_id,
-        kind=lesion.kind,
-        x_mm=float(lesion.centre_mm[0]),
-        y_mm=float(lesion.centre_mm[1]),
-        z_mm=float(lesion.centre_mm[2]),
-        i=0.0,
-        j=0.0,
-        k=0.0,
-        diameter_mm=apparent_mm,
-        visible=visible,
-        true_diameter_mm=lesion.true_diameter_mm,
-        delta_chi_ppm=lesion.delta_chi_ppm,
-        region=lesion.region,
-        shape=lesion.shape,
-    )
-
-
-def _vein_record(lesion_id: int, vein: Vein) -> Lesion:
-    centre = vein.midpoint_mm
-    return Lesion(
-        lesion_id=lesion_id,
-        kind="vein",
-        x_mm=float(centre[0]),
-        y_mm=float(centre[1]),
-        z_mm=float(centre[2]),
-        i=0.0,
-        j=0.0,
-        k=0.0,
-        diameter_mm=2 * vein.radius_mm,
-        visible=True,
-        true_diameter_mm=2 * vein.radius_mm,
-        delta_chi_ppm=None,
-        region=None,
-        shape=vein.orientation,
-    )
-
-
-def _to_world(lesion: Lesion, grid: Grid, affine: np.ndarray) -> Lesion:
-    """Subject mm (held in x/y/z_mm) -> canonical voxel indices and world mm."""
-    subject = np.array([lesion.x_mm, lesion.y_mm, lesion.z_mm])
-    voxel = subject / np.asarray(grid.spacing_mm) + (np.asarray(grid.shape) - 1) / 2
-    world = voxel_to_world(voxel, affine)
-    return replace(
-        lesion,
-        i=float(voxel[0]),
-        j=float(voxel[1]),
-        k=float(voxel[2]),
-        x_mm=float(world[0]),
-        y_mm=float(world[1]),
-        z_mm=float(world[2]),
-    )
