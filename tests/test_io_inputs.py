@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from cmbdet.cli import main
+from cmbdet.detect.input_mode import MULTI_ECHO, SWI_ONLY, input_mode
 from cmbdet.errors import InputError
 from cmbdet.io.inputs import (
     dataset_kind,
@@ -62,8 +63,9 @@ def test_bids_subjects_are_found_by_their_entities(bids):
         "sub-02_ses-1_part-phase_swi.nii.gz",
         "sub-02_ses-1_part-mag_GRE.nii",
     )
-    # no processed SWI: the T2*-weighted magnitude stands in for it
-    assert three.swi.name == three.magnitude.name == "sub-03_acq-3d_part-mag_T2starw.nii.gz"
+    # no processed SWI: magnitude + phase, and the SWI is computed from them
+    assert three.swi is None
+    assert three.magnitude.name == "sub-03_acq-3d_part-mag_T2starw.nii.gz"
     assert three.phase.name == "sub-03_acq-3d_part-phase_T2starw.nii.gz"
 
 
@@ -84,14 +86,25 @@ def test_a_cmbdet_dataset_is_not_taken_for_bids(tmp_path):
     [
         (
             ["sub-01_acq-a_swi.nii.gz", "sub-01_acq-b_swi.nii.gz", "sub-01_part-phase_swi.nii.gz"],
-            "more than one SWI image (sub-01_acq-a_swi.nii.gz, sub-01_acq-b_swi.nii.gz)",
+            "images of several acquisitions ((none), acq-a, acq-b) that do not pair",
+        ),
+        (
+            ["sub-01_swi.nii.gz", "sub-01_part-mag_swi.nii.gz", "sub-01_part-phase_swi.nii"],
+            "more than one SWI image (sub-01_part-mag_swi.nii.gz, sub-01_swi.nii.gz)",
         ),
         (
             ["sub-01_swi.nii.gz", "sub-01_echo-1_part-phase_GRE.nii", "sub-01_part-phase_swi.nii"],
-            "more than one phase image",
+            "an SWI image with several phase or magnitude echoes",
         ),
-        (["sub-01_swi.nii.gz"], "no phase image"),
-        (["sub-01_part-phase_swi.nii.gz"], "no SWI image"),
+        (["sub-01_part-phase_swi.nii.gz"], "has a phase image but no SWI or magnitude image"),
+        (
+            [
+                "sub-01_echo-1_part-mag_MEGRE.nii",
+                "sub-01_echo-1_part-phase_MEGRE.nii",
+                "sub-01_echo-2_part-mag_MEGRE.nii",
+            ],
+            "echo 2 has a magnitude or a phase image, not both",
+        ),
     ],
 )
 def test_an_ambiguous_or_incomplete_bids_subject_names_its_folder(tmp_path, names, problem):
@@ -169,12 +182,30 @@ def test_manifest_problems_name_the_file_and_line(tmp_path, rows, problem):
 
 
 def test_an_unusable_bids_subject_is_listed_not_raised(bids):
-    _touch(bids, "sub-05/anat/sub-05_swi.nii.gz")  # no phase
+    _touch(bids, "sub-05/anat/sub-05_part-phase_swi.nii.gz")  # a phase alone
+    _touch(bids, "sub-06/anat/sub-06_swi.nii.gz")  # no phase: runs, and fails with the reason
     found = discover_inputs(dataset=bids)
-    assert [s.subject_id for s in found.subjects] == ["01", "02_ses-1", "03"]
+    assert [s.subject_id for s in found.subjects] == ["01", "02_ses-1", "03", "06"]
+    assert input_mode(found.subjects[-1]) == SWI_ONLY
     assert [u.subject_id for u in found.unusable] == ["05"]
     assert found.unusable[0].problem.path == bids / "sub-05"
-    assert "no phase image" in found.unusable[0].problem.problem
+    assert "no SWI or magnitude image" in found.unusable[0].problem.problem
+
+
+def test_bids_echoes_and_acquisitions(tmp_path):
+    names = [f"sub-01_echo-{n}_part-{p}_MEGRE.nii.gz" for n in (2, 1, 3) for p in ("mag", "phase")]
+    names += [f"sub-01_run-{r}_part-{p}_T2starw.nii" for r in (1, 2) for p in ("mag", "phase")]
+    _touch(tmp_path, "dataset_description.json", *[f"sub-01/anat/{n}" for n in names])
+    (tmp_path / "sub-01/anat/sub-01_echo-2_part-phase_MEGRE.json").write_text('{"EchoTime": 0.02}')
+    found = {s.subject_id: s for s in discover_inputs(dataset=tmp_path).subjects}
+    assert sorted(found) == ["01", "01_run-1", "01_run-2"]
+    echoes = found["01"].echoes
+    assert [e.magnitude.name for e in echoes] == [
+        f"sub-01_echo-{n}_part-mag_MEGRE.nii.gz" for n in (1, 2, 3)
+    ]
+    assert [e.echo_time_ms for e in echoes] == [None, 20.0, None]
+    assert input_mode(found["01"]) == MULTI_ECHO
+    assert found["01_run-2"].phase.name == "sub-01_run-2_part-phase_T2starw.nii"
 
 
 def test_a_missing_manifest_is_one_line_and_exit_2(tmp_path, capsys):

@@ -161,6 +161,18 @@ def _bids_session(folder: Path, subject_id: str) -> list[SubjectFiles | Unusable
             )
             roles = groups.setdefault(key, {"swi": [], "phase": [], "magnitude": []})
             roles[role].append((entities.get("echo"), path))
+    unpaired = [k for k, roles in groups.items() if not (roles["phase"] and _has_image(roles))]
+    if len(groups) > 1 and unpaired:
+        shown = ", ".join(
+            "_".join(f"{k}-{v}" for k, v in key) or "(none)" for key in sorted(groups)
+        )
+        problem = InputError(
+            folder,
+            f"images of several acquisitions ({shown}) that do not pair: an SWI or magnitude "
+            "and its phase must share their acq-/run- entities; list the intended files in a "
+            "--manifest",
+        )
+        return [UnusableSubject(printable(subject_id), problem)]
     found = []
     for key, roles in sorted(groups.items()):
         name = subject_id + "".join(f"_{k}-{v}" for k, v in key) if len(groups) > 1 else subject_id
@@ -171,6 +183,10 @@ def _bids_session(folder: Path, subject_id: str) -> list[SubjectFiles | Unusable
         except InputError as problem:
             found.append(UnusableSubject(printable(name), problem))
     return found
+
+
+def _has_image(roles: dict[str, list]) -> bool:
+    return bool(roles["swi"] or roles["magnitude"])
 
 
 def _bids_role(entities: dict[str, str]) -> str | None:
@@ -190,6 +206,8 @@ def _bids_subject(folder: Path, subject_id: str, roles: dict[str, list]) -> Subj
     paired by their ``echo-`` entity); the phase-free cases are left to the input mode,
     which refuses them with their reason."""
     swi, phase, magnitude = roles["swi"], roles["phase"], roles["magnitude"]
+    if not _has_image(roles):
+        raise InputError(folder, "has a phase image but no SWI or magnitude image")
     if len(swi) > 1:
         names = ", ".join(p.name for _, p in swi)
         raise InputError(folder, f"more than one SWI image ({names}); list one in a --manifest")

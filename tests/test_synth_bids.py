@@ -1,0 +1,130 @@
+"""The generator's BIDS output (``cmbdet synth --layout bids``), and a BIDS tree of multi-echo
+MEGRE and single-echo T2starw subjects (magnitude + raw phase, no SWI) run as it is."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from cmbdet.cli import main
+from cmbdet.synth.bids import echo_times_s, reference_echo
+from cmbdet.synth.dataset import generate_dataset
+
+
+def _anat(root, subject="0000"):
+    return root / f"sub-{subject}" / "anat"
+
+
+def _read(path):
+    return np.asarray(nib.load(str(path)).dataobj, dtype=np.float64)
+
+
+def test_echo_times_put_the_reference_echo_at_the_drawn_te():
+    assert reference_echo(1) == 1 and reference_echo(4) == 2 and reference_echo(3) == 1
+    assert echo_times_s(0.02, 4) == pytest.approx([0.01, 0.02, 0.03, 0.04])
+    assert echo_times_s(0.02, 1) == pytest.approx([0.02])
+
+
+def test_echoes_are_one_subject_at_several_echo_times(tmp_path):
+    single = generate_dataset(tmp_path / "single", "tiny", 1, seed=11, progress=False)
+    bids = generate_dataset(
+        tmp_path / "bids",
+        "tiny",
+        1,
+        seed=11,
+        progress=False,
+        layout="bids",
+        echoes=3,
+        phase_kind="raw",
+    )
+    anat = _anat(bids)
+    names = sorted(p.name for p in anat.iterdir())
+    assert names == sorted(
+        f"sub-0000_echo-{n}_part-{part}_MEGRE.{ext}"
+        for n in (1, 2, 3)
+        for part in ("mag", "phase")
+        for ext in ("nii.gz", "json")
+    )
+    sidecars = [
+        json.loads((anat / f"sub-0000_echo-{n}_part-phase_MEGRE.json").read_text())
+        for n in (1, 2, 3)
+    ]
+    times = [s["EchoTime"] for s in sidecars]
+    assert times == pytest.approx([times[0], 2 * times[0], 3 * times[0]], rel=1e-4)
+    assert {s["Units"] for s in sidecars} == {"rad"}
+    # echo 1 is the reference: the single-echo subject's own magnitude and truth
+    reference = _read(anat / "sub-0000_echo-1_part-mag_MEGRE.nii.gz")
+    np.testing.assert_array_equal(reference, _read(single / "sub-0000" / "magnitude.nii.gz"))
+    truth = (bids / "sub-0000" / "lesions.csv").read_text()
+    assert truth == (single / "sub-0000" / "lesions.csv").read_text()
+    # physics: signal decays with TE, and the phase accrues linearly with TE
+    brain = _read(single / "sub-0000" / "brainmask.nii.gz") > 0
+    magnitudes = [
+        _read(anat / f"sub-0000_echo-{n}_part-mag_MEGRE.nii.gz")[brain] for n in (1, 2, 3)
+    ]
+    assert magnitudes[0].mean() > magnitudes[1].mean() > magnitudes[2].mean()
+    phases = [_read(anat / f"sub-0000_echo-{n}_part-phase_MEGRE.nii.gz")[brain] for n in (1, 2, 3)]
+    one_step = np.angle(np.exp(1j * (phases[1] - phases[0])))
+    two_steps = np.angle(np.exp(1j * (phases[2] - phases[0])))
+    small = np.abs(one_step) < 0.5  # away from wraps
+    assert np.corrcoef(one_step[small], two_steps[small])[0, 1] > 0.9
+    assert np.median(two_steps[small] / np.where(one_step[small] == 0, 1, one_step[small])) == (
+        pytest.approx(2.0, abs=0.3)
+    )
+
+
+def test_a_bids_tree_of_megre_and_t2starw_subjects_runs_as_it_is(tmp_path, capsys):
+    megre = generate_dataset(
+        tmp_path / "megre",
+        "tiny",
+        1,
+        seed=7,
+        progress=False,
+        layout="bids",
+        echoes=4,
+        phase_kind="raw",
+    )
+    t2starw = generate_dataset(
+        tmp_path / "t2starw",
+        "tiny",
+        1,
+        seed=8,
+        progress=False,
+        layout="bids",
+        phase_kind="raw",
+    )
+    root = tmp_path / "bids"
+    shutil.copytree(megre, root)
+    shutil.copytree(t2starw / "sub-0000", root / "sub-0001")
+    for path in (root / "sub-0001" / "anat").iterdir():
+        path.rename(path.with_name(path.name.replace("sub-0000", "sub-0001")))
+    out = tmp_path / "out"
+    assert main(["detect", "--dataset", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "2 of 2 subjects done" in printed
+    assert "mixes input modes (magnitude+phase 1, multi-echo 1)" in printed
+    with open(out / "batch.csv", newline="") as handle:
+        rows = {row["subject"]: row for row in csv.DictReader(handle)}
+    assert (rows["0000"]["input_mode"], rows["0001"]["input_mode"]) == (
+        "multi-echo",
+        "magnitude+phase",
+    )
+    record = json.loads((out / "sub-0000" / "run.json").read_text())
+    assert record["acquisition"]["echo_used"]["index"] == 2  # 3 T x TE nearest the model's
+    assert record["acquisition"]["field_strength_t"] == 3.0
+    assert record["preprocessing"]["phase"]["kind"] == "raw"
+    assert record["inputs"]["swi"] is None
+    assert (
+        main(["evaluate", "--pred", str(out), "--truth", str(root), "--out", str(tmp_path / "e")])
+        == 0
+    )
+    with open(tmp_path / "e" / "per_subject.csv", newline="") as handle:
+        scored = {row["subject"]: row for row in csv.DictReader(handle)}
+    for subject in ("0000", "0001"):  # the computed SWI finds CMBs as the scanner's would
+        assert float(scored[subject]["sensitivity"]) >= 0.6, scored[subject]
+        assert float(scored[subject]["fp"]) <= 2, scored[subject]
