@@ -14,6 +14,7 @@ from cmbdet.detect.input_mode import (
     MAGNITUDE_ONLY,
     MAGNITUDE_PHASE,
     MULTI_ECHO,
+    SWI_IS_MAGNITUDE,
     SWI_ONLY,
     SWI_PHASE,
     AcquisitionOptions,
@@ -154,7 +155,6 @@ def test_good_inputs_pass_the_role_checks(tmp_path):
         ("constant phase", r"phase is constant"),
         ("masked constant phase", r"phase is constant"),
         ("magnitude as phase", r"phase looks like an intensity image .* r = 1.00"),
-        ("swi is magnitude", r"SWI is the same image as the magnitude"),
     ],
 )
 def test_inputs_in_the_wrong_role_are_refused(tmp_path, case, problem):
@@ -165,10 +165,18 @@ def test_inputs_in_the_wrong_role_are_refused(tmp_path, case, problem):
         "constant phase": (head, np.full(SHAPE, 0.5)),
         "masked constant phase": (head, 0.5 * (head > 0)),
         "magnitude as phase": (head, 2 * head + 1),
-        "swi is magnitude": (head, phase, head),
     }[case]
     with pytest.raises(InputError, match=problem):
         check_image_roles(*_roles(tmp_path, *arguments))
+
+
+def test_an_swi_identical_to_the_magnitude_runs_with_a_flag(tmp_path):
+    head = _head()
+    files = [_save(tmp_path / n, d) for n, d in (("s.nii.gz", head), ("p.nii.gz", _phase()))]
+    magnitude = _save(tmp_path / "m.nii.gz", head)
+    check_image_roles(*_roles(tmp_path, head, _phase(), head))  # allowed: a plain GRE image
+    loaded = load_subject(SubjectFiles("a", files[0], files[1], magnitude))
+    assert loaded.record["qc_flags"] == [SWI_IS_MAGNITUDE]
 
 
 def test_one_file_in_two_roles_is_refused(tmp_path):

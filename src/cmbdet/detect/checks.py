@@ -126,8 +126,9 @@ constant: it carries no phase information."""
 
 def check_image_roles(files: dict[str, object], images: dict[str, Volume]) -> None:
     """Refuse inputs given in the wrong role, before any work: one file in two roles, a
-    negative SWI or magnitude (a phase image, or swapped files), an SWI that is the
-    magnitude, a constant phase, and a phase that is an intensity image.
+    negative SWI or magnitude (a phase image, or swapped files), a phase identical to the
+    SWI, a constant phase, and a phase that is an intensity image. (An SWI identical to the
+    magnitude is allowed, with a QC flag: a plain GRE magnitude is a valid, weaker input.)
 
     Args:
         files: role -> file path (``SWI``, ``phase``, ``magnitude``; None when absent).
@@ -141,13 +142,6 @@ def check_image_roles(files: dict[str, object], images: dict[str, Volume]) -> No
         if role in images:
             _check_not_negative(images[role], role)
     phase, intensity = images["phase"], images.get("SWI") or images.get("magnitude")
-    if "SWI" in images and "magnitude" in images:
-        if np.array_equal(images["SWI"].data, images["magnitude"].data):
-            raise InputError(
-                images["SWI"].path,
-                "SWI is the same image as the magnitude: give the scanner's SWI, or leave "
-                "--swi out to compute one from --magnitude and --phase",
-            )
     if np.array_equal(phase.data, intensity.data):
         raise InputError(phase.path, f"phase is the same image as {intensity.path}")
     head = intensity.data[::2, ::2, ::2] > np.median(intensity.data[::2, ::2, ::2])

@@ -282,10 +282,12 @@ class Detector:
                 self.spec.training_ranges,
                 inputs.field_strength_t,
                 echo=inputs.record.get("echo_used"),
-            ),
+            )
+            + inputs.record.get("qc_flags", []),
         }
         if inputs.record:  # read from files
-            record["acquisition"] = {k: v for k, v in inputs.record.items() if k != "files"}
+            skipped = ("files", "qc_flags")
+            record["acquisition"] = {k: v for k, v in inputs.record.items() if k not in skipped}
             record["inputs"] = inputs.record["files"]
         return record
 

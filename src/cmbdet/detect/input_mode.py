@@ -29,6 +29,7 @@ recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,10 @@ DEFAULT_FIELD_TE_T_MS = (37.5, 105.0)
 """B0 x TE of the generator's protocol presets (1.5 T 25-40 ms to 7 T 8-15 ms), T ms: the
 range a model trained on them reads, when its model.json does not state one."""
 ASSUMED_FIELD_T = 3.0
+SWI_IS_MAGNITUDE = (
+    "SWI identical to the magnitude (no phase weighting); leave out --swi to have cmbdet "
+    "compute an SWI from the magnitude and phase"
+)
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,8 @@ def load_subject(
         )
     reference = swi if swi is not None else magnitude
     mask = load_mask(files.brainmask, reference) if files.brainmask else None
+    if swi is not None and magnitude is not None and np.array_equal(swi.data, magnitude.data):
+        echo = dataclasses.replace(echo, flags=(*echo.flags, SWI_IS_MAGNITUDE))
     record = {
         "mode": mode,
         "swi": "given" if swi is not None else "computed from the magnitude and phase",
@@ -199,9 +206,11 @@ class _Echo:
     field_assumed: bool
     phase_units: str | None
     outside_range: bool = False
+    flags: tuple[str, ...] = ()
 
     def record(self) -> dict:
         record = {
+            "qc_flags": list(self.flags),
             "field_strength_t": self.field_strength_t,
             "field_strength_assumed": self.field_assumed,
             "echo_times_ms": list(self.echo_times_ms) or None,
