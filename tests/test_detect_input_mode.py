@@ -3,6 +3,7 @@ how, the echo a multi-echo subject uses, and inputs given in the wrong role."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import nibabel as nib
@@ -233,3 +234,20 @@ def test_wrong_inputs_end_in_one_line_and_exit_2(subject, tmp_path, capsys, argv
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and problem in error[0], error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_computed_swi_decides_the_handedness_from_dipole_lobes(subject, sign):
+    from cmbdet.preprocess.pipeline import preprocess
+
+    magnitude = load_volume(subject / "magnitude.nii.gz", "magnitude")
+    phase = load_volume(subject / "phase.nii.gz", "phase")  # raw, right-handed
+    flipped = phase if sign == 1 else dataclasses.replace(phase, data=-phase.data)
+    pre = preprocess(None, flipped, magnitude=magnitude, keep_native_phase=True)
+    decided = pre.decisions
+    assert decided.handedness_method == "dipole lobes" and decided.kind == "raw"
+    assert decided.handedness == ("right" if sign == 1 else "left")
+    assert decided.handedness_confidence > 0.1
+    # the SWI computed from it darkens the canonical phase's negative voxels only
+    darkened = pre.swi_native < magnitude.data * 0.99
+    assert np.all(pre.phase_native[darkened] < 0)

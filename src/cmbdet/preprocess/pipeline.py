@@ -82,7 +82,8 @@ class Preprocessed:
         """What preprocessing did, JSON-ready (for ``run.json``)."""
         computed = (
             f"computed: magnitude x negative-phase mask^{COMPUTED_SWI_POWER} of the canonical "
-            "phase; phase handedness decided from the magnitude"
+            "phase; phase handedness decided from the dipole lobes around the magnitude's "
+            "dark voxels"
         )
         return {
             "config": self.config.to_json(),
@@ -202,6 +203,7 @@ def preprocess_arrays(
         kind=phase_kind,
         hp_window=hp_window,
         handedness_image=intensity,
+        handedness_from_lobes=computed,
     )
     swi = swi_from(magnitude, phase_rad, COMPUTED_SWI_POWER) if computed else intensity
     swi_norm = normalise_swi(swi, brain)
