@@ -251,3 +251,20 @@ def test_a_computed_swi_decides_the_handedness_from_dipole_lobes(subject, sign):
     # the SWI computed from it darkens the canonical phase's negative voxels only
     darkened = pre.swi_native < magnitude.data * 0.99
     assert np.all(pre.phase_native[darkened] < 0)
+
+
+def test_an_swi_made_with_the_other_phase_sign_is_refused(tmp_path):
+    from cmbdet.preprocess.pipeline import preprocess
+    from cmbdet.swi import swi_from
+    from cmbdet.synth.dataset import generate_dataset
+
+    folder = generate_dataset(tmp_path / "d", "tiny", 1, seed=5, progress=False) / "sub-0000"
+    magnitude = load_volume(folder / "magnitude.nii.gz", "magnitude")
+    phase = load_volume(folder / "phase.nii.gz", "phase")  # filtered, right-handed
+    good = load_volume(folder / "swi.nii.gz", "SWI")
+    assert preprocess(good, phase, magnitude=magnitude).decisions.handedness == "right"
+    made_wrong = swi_from(magnitude.data, -phase.data, 4)  # the negative-phase mask of -phase
+    wrong = dataclasses.replace(good, data=made_wrong, path=tmp_path / "wrong_swi.nii.gz")
+    with pytest.raises(InputError, match="SWI looks made with the other phase sign") as caught:
+        preprocess(wrong, phase, magnitude=magnitude)
+    assert caught.value.path == wrong.path

@@ -31,6 +31,7 @@ from cmbdet.preprocess.phase import (
     PhaseDecisions,
     canonical_phase,
     default_hp_window,
+    detect_handedness_from_lobes,
     homodyne_modulus_from_swi,
 )
 from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
@@ -38,6 +39,13 @@ from cmbdet.swi import swi_from
 
 COMPUTED_SWI_POWER = 4
 """Negative-phase mask power of an SWI computed from magnitude and phase (Haacke's usual)."""
+SIGN_CONFLICT_CONFIDENCE = 0.1
+"""With an SWI and a magnitude, a detected handedness that the magnitude's dipole lobes
+contradict with at least this confidence means the SWI was made with the other phase sign."""
+
+
+class SwiSignConflict(ValueError):
+    """The SWI's dark voxels and the magnitude's dipole lobes disagree on the phase sign."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +156,8 @@ def preprocess(
             phase_kind=phase_kind,
             keep_native_phase=keep_native_phase,
         )
+    except SwiSignConflict as error:
+        raise InputError(swi.path, str(error)) from None
     except ValueError as error:
         raise InputError(phase.path, str(error)) from None
 
@@ -205,6 +215,8 @@ def preprocess_arrays(
         handedness_image=intensity,
         handedness_from_lobes=computed,
     )
+    if not computed and magnitude is not None and decisions.handedness_detected:
+        _check_swi_sign(magnitude, phase_rad, brain, spacing)
     swi = swi_from(magnitude, phase_rad, COMPUTED_SWI_POWER) if computed else intensity
     swi_norm = normalise_swi(swi, brain)
 
@@ -229,6 +241,24 @@ def preprocess_arrays(
         phase_native=phase_rad if keep_native_phase else None,
         swi_native=swi if computed else None,
     )
+
+
+def _check_swi_sign(magnitude, phase_rad, brain, spacing) -> None:
+    """Refuse an SWI made with the other phase sign: its dark voxels (which decided the
+    handedness) then sit where the phase is positive, and the magnitude's dipole lobes
+    (:func:`~cmbdet.preprocess.phase.detect_handedness_from_lobes`) say "left" of a phase
+    already made right-handed.
+
+    Raises:
+        SwiSignConflict: with advice.
+    """
+    check = detect_handedness_from_lobes(magnitude, phase_rad, brain, spacing)
+    if check.handedness == "left" and check.confidence >= SIGN_CONFLICT_CONFIDENCE:
+        raise SwiSignConflict(
+            "SWI looks made with the other phase sign: its dark voxels and the dipoles around "
+            f"the magnitude's dark voxels disagree (confidence {check.confidence:.2f}); leave "
+            "out --swi to have cmbdet compute one, or give --phase-handedness"
+        )
 
 
 def slice_images(pre: Preprocessed) -> np.ndarray:
