@@ -66,3 +66,32 @@ def test_run_json_records_the_flags_of_the_models_ranges(make_random_model, tmp_
     record = detector.detect(subject / "swi.nii.gz", subject / "phase.nii.gz").record
     assert record["candidates"] == 0  # this model proposes none: far below 5-10
     assert [flag.split(" ")[0] for flag in record["qc_flags"]] == ["in-plane", "0"]
+
+
+def test_the_dipole_lobe_rule_has_its_own_low_confidence_mark():
+    lobes = _preprocessing(confidence=0.2)
+    lobes["phase"]["handedness_method"] = "dipole lobes"
+    assert qc_flags(lobes, 60, RANGES) == []  # 0.2 is low for the SWI rule, not for this one
+    lobes["phase"]["handedness_confidence"] = 0.05
+    assert qc_flags(lobes, 60, RANGES)[0].startswith("phase handedness guessed")
+
+
+def test_an_echo_outside_the_models_field_x_te_range_is_flagged():
+    echo = {"index": 4, "of": 4, "field_x_echo_time_t_ms": 196.0, "outside_model_range": True}
+    (flag,) = qc_flags(_preprocessing(), 60, RANGES, echo=echo)
+    assert flag == "echo 4 of 4 used (field x TE 196 T ms), outside the model's range"
+
+
+def test_training_ranges_come_from_headers_and_the_generators_record(tmp_path):
+    from cmbdet.io.dataset import find_subjects
+    from cmbdet.training.ranges import training_ranges
+
+    data = generate_dataset(tmp_path / "d", "tiny", 2, seed=4, progress=False)
+    subjects = find_subjects(data)
+    protocols = [
+        json.loads((s.swi.parent / "acquisition.json").read_text())["protocol"] for s in subjects
+    ]
+    products = sorted(p["field_t"] * p["te_s"] * 1000 for p in protocols)
+    ranges = training_ranges(subjects)
+    assert ranges.field_te_t_ms == pytest.approx((products[0], products[-1]), abs=1e-3)
+    assert ranges.field_strength_t == (3.0, 3.0)

@@ -1,5 +1,6 @@
-"""What a model was trained and validated on, for model.json's ``training_ranges``: voxel sizes
-and field strengths of its training subjects, stage-1 candidates per validation subject.
+"""What a model was trained and validated on, for model.json's ``training_ranges``: voxel sizes,
+field strengths and field x echo time of its training subjects, stage-1 candidates per
+validation subject.
 ``detect`` flags a subject outside them (:mod:`cmbdet.detect.qc`)."""
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ ACQUISITION_RECORD = "acquisition.json"  # the generator's record of a subject's
 
 
 def training_ranges(subjects: Iterable[SubjectFiles]) -> TrainingRanges:
-    """The voxel-size and field-strength ranges of ``subjects`` (headers only are read; the
-    field strength from a generated subject's ``acquisition.json``, unknown otherwise)."""
-    spacings, fields = [], []
+    """The voxel-size, field-strength and field x TE ranges of ``subjects`` (headers only are
+    read; the field strength and echo time from a generated subject's ``acquisition.json``,
+    unknown otherwise)."""
+    spacings, fields, products = [], [], []
     for files in subjects:
         spacings.append(nib.load(files.swi).header.get_zooms()[:3])
-        field = _field_strength_t(files)
+        field, te_ms = _acquisition(files)
         if field is not None:
             fields.append(field)
+            if te_ms is not None:
+                products.append(field * te_ms)
     if not spacings:
         return TrainingRanges()
     spacing = np.asarray(spacings, dtype=float)  # (N, 3) stored axes; slices are the third
@@ -34,6 +38,7 @@ def training_ranges(subjects: Iterable[SubjectFiles]) -> TrainingRanges:
         in_plane_mm=_range(in_plane),
         slice_mm=_range(spacing[:, 2]),
         field_strength_t=_range(np.asarray(fields)) if fields else UNKNOWN,
+        field_te_t_ms=_range(np.asarray(products)) if products else UNKNOWN,
     )
 
 
@@ -48,10 +53,19 @@ def _range(values: np.ndarray) -> tuple[float, float]:
     return round(float(values.min()), 4), round(float(values.max()), 4)
 
 
-def _field_strength_t(files: SubjectFiles) -> float | None:
+def _acquisition(files: SubjectFiles) -> tuple[float | None, float | None]:
+    """(field strength in T, echo time in ms) of a generated subject; None where unknown."""
     path = files.swi.parent / ACQUISITION_RECORD
     try:
-        field = json.loads(path.read_text(encoding="utf-8"))["protocol"]["field_t"]
+        protocol = json.loads(path.read_text(encoding="utf-8"))["protocol"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return float(field) if isinstance(field, int | float) and field > 0 else None
+        return None, None
+    if not isinstance(protocol, dict):
+        return None, None
+    field, te_s = protocol.get("field_t"), protocol.get("te_s")
+    field = float(field) if _positive(field) else None
+    return field, 1000.0 * float(te_s) if _positive(te_s) else None
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
