@@ -38,6 +38,9 @@ def test_subject_ids_map_to_bids_folders_and_names():
     assert str(bids_prefix("01")[0]) == "sub-01/anat"
     assert str(bids_prefix("02_ses-1")[0]) == "sub-02/ses-1/anat"
     assert bids_prefix("02_ses-1")[1] == "sub-02_ses-1"
+    folder, prefix = bids_prefix("03_ses-b_acq-fast_run-2")  # one of several acquisitions
+    assert (str(folder), prefix) == ("sub-03/ses-b/anat", "sub-03_ses-b_acq-fast_run-2")
+    assert bids_prefix("04_run-1") == (bids_prefix("04")[0], "sub-04_run-1")
 
 
 def test_a_batch_writes_its_detections_as_bids_derivatives(bids_study, make_random_model, tmp_path):

@@ -130,6 +130,15 @@ def test_a_sidecar_states_the_phase_units(tmp_path):
     _sidecar(phase, Units="rad", MagneticFieldStrength=1.5)
     loaded = load_subject(SubjectFiles("a", swi, phase))
     assert (loaded.phase_units, loaded.field_strength_t) == ("radians", 1.5)
+    assert "echo_used" not in loaded.record  # no echo time: nothing to check
+
+
+def test_a_single_echo_is_checked_against_the_models_field_x_te(tmp_path):
+    magnitude = _save(tmp_path / "mag.nii.gz", _head())
+    phase = _save(tmp_path / "ph.nii.gz", _phase())
+    _sidecar(phase, EchoTime=0.02, MagneticFieldStrength=7, Session=None)
+    echo = load_subject(SubjectFiles("a", None, phase, magnitude)).record["echo_used"]
+    assert (echo["field_x_echo_time_t_ms"], echo["outside_model_range"]) == (140.0, True)
 
 
 def _roles(tmp_path, swi=None, phase=None, magnitude=None):

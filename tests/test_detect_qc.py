@@ -79,7 +79,10 @@ def test_the_dipole_lobe_rule_has_its_own_low_confidence_mark():
 def test_an_echo_outside_the_models_field_x_te_range_is_flagged():
     echo = {"index": 4, "of": 4, "field_x_echo_time_t_ms": 196.0, "outside_model_range": True}
     (flag,) = qc_flags(_preprocessing(), 60, RANGES, echo=echo)
-    assert flag == "echo 4 of 4 used (field x TE 196 T ms), outside the model's range"
+    assert flag.startswith("echo 4 of 4 used (field x TE 196 T ms), outside the model's range")
+    single = {"index": 1, "of": 1, "field_x_echo_time_t_ms": 140.0, "outside_model_range": True}
+    (flag,) = qc_flags(_preprocessing(), 60, RANGES, echo=single)
+    assert flag.startswith("field x TE 140 T ms outside the model's range")
 
 
 def test_training_ranges_come_from_headers_and_the_generators_record(tmp_path):

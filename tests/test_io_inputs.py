@@ -86,15 +86,15 @@ def test_a_cmbdet_dataset_is_not_taken_for_bids(tmp_path):
     [
         (
             ["sub-01_acq-a_swi.nii.gz", "sub-01_acq-b_swi.nii.gz", "sub-01_part-phase_swi.nii.gz"],
-            "images of several acquisitions ((none), acq-a, acq-b) that do not pair",
+            "images of several acquisitions ((none), acq-a, acq-b), none with both",
         ),
         (
             ["sub-01_swi.nii.gz", "sub-01_part-mag_swi.nii.gz", "sub-01_part-phase_swi.nii"],
             "more than one SWI image (sub-01_part-mag_swi.nii.gz, sub-01_swi.nii.gz)",
         ),
         (
-            ["sub-01_swi.nii.gz", "sub-01_echo-1_part-phase_GRE.nii", "sub-01_part-phase_swi.nii"],
-            "an SWI image with several phase or magnitude echoes",
+            ["sub-01_swi.nii.gz", "sub-01_part-phase_swi.nii.gz", "sub-01_part-phase_swi.nii"],
+            "an SWI image with several phase images",
         ),
         (["sub-01_part-phase_swi.nii.gz"], "has a phase image but no SWI or magnitude image"),
         (
@@ -103,7 +103,15 @@ def test_a_cmbdet_dataset_is_not_taken_for_bids(tmp_path):
                 "sub-01_echo-1_part-phase_MEGRE.nii",
                 "sub-01_echo-2_part-mag_MEGRE.nii",
             ],
-            "echo 2 has a magnitude or a phase image, not both",
+            "echo 2 has a magnitude image but not the other",
+        ),
+        (
+            ["sub-01_echo-1_part-mag_MEGRE.nii", "sub-01_echo-2_part-mag_MEGRE.nii"],
+            "2 magnitude echoes and no phase image",
+        ),
+        (
+            ["sub-01_echo-1_part-real_MEGRE.nii", "sub-01_echo-1_part-imag_MEGRE.nii"],
+            "holds real and imaginary parts",
         ),
     ],
 )
@@ -190,6 +198,35 @@ def test_an_unusable_bids_subject_is_listed_not_raised(bids):
     assert [u.subject_id for u in found.unusable] == ["05"]
     assert found.unusable[0].problem.path == bids / "sub-05"
     assert "no SWI or magnitude image" in found.unusable[0].problem.problem
+
+
+@pytest.mark.parametrize(
+    ("names", "used"),
+    [
+        (  # the scanner's SWI pair wins over the echoes it was made from
+            ["sub-01_swi.nii.gz", "sub-01_part-phase_swi.nii.gz"]
+            + [f"sub-01_echo-{n}_part-{p}_MEGRE.nii" for n in (1, 2) for p in ("mag", "phase")],
+            ("sub-01_swi.nii.gz", "sub-01_part-phase_swi.nii.gz", None),
+        ),
+        (  # a minimum-intensity projection exported beside the SWI is left out
+            ["sub-01_swi.nii.gz", "sub-01_part-phase_swi.nii.gz", "sub-01_rec-minip_swi.nii.gz"],
+            ("sub-01_swi.nii.gz", "sub-01_part-phase_swi.nii.gz", None),
+        ),
+        (  # echoes before a single-echo T2starw of the same session
+            ["sub-01_part-mag_T2starw.nii", "sub-01_part-phase_T2starw.nii"]
+            + [f"sub-01_echo-{n}_part-{p}_MEGRE.nii" for n in (1, 2) for p in ("mag", "phase")],
+            (None, None, "echoes 2"),
+        ),
+    ],
+)
+def test_the_acquisition_a_folder_runs_is_chosen(tmp_path, names, used):
+    _touch(tmp_path, "dataset_description.json", *[f"sub-01/anat/{n}" for n in names])
+    found = discover_inputs(dataset=tmp_path)
+    assert found.unusable == []
+    (subject,) = found.subjects
+    swi, phase = (None if p is None else p.name for p in (subject.swi, subject.phase))
+    echoes = f"echoes {len(subject.echoes)}" if subject.echoes else None
+    assert (swi, phase, echoes or None) == used
 
 
 def test_bids_echoes_and_acquisitions(tmp_path):

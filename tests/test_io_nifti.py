@@ -170,23 +170,27 @@ def test_4d_with_three_volumes_rejected(tmp_path):
     _fails(path, r"shape \(6, 7, 5, 3\): a stack of 3 volumes where one 3D volume")
 
 
-def test_echo_stack_reads_each_echo_on_the_canonical_grid(tmp_path):
+def test_echo_stack_reads_one_echo_on_the_canonical_grid(tmp_path):
     echoes = np.stack([_image(n) for n in range(3)], axis=-1)
     flipped = AFFINE @ np.diag([-1.0, 1.0, 1.0, 1.0])  # stored LAS: read back as RAS
     path = _write(tmp_path / "megre.nii.gz", echoes, affine=flipped)
-    volumes = load_echoes(path, "magnitude")
-    assert len(volumes) == 3
-    for index, volume in enumerate(volumes):
+    for index in range(3):
+        volume = load_echoes(path, "magnitude", index)
         np.testing.assert_array_equal(volume.data, _image(index)[::-1])
         assert volume.spacing_mm == pytest.approx((0.5, 0.5, 2.0))
-    assert len(load_echoes(_write(tmp_path / "one.nii.gz", _image()), "phase")) == 1
+    with pytest.raises(InputError, match="magnitude has 3 volumes, not a volume 4"):
+        load_echoes(path, "magnitude", 3)
+    one = _write(tmp_path / "one.nii.gz", _image())
+    np.testing.assert_array_equal(load_echoes(one, "phase").data, _image())
 
 
 def test_echo_stack_names_the_bad_echo(tmp_path):
     echoes = np.stack([_image(n) for n in range(3)], axis=-1)
     echoes[0, 0, 0, 1] = np.nan
+    path = _write(tmp_path / "megre.nii.gz", echoes)
+    load_echoes(path, "magnitude", 0)  # echo 1 is fine
     with pytest.raises(InputError, match=r"magnitude \(volume 2 of 3\) contains 1 NaN"):
-        load_echoes(_write(tmp_path / "megre.nii.gz", echoes), "magnitude")
+        load_echoes(path, "magnitude", 1)
 
 
 def test_complex_data_refused_not_cast(tmp_path):

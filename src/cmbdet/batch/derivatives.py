@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from cmbdet.batch.subject import FAILED, BatchRow
@@ -30,7 +31,11 @@ from cmbdet.version import __version__
 DERIVATIVES = "derivatives"
 PIPELINE = "cmbdet"
 BIDS_VERSION = "1.9.0"
-SESSION_SEPARATOR = "_ses-"  # a BIDS session's subject id in a batch: <sub>_ses-<ses>
+ENTITY_TAIL = re.compile(
+    r"^(?P<subject>.+?)(?P<entities>(?:_(?:ses|acq|ce|rec|dir|run|inv|mt|chunk)-[^_]+)*)$"
+)
+"""A batch subject id of a BIDS dataset: ``<sub>[_ses-<ses>][_acq-<acq>][_run-<run>]...``
+(:mod:`cmbdet.io.inputs`)."""
 COLUMN_HELP = {
     "detection_id": "Detection number: the value of its ball in the _dseg image.",
     "x_mm": "Centre, scanner RAS+ x (mm).",
@@ -68,10 +73,14 @@ def write_bids_derivatives(out_dir: Path, rows: list[BatchRow], model: str) -> P
 
 def bids_prefix(subject_id: str) -> tuple[Path, str]:
     """The folder (relative to the pipeline folder) and file-name prefix of a batch subject:
-    ``"01_ses-2"`` -> (``sub-01/ses-2/anat``, ``"sub-01_ses-2"``)."""
-    subject, _, session = subject_id.partition(SESSION_SEPARATOR)
+    ``"01_ses-2"`` -> (``sub-01/ses-2/anat``, ``"sub-01_ses-2"``); the other entities of an
+    acquisition stay in the name: ``"01_ses-2_run-3"`` -> (``sub-01/ses-2/anat``,
+    ``"sub-01_ses-2_run-3"``)."""
+    match = ENTITY_TAIL.match(subject_id)
+    subject, tail = match["subject"], match["entities"]
+    session = next((e[4:] for e in tail.split("_") if e.startswith("ses-")), "")
     folder = Path(f"sub-{subject}") / (f"ses-{session}" if session else "") / "anat"
-    return folder, f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    return folder, f"sub-{subject}{tail}"
 
 
 def _write_subject(outputs: Path, root: Path, subject_id: str) -> None:

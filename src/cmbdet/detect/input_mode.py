@@ -163,7 +163,7 @@ def load_subject(
         magnitude = load_volume(files.magnitude, "magnitude") if files.magnitude else None
         if magnitude is not None:
             check_same_grid(magnitude, swi)
-        echo = _single_echo(files, options)
+        echo = _single_echo(files, options, field_te_t_ms or DEFAULT_FIELD_TE_T_MS)
     else:
         swi = None
         magnitude, phase, echo = _chosen_echo(
@@ -230,64 +230,77 @@ class _Echo:
         return self.field_strength_t if self.field_strength_t is not None else ASSUMED_FIELD_T
 
 
-def _single_echo(files: SubjectFiles, options: AcquisitionOptions) -> _Echo:
+def _single_echo(
+    files: SubjectFiles, options: AcquisitionOptions, field_te_t_ms: tuple[float, float]
+) -> _Echo:
     phase_side = read_sidecar(files.phase, phase=True)
     sides = [read_sidecar(p) for p in (files.swi, files.magnitude) if p is not None]
     field = _field_strength(options, [phase_side, *sides])
-    times = options.echo_times_ms or phase_side.echo_times_ms
-    return _Echo(tuple(times), None, field, False, phase_side.phase_units)
+    times = tuple(options.echo_times_ms or phase_side.echo_times_ms)
+    return _one_echo(times, field, phase_side.phase_units, field_te_t_ms)
+
+
+def _one_echo(times, field, units, field_te_t_ms) -> _Echo:
+    """The facts of a single-echo acquisition: its field x TE is checked against the model's
+    range when its echo time is known."""
+    if len(times) != 1:
+        return _Echo(tuple(times), None, field, False, units)
+    _, outside = choose_echo(times, field or ASSUMED_FIELD_T, field_te_t_ms)
+    return _Echo(tuple(times), 0, field, field is None, units, outside)
 
 
 def _chosen_echo(
     files: SubjectFiles, options: AcquisitionOptions, field_te_t_ms: tuple[float, float]
 ) -> tuple[Volume, Volume, _Echo]:
-    """(magnitude, phase, echo facts) of the echo a magnitude + phase subject uses."""
+    """(magnitude, phase, echo facts) of the echo a magnitude + phase subject uses; only that
+    echo's volumes are read (a stack's others stay on disk)."""
     if files.echoes:
-        magnitude_paths = [e.magnitude for e in files.echoes]
-        phase_paths = [e.phase for e in files.echoes]
         sidecar_times = [e.echo_time_ms for e in files.echoes]
-        times = tuple(t for t in sidecar_times if t is not None)
-        times = times if len(times) == len(sidecar_times) else ()
-        phase_sides = [read_sidecar(p, phase=True) for p in phase_paths]
-        sides = phase_sides + [read_sidecar(p) for p in magnitude_paths]
-        loaded = [
-            (load_volume(m, "magnitude"), load_volume(p, "phase"))
-            for m, p in zip(magnitude_paths, phase_paths, strict=True)
-        ]
-        where = files.echoes[0].magnitude
+        times = tuple(sidecar_times) if None not in sidecar_times else ()
+        phase_sides = [read_sidecar(e.phase, phase=True) for e in files.echoes]
+        sides = phase_sides + [read_sidecar(e.magnitude) for e in files.echoes]
+        count, where = len(files.echoes), files.echoes[0].magnitude
     else:
-        magnitudes = load_echoes(files.magnitude, "magnitude")
-        phases = load_echoes(files.phase, "phase")
-        if len(magnitudes) != len(phases):
+        count = _volumes_in(files.magnitude)
+        phases = _volumes_in(files.phase)
+        if count != phases:
             raise InputError(
                 files.phase,
-                f"{len(phases)} phase echoes and {len(magnitudes)} magnitude echoes "
+                f"{phases} phase echoes and {count} magnitude echoes "
                 f"({files.magnitude.name}): one phase per magnitude is needed",
             )
-        loaded = list(zip(magnitudes, phases, strict=True))
         phase_sides = [read_sidecar(files.phase, phase=True)]
         sides = phase_sides + [read_sidecar(files.magnitude)]
         times = phase_sides[0].echo_times_ms or sides[1].echo_times_ms
         where = files.magnitude
-    for magnitude, phase in loaded:
-        check_same_grid(phase, loaded[0][0])
-        check_same_grid(magnitude, loaded[0][0])
     times = tuple(options.echo_times_ms) or times
     field = _field_strength(options, sides)
     units = next((s.phase_units for s in phase_sides if s.phase_units), None)
-    if len(loaded) == 1:
-        magnitude, phase = loaded[0]
-        return magnitude, phase, _Echo(times[:1], None, field, False, units)
-    if len(times) != len(loaded):
+    if count == 1:
+        echo = _one_echo(times[:1], field, units, field_te_t_ms)
+        return *_echo_volumes(files, 0), echo
+    if len(times) != count:
         raise InputError(
             where,
-            f"{len(loaded)} echoes and {len(times) or 'no'} echo times: give "
+            f"{count} echoes and {len(times) or 'no'} echo times: give "
             "--echo-times-ms (one per echo) or sidecar JSON files with EchoTime",
         )
     chosen, outside = choose_echo(times, field or ASSUMED_FIELD_T, field_te_t_ms)
-    magnitude, phase = loaded[chosen]
     echo = _Echo(times, chosen, field, field is None, units, outside)
-    return magnitude, phase, echo
+    return *_echo_volumes(files, chosen), echo
+
+
+def _echo_volumes(files: SubjectFiles, index: int) -> tuple[Volume, Volume]:
+    """(magnitude, phase) of echo ``index`` (0-based), on one grid."""
+    if files.echoes:
+        echo = files.echoes[index]
+        magnitude = load_volume(echo.magnitude, "magnitude")
+        phase = load_volume(echo.phase, "phase")
+    else:
+        magnitude = load_echoes(files.magnitude, "magnitude", index)
+        phase = load_echoes(files.phase, "phase", index)
+    check_same_grid(phase, magnitude)
+    return magnitude, phase
 
 
 def choose_echo(

@@ -78,9 +78,13 @@ def qc_flags(
     if field_strength_t is not None:
         flags += _outside("field strength", field_strength_t, ranges.field_strength_t, "T", 0.0)
     if echo and echo.get("outside_model_range"):
+        product = f"field x TE {echo['field_x_echo_time_t_ms']:.0f} T ms"
+        which = (
+            "" if echo["of"] == 1 else f"echo {echo['index']} of {echo['of']} used ({product}), "
+        )
         flags.append(
-            f"echo {echo['index']} of {echo['of']} used (field x TE "
-            f"{echo['field_x_echo_time_t_ms']:.0f} T ms), outside the model's range"
+            f"{which or product + ' '}outside the model's range: phase contrast unlike its "
+            "training data"
         )
     flags += _candidate_count(candidates, ranges.candidates_per_subject)
     flags += _phase_guesses(preprocessing.get("phase") or {})

@@ -80,49 +80,45 @@ def load_volume(path: str | Path, role: str = "image", *, allow_all_zero: bool =
         InputError: the file is missing, not NIfTI, damaged, complex or colour data, not 3D,
             has NaN/Inf values, is all zero (unless allowed) or has a non-invertible affine.
     """
-    return _load(Path(path), role, allow_all_zero, stack=False)[0]
+    return _load(Path(path), role, allow_all_zero, stack=False)
 
 
-def load_echoes(path: str | Path, role: str = "image") -> list[Volume]:
-    """Read a 3D volume, or a 4D stack of volumes along the last axis (the echoes of a
-    multi-echo acquisition), each checked and reoriented as :func:`load_volume` does.
-
-    Returns:
-        One volume per echo, in the stack's order (one for a 3D file).
+def load_echoes(path: str | Path, role: str = "image", index: int = 0) -> Volume:
+    """Read echo ``index`` (0-based) of a 4D stack of volumes along the last axis (the echoes
+    of a multi-echo acquisition; a 3D file is one echo), checked and reoriented as
+    :func:`load_volume` does; the other echoes are not read.
 
     Raises:
-        InputError: as :func:`load_volume`; a 5D or larger file.
+        InputError: as :func:`load_volume`; a 5D or larger file, or no such echo.
     """
-    return _load(Path(path), role, allow_all_zero=False, stack=True)
+    return _load(Path(path), role, allow_all_zero=False, stack=True, index=index)
 
 
-def _load(path: Path, role: str, allow_all_zero: bool, stack: bool) -> list[Volume]:
+def _load(path: Path, role: str, allow_all_zero: bool, stack: bool, index: int = 0) -> Volume:
     check_file(path, role)
     check_voxel_sizes(path, role, check_nifti_header(path, role))
     image = open_image(path, role)
     check_data_type(path, role, image)
     if stack and len(image.shape) == 4:
-        shape, volumes = three_d_shape(path, role, image.shape[:3]), image.shape[3]
+        shape, volumes = three_d_shape(path, role, image.shape[:3]), int(image.shape[3])
+        if not 0 <= index < volumes:
+            raise InputError(path, f"{role} has {volumes} volumes, not a volume {index + 1}")
+        named = role if volumes == 1 else f"{role} (volume {index + 1} of {volumes})"
+        selected = index
     else:
-        shape, volumes = three_d_shape(path, role, image.shape), 1
+        shape, named, selected = three_d_shape(path, role, image.shape), role, None
     affine = np.asarray(image.affine, dtype=np.float64)
     check_affine(path, role, affine)
-    data = read_data(path, role, image).reshape(shape + (volumes,))
+    data = read_data(path, role, image, selected).reshape(shape)
+    check_values(path, named, data, allow_all_zero)
     reorientation = Reorientation(affine, shape)
-    loaded = []
-    for index in range(volumes):
-        named = role if volumes == 1 else f"{role} (volume {index + 1} of {volumes})"
-        check_values(path, named, data[..., index], allow_all_zero)
-        loaded.append(
-            Volume(
-                data=reorientation.to_canonical(data[..., index]),
-                reorientation=reorientation,
-                path=path,
-                spacing_mm=spacing_mm(reorientation.canonical_affine),
-                header=image.header.copy(),
-            )
-        )
-    return loaded
+    return Volume(
+        data=reorientation.to_canonical(data),
+        reorientation=reorientation,
+        path=path,
+        spacing_mm=spacing_mm(reorientation.canonical_affine),
+        header=image.header.copy(),
+    )
 
 
 # ----------------------------------------------------------------------------- grids

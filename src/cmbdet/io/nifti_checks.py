@@ -133,8 +133,8 @@ def three_d_shape(path: Path, role: str, shape: tuple[int, ...]) -> tuple[int, i
         raise InputError(
             path,
             f"{role} has shape {tuple(shape)}: a stack of {shape[3]} volumes where one 3D "
-            "volume is expected (multi-echo magnitude and phase stacks go to --magnitude and "
-            "--phase)",
+            "volume is expected (multi-echo magnitude and phase stacks are read as --magnitude "
+            "and --phase without --swi: the SWI is then computed from the chosen echo)",
         )
     if len(shape) < 3 or any(n != 1 for n in extra):
         raise InputError(path, f"{role} has shape {tuple(shape)}, expected a single 3D volume")
@@ -160,9 +160,15 @@ def check_affine(path: Path, role: str, affine: np.ndarray) -> None:
         raise InputError(path, f"{role} has a degenerate (nearly flat) voxel-to-world affine")
 
 
-def read_data(path: Path, role: str, image: nib.Nifti1Image) -> np.ndarray:
+def read_data(
+    path: Path, role: str, image: nib.Nifti1Image, volume: int | None = None
+) -> np.ndarray:
+    """The image's float32 voxels (scaling applied); with ``volume``, only that volume of a
+    4D image (the others are not read)."""
     try:
-        return image.get_fdata(dtype=np.float32, caching="unchanged")
+        if volume is None:
+            return image.get_fdata(dtype=np.float32, caching="unchanged")
+        return np.asarray(image.dataobj[..., volume], dtype=np.float32)
     except (OSError, EOFError, zlib.error) as error:
         problem = _gzip_problem(path)
         if problem is None and "Expected" in str(error):  # "Expected N bytes, got M bytes"

@@ -85,13 +85,19 @@ def _from_manifest(path: Path) -> dict[str, SubjectFiles]:
         raise InputError(path, "a truth manifest needs the header subject,truth")
     reader.fieldnames = header
     truth: dict[str, SubjectFiles] = {}
-    for row in reader:
-        line = reader.line_num
+    try:
+        rows = [(row, reader.line_num) for row in reader]
+    except csv.Error as error:
+        raise InputError(path, f"line {reader.line_num}: not a CSV row ({error})") from None
+    for row, line in rows:
         try:
             subject_id = check_subject_id((row.get("subject") or "").strip())
         except ValueError as error:
             raise InputError(path, f"line {line}: {error}") from None
-        file = Path((row.get("truth") or "").strip()).expanduser()
+        cell = (row.get("truth") or "").strip()
+        if not cell:
+            raise InputError(path, f"line {line}: empty truth")
+        file = Path(cell).expanduser()
         file = file if file.is_absolute() else path.parent / file
         if not file.is_file():
             raise InputError(path, f"line {line}: truth file not found: {file}")

@@ -97,7 +97,11 @@ class Preprocessed:
             "config": self.config.to_json(),
             "swi": "given" if self.swi_native is None else computed,
             "phase": self.decisions.to_json(),
-            "brain_mask": "estimated from SWI" if self.mask_estimated else "given",
+            "brain_mask": (
+                ("estimated from SWI" if self.swi_native is None else "estimated from magnitude")
+                if self.mask_estimated
+                else "given"
+            ),
             "native_shape": list(self.native_shape),
             "native_spacing_mm": list(self.native_spacing_mm),
             "model_shape": list(self.grid.model_shape),
