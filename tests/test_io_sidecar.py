@@ -51,3 +51,25 @@ def test_impossible_sidecars_are_refused_naming_them(tmp_path, content, problem)
     with pytest.raises(InputError, match=problem) as caught:
         read_sidecar(image, phase=True)
     assert caught.value.path == sidecar_path(image)
+
+
+def test_bids_inheritance_the_nearest_wins(tmp_path):
+    (tmp_path / "dataset_description.json").write_text("{}")
+    anat = tmp_path / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    (tmp_path / "MEGRE.json").write_text(json.dumps({"MagneticFieldStrength": 7, "Units": "rad"}))
+    (tmp_path / "part-phase_MEGRE.json").write_text(json.dumps({"MagneticFieldStrength": 3}))
+    (tmp_path / "T2starw.json").write_text(json.dumps({"MagneticFieldStrength": 1.5}))
+    phase = anat / "sub-01_echo-2_part-phase_MEGRE.nii"
+    phase.write_bytes(b"")
+    (anat / "sub-01_echo-2_part-phase_MEGRE.json").write_text(json.dumps({"EchoTime": 0.012}))
+    (anat / "sub-01_echo-1_part-phase_MEGRE.json").write_text(json.dumps({"EchoTime": 0.004}))
+    found = read_sidecar(phase, phase=True)
+    assert (found.echo_times_ms, found.field_strength_t, found.phase_units) == (
+        (12.0,),
+        3.0,  # part-phase_MEGRE.json is more specific than MEGRE.json; T2starw.json not ours
+        "radians",
+    )
+    magnitude = anat / "sub-01_echo-2_part-mag_MEGRE.nii"
+    magnitude.write_bytes(b"")
+    assert read_sidecar(magnitude).field_strength_t == 7.0  # only MEGRE.json applies

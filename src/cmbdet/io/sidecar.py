@@ -1,7 +1,11 @@
 """BIDS sidecar JSON beside an image: the acquisition facts that input handling uses.
 
 A sidecar is the ``.json`` file with the image's name (``sub-01_echo-1_part-phase_MEGRE.json``
-beside ``sub-01_echo-1_part-phase_MEGRE.nii.gz``), as BIDS and dcm2niix write them. Read:
+beside ``sub-01_echo-1_part-phase_MEGRE.nii.gz``), as BIDS and dcm2niix write them, merged
+over the files it inherits from (BIDS inheritance: a ``.json`` of the same suffix whose
+entities are a subset of the image's, in the image's folder or any folder above it up to the
+dataset root, the nearer one winning; e.g. ``MEGRE.json`` or ``part-phase_MEGRE.json`` at the
+root). Read:
 
 - ``EchoTime`` (seconds; a list for a 4D stack of echoes) -> echo times in ms;
 - ``MagneticFieldStrength`` (tesla);
@@ -51,28 +55,77 @@ def sidecar_path(image: Path) -> Path:
 
 
 def read_sidecar(image: Path, *, phase: bool = False) -> Sidecar:
-    """The sidecar of ``image``, or an empty one when it has none; ``Units`` is read only
-    for a ``phase`` image.
+    """The sidecar of ``image`` with what it inherits, or an empty one when there is none;
+    ``Units`` is read only for a ``phase`` image.
 
     Raises:
-        InputError: the sidecar exists but is not a JSON object, or ``EchoTime``,
+        InputError: a sidecar exists but is not a JSON object, or ``EchoTime``,
             ``MagneticFieldStrength`` or ``Units`` has an impossible value (naming it).
     """
-    path = sidecar_path(image)
-    if not path.is_file():
+    files = _inherited(Path(image))
+    if not files:
         return Sidecar()
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(path, f"sidecar JSON cannot be read ({error})") from None
-    if not isinstance(info, dict):
-        raise InputError(path, "sidecar JSON must hold an object")
+    info: dict = {}
+    for file in files:  # from the dataset root down: the nearest wins
+        info.update(_read_object(file))
+    path = files[-1]
     return Sidecar(
         path=path,
         echo_times_ms=_echo_times_ms(path, info.get("EchoTime")),
         field_strength_t=_field_strength(path, info.get("MagneticFieldStrength")),
         phase_units=_phase_units(path, info.get("Units")) if phase else None,
     )
+
+
+MAX_LEVELS = 4  # sub-*/ses-*/anat/ below the dataset root
+
+
+def _inherited(image: Path) -> list[Path]:
+    """The JSON files that apply to ``image``, farthest first (its own sidecar last)."""
+    own = sidecar_path(image)
+    image_entities = _entities(image.name)
+    if image_entities is None:  # not a BIDS name: its own sidecar only
+        return [own] if own.is_file() else []
+    suffix, entities = image_entities
+    found = []
+    folder = image.parent
+    for _ in range(MAX_LEVELS):
+        for candidate in sorted(folder.glob(f"*{suffix}.json")):
+            parsed = _entities(candidate.name)
+            if parsed and parsed[0] == suffix and parsed[1].items() <= entities.items():
+                found.append((len(parsed[1]), candidate))
+        if (folder / "dataset_description.json").is_file():
+            break
+        folder = folder.parent
+    # deeper folders and more specific names come later; the own sidecar is the most specific
+    ordered = [path for _, path in sorted(found, key=lambda f: f[0])]
+    ordered = [p for p in ordered if p != own] + ([own] if own.is_file() else [])
+    return ordered
+
+
+def _entities(name: str) -> tuple[str, dict[str, str]] | None:
+    """(suffix, entities) of a BIDS file name; None when it is not one."""
+    stem = name
+    for extension in (*_NIFTI_SUFFIXES, ".json"):
+        if stem.endswith(extension):
+            stem = stem[: -len(extension)]
+            break
+    else:
+        return None
+    *pairs, suffix = stem.split("_")
+    if "-" in suffix or any("-" not in pair for pair in pairs):
+        return None
+    return suffix, dict(pair.split("-", 1) for pair in pairs)
+
+
+def _read_object(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, f"sidecar JSON cannot be read ({error})") from None
+    if not isinstance(info, dict):
+        raise InputError(path, "sidecar JSON must hold an object")
+    return info
 
 
 def _echo_times_ms(path: Path, value) -> tuple[float, ...]:
