@@ -201,6 +201,18 @@ def test_a_rerun_in_another_precision_is_refused(dataset, quick_model, quick_run
     assert [r["status"] for r in _log(out)] == ["skipped"] * 3
 
 
+def test_a_rerun_with_other_echo_times_is_refused(
+    dataset, quick_model, quick_run, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    shutil.copytree(quick_run, out)
+    assert _detect(dataset, out, quick_model, "--echo-times-ms", "20") == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "sub-0000" in error[0] and "--echo-times-ms" in error[0]
+    assert _detect(dataset, out, quick_model) == 0  # as first run: every subject kept
+    assert [r["status"] for r in _log(out)] == ["skipped"] * 3
+
+
 def test_a_folder_with_other_files_is_refused(dataset, quick_model, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

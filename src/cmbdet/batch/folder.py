@@ -47,8 +47,8 @@ def plan_batch(
         if _made_with_record(record) != made_with:
             raise InputError(
                 folder,
-                "was detected with another model, threshold or precision; rerun with the "
-                "same --model, --threshold and --precision, or redo every subject with "
+                "was detected with another --model, --threshold, --precision, --echo-times-ms "
+                "or --field-strength; rerun with the same options, or redo every subject with "
                 "--overwrite",
             )
         skipped[subject.subject_id] = skipped_row(folder, record, earlier.get(subject.subject_id))
@@ -173,22 +173,29 @@ def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> 
 
 
 def made_with(detector: Detector, settings: DetectSettings) -> tuple:
-    """(weights checksums, threshold, precision) that this batch's outputs record in run.json
-    (a cohort is detected in one precision: bfloat16 and float32 scores differ slightly)."""
+    """(weights checksums, threshold, precision, echo times and field strength given on the
+    command line) that this batch's outputs record in run.json (a cohort is detected in one
+    precision: bfloat16 and float32 scores differ slightly; other echo times choose another
+    echo)."""
     checksums = {
         stage: detector.info[stage]["weights"]["sha256"]
         for stage in ("stage1", "stage2")
         if stage in detector.info
     }
     threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
-    return checksums, threshold, detector.precision
+    given = (list(settings.echo_times_ms) or None, settings.field_strength_t)
+    return checksums, threshold, detector.precision, given
 
 
 def _made_with_record(record: dict) -> tuple:
     model = record.get("model")
     checksums = model.get("sha256") if isinstance(model, dict) else None
+    acquisition = record.get("acquisition")
+    given = acquisition.get("given") if isinstance(acquisition, dict) else None
+    given = given if isinstance(given, dict) else {}  # before input modes: nothing was given
+    options = (given.get("echo_times_ms"), given.get("field_strength_t"))
     # outputs of cmbdet before --precision were float32
-    return checksums, record.get("threshold"), record.get("precision", "float32")
+    return checksums, record.get("threshold"), record.get("precision", "float32"), options
 
 
 def _count(value: object) -> int | None:

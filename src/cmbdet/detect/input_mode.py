@@ -177,6 +177,10 @@ def load_subject(
         "mode": mode,
         "swi": "given" if swi is not None else "computed from the magnitude and phase",
         **echo.record(),
+        "given": {
+            "echo_times_ms": [float(t) for t in options.echo_times_ms] or None,
+            "field_strength_t": options.field_strength_t,
+        },
         "files": {
             "swi": _name(files.swi),
             "phase": str(phase.path),
