@@ -1,6 +1,6 @@
 """Which rule tells the phase handedness from a magnitude image (no SWI): the phase *at* the
 magnitude's locally dark voxels (the rule that serves an SWI), or the dipole lobes above and
-below them (:func:`cmbdet.preprocess.phase.detect_handedness_from_lobes`)?
+below them (:func:`cmbdet.preprocess.handedness.detect_handedness_from_lobes`)?
 
 Each subject of the given cmbdet-layout datasets (generated, right-handed, with
 ``magnitude.nii.gz``) is judged twice by each rule: with its canonical phase as stored, and
@@ -16,12 +16,11 @@ from pathlib import Path
 
 from cmbdet.io.nifti import load_volume
 from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.preprocess.handedness import detect_handedness, detect_handedness_from_lobes
 from cmbdet.preprocess.mask import estimate_brain_mask
 from cmbdet.preprocess.phase import (
     canonical_phase,
     default_hp_window,
-    detect_handedness,
-    detect_handedness_from_lobes,
 )
 
 RULES = {"dark voxels": detect_handedness, "dipole lobes": detect_handedness_from_lobes}

@@ -11,11 +11,11 @@ from scipy import ndimage
 
 from cmbdet.errors import InputError
 from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.preprocess.handedness import detect_handedness
 from cmbdet.preprocess.intensity import normalise_phase, normalise_swi
 from cmbdet.preprocess.mask import estimate_brain_mask
 from cmbdet.preprocess.phase import (
     canonical_phase,
-    detect_handedness,
     detect_phase_kind,
     detect_phase_units,
     phase_to_radians,

@@ -25,13 +25,13 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.io.nifti import Volume, check_same_grid
 from cmbdet.preprocess.config import PreprocessConfig
+from cmbdet.preprocess.handedness import detect_handedness_from_lobes
 from cmbdet.preprocess.intensity import complemented_phase, normalise_phase, normalise_swi
 from cmbdet.preprocess.mask import estimate_brain_mask
 from cmbdet.preprocess.phase import (
     PhaseDecisions,
     canonical_phase,
     default_hp_window,
-    detect_handedness_from_lobes,
     homodyne_modulus_from_swi,
 )
 from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
@@ -250,7 +250,7 @@ def preprocess_arrays(
 def _check_swi_sign(magnitude, phase_rad, brain, spacing) -> None:
     """Refuse an SWI made with the other phase sign: its dark voxels (which decided the
     handedness) then sit where the phase is positive, and the magnitude's dipole lobes
-    (:func:`~cmbdet.preprocess.phase.detect_handedness_from_lobes`) say "left" of a phase
+    (:func:`~cmbdet.preprocess.handedness.detect_handedness_from_lobes`) say "left" of a phase
     already made right-handed.
 
     Raises:
