@@ -263,14 +263,14 @@ def test_a_corrupt_subject_fails_and_the_others_finish(dataset, quick_model, tmp
 
 
 def test_an_unexpected_failure_exits_1(dataset, quick_model, tmp_path, monkeypatch, capsys):
-    detect = Detector.detect
+    detect = Detector.detect_subject
 
-    def flaky(self, swi, *args, **kwargs):
-        if "sub-0002" in str(swi):
+    def flaky(self, files, *args, **kwargs):
+        if "sub-0002" in str(files.swi):
             raise RuntimeError("out of cheese")
-        return detect(self, swi, *args, **kwargs)
+        return detect(self, files, *args, **kwargs)
 
-    monkeypatch.setattr(Detector, "detect", flaky)
+    monkeypatch.setattr(Detector, "detect_subject", flaky)
     out = tmp_path / "out"
     assert _detect(dataset, out, quick_model) == 1
     rows = {r["subject"]: r for r in _log(out)}
@@ -368,6 +368,7 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(
         raise AssertionError("detection ran")
 
     monkeypatch.setattr(Detector, "detect", never)
+    monkeypatch.setattr(Detector, "detect_subject", never)
     assert _detect(dataset, "/proc/cmbdet-test-out", quick_model) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("cmbdet: error: /proc/cmbdet-test-out")

@@ -58,7 +58,8 @@ def test_synth_passes_every_setting(fake_synth, capsys, tmp_path):
     argv = ["synth", "--out", str(tmp_path / "d"), "--preset", "tiny", "--n", "3", "--seed", "5"]
     argv += ["--workers", "2", "--orientation", "lps", "--phase-units", "integer", "--quiet"]
     argv += ["--start", "7", "--family", "veins=medullary", "--exclude-family", "iron=dark"]
-    argv += ["--skull-stripped", "--voxel-mm", "0.6", "0.6", "1.5"]
+    argv += ["--skull-stripped", "--voxel-mm", "0.6", "0.6", "1.5", "--layout", "bids"]
+    argv += ["--echoes", "4"]
     assert main(argv) == 0
     families = calls[0].pop("families")
     expected = FamilyWeights().forced("veins", "medullary").forced("skull", "stripped")
@@ -79,6 +80,8 @@ def test_synth_passes_every_setting(fake_synth, capsys, tmp_path):
             "start": 7,
             "cmb_richness": 1.0,
             "voxel_mm": [0.6, 0.6, 1.5],
+            "layout": "bids",
+            "echoes": 4,
         }
     ]
     assert isinstance(calls[0]["out_dir"], Path)

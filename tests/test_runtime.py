@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmbdet.cli import main, parser
+from cmbdet.cli import arguments, main
 from cmbdet.detect.detector import Detector
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import find_subjects
@@ -80,7 +80,7 @@ def test_auto_precision_is_bfloat16_only_on_a_cpu_that_has_it(monkeypatch):
     assert resolve_precision("bfloat16", gpu) == torch.bfloat16
     with pytest.raises(InputError, match="unknown precision 'half'"):
         resolve_precision("half", cpu)
-    assert parser.PRECISIONS == PRECISIONS  # the CLI offers them without loading torch
+    assert arguments.PRECISIONS == PRECISIONS  # the CLI offers them without loading torch
 
 
 def test_bfloat16_networks_give_the_float32_outputs_to_within_rounding():
