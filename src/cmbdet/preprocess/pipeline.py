@@ -256,7 +256,8 @@ def _check_swi_sign(magnitude, phase_rad, brain, spacing) -> None:
     Raises:
         SwiSignConflict: with advice.
     """
-    check = detect_handedness_from_lobes(magnitude, phase_rad, brain, spacing)
+    every = max(1, magnitude.shape[2] // 24)  # a quick check: about 24 slices judged
+    check = detect_handedness_from_lobes(magnitude, phase_rad, brain, spacing, every=every)
     if check.handedness == "left" and check.confidence >= SIGN_CONFLICT_CONFIDENCE:
         raise SwiSignConflict(
             "SWI looks made with the other phase sign: its dark voxels and the dipoles around "
