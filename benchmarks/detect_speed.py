@@ -1,0 +1,114 @@
+"""Seconds per subject of ``cmbdet detect`` as a user runs it, against the floor of reading the
+inputs, measured side by side in one run (issue "Speed").
+
+For each test set: the floor (nibabel reads and decompresses every subject's SWI and phase into
+float32, nothing else), then ``cmbdet detect --dataset`` on the first ``--n`` subjects in a
+fresh process (start-up, model loading and every output included, spread over the subjects),
+then ``cmbdet detect --swi --phase`` on one subject from the command line (start-up included)
+against that subject's own floor. Nothing is cached between runs: each writes into a new
+folder.
+
+    .venv/bin/python benchmarks/detect_speed.py --test data/yardstick/hr data/yardstick/lr --n 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+CMBDET = str(Path(sys.executable).parent / "cmbdet")
+
+
+def read_floor(subjects: list[Path]) -> float:
+    """Seconds to read and decompress the subjects' SWI and phase into float32 arrays."""
+    started = time.perf_counter()
+    for subject in subjects:
+        for name in ("swi.nii.gz", "phase.nii.gz"):
+            nib.load(subject / name).get_fdata(dtype=np.float32)
+    return time.perf_counter() - started
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def measure(test_set: Path, n: int, model: list[str], scratch: Path) -> dict:
+    subjects = sorted(p for p in test_set.glob("sub-*") if p.is_dir())[:n]
+    manifest = scratch / f"{test_set.name}.csv"
+    rows = [f"{s.name},{s / 'swi.nii.gz'},{s / 'phase.nii.gz'}" for s in subjects]
+    manifest.write_text("subject,swi,phase\n" + "\n".join(rows) + "\n")
+    floor = read_floor(subjects)
+    batch = timed(
+        [
+            CMBDET,
+            "detect",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(scratch / f"{test_set.name}-batch"),
+            *model,
+        ]
+    )
+    one = subjects[0]
+    one_floor = read_floor([one])
+    single = timed(
+        [
+            CMBDET,
+            "detect",
+            "--swi",
+            str(one / "swi.nii.gz"),
+            "--phase",
+            str(one / "phase.nii.gz"),
+            "--out",
+            str(scratch / f"{test_set.name}-one"),
+            *model,
+        ]
+    )
+    return {
+        "set": test_set.name,
+        "n": len(subjects),
+        "batch_per_subject": batch / len(subjects),
+        "floor_per_subject": floor / len(subjects),
+        "single": single,
+        "single_floor": one_floor,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--test", type=Path, nargs="+", required=True)
+    parser.add_argument("--n", type=int, default=8, help="subjects per test set (default: 8)")
+    parser.add_argument("--model", help="model folder or installed name (default: the shipped)")
+    args = parser.parse_args()
+    model = ["--model", args.model] if args.model else []
+    scratch = Path(tempfile.mkdtemp(prefix="cmbdet-speed-"))
+    try:
+        rows = [measure(test_set, args.n, model, scratch) for test_set in args.test]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        "| set | subjects | batch: s / subject | floor: s / subject | ratio "
+        "| one subject (CLI): s | its floor: s | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['set']} | {r['n']} | {r['batch_per_subject']:.2f} | "
+            f"{r['floor_per_subject']:.2f} | {r['batch_per_subject'] / r['floor_per_subject']:.1f} "
+            f"| {r['single']:.2f} | {r['single_floor']:.2f} | "
+            f"{r['single'] / r['single_floor']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
