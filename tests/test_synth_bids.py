@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cmbdet.cli import main
+from cmbdet.errors import InputError
 from cmbdet.synth.bids import echo_times_s, reference_echo
 from cmbdet.synth.dataset import generate_dataset
 
@@ -140,3 +141,17 @@ def test_a_bids_tree_of_megre_and_t2starw_subjects_runs_as_it_is(tmp_path, capsy
     for subject in ("1", "2"):  # every CMB of these (tiny) subjects, <= 2 false positives each
         assert int(scored[subject]["fn"]) == 0 and int(scored[subject]["tp"]) >= 1, scored
         assert int(scored[subject]["fp"]) <= 2, scored[subject]
+
+
+def test_a_link_planted_as_the_dataset_description_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    out = tmp_path / "bids"
+    out.mkdir()
+    (out / "dataset_description.json").symlink_to(victim)
+    with pytest.raises(InputError, match="not empty"):  # a foreign folder is refused as before
+        generate_dataset(out, "tiny", 1, seed=3, progress=False, layout="bids")
+    generate_dataset(out, "tiny", 1, seed=3, progress=False, layout="bids", overwrite=True)
+    assert victim.read_text() == "keep"
+    assert not (out / "dataset_description.json").is_symlink()
+    assert json.loads((out / "dataset_description.json").read_text())["BIDSVersion"]

@@ -29,6 +29,7 @@ import numpy as np
 from cmbdet.geometry import world_to_voxel
 from cmbdet.io.lesions import write_lesions_csv
 from cmbdet.io.nifti import save_volume
+from cmbdet.io.writing import write_atomic
 from cmbdet.synth.config import SynthConfig
 from cmbdet.synth.subject import EchoOf, SyntheticSubject, generate_subject
 
@@ -132,4 +133,4 @@ def _write_json(path: Path, content: dict, image: bool = True) -> None:
     if image:
         name = path.name
         path = path.with_name(name[: -len(".nii.gz")] + ".json")
-    path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(content, indent=2, sort_keys=True) + "\n")  # never via a link
