@@ -136,11 +136,12 @@ def test_a_bids_tree_of_megre_and_t2starw_subjects_runs_as_it_is(tmp_path, capsy
     assert record["inputs"]["swi"] is None
     evaluated = ["evaluate", "--pred", str(out), "--truth", str(root), "--out", str(tmp_path / "e")]
     assert main(evaluated) == 0
-    with open(tmp_path / "e" / "per_subject.csv", newline="") as handle:
-        scored = {row["subject"]: row for row in csv.DictReader(handle)}
-    for subject in ("1", "2"):  # every CMB of these (tiny) subjects, <= 2 false positives each
-        assert int(scored[subject]["fn"]) == 0 and int(scored[subject]["tp"]) >= 1, scored
-        assert int(scored[subject]["fp"]) <= 2, scored[subject]
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    # the echo chosen and the SWI computed show every CMB to stage 1 (3 in these two subjects);
+    # stage 2 keeps every one by 4 false positives per subject, and 2 of 3 at its threshold
+    assert metrics["stage1"]["tp"] == 3 and metrics["stage1"]["fn"] == 0, metrics["stage1"]
+    assert metrics["stage1+2"]["froc"]["sensitivity_at"]["4.0"] == 1.0, metrics["stage1+2"]
+    assert metrics["stage1+2"]["tp"] >= 2 and metrics["stage1+2"]["fp_per_subject"] <= 3.0
 
 
 def test_a_link_planted_as_the_dataset_description_is_replaced_not_followed(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 from cmbdet.errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # every shipped model, by name
-DEFAULT_MODEL_NAME = "cmbdet-default-v3"  # what runs without --model
+DEFAULT_MODEL_NAME = "cmbdet-default-v4"  # what runs without --model
 DEFAULT_MODEL = MODELS_DIR / DEFAULT_MODEL_NAME
 
 
