@@ -23,10 +23,12 @@ def make_random_model(tmp_path_factory) -> Callable[[str, float], Path]:
 
     ``heatmap_bias`` sets how much stage 1 proposes: 0 gives many candidates (plumbing tests
     of coordinates and outputs), -4 none (fast batch tests); ``target_slice_mm`` the model
-    grid's slices (0: the acquired ones).
+    grid's slices (0: the acquired ones); ``reads_phase`` False a phase-free model.
     """
 
-    def make(name: str, heatmap_bias: float, target_slice_mm: float = 0.0) -> Path:
+    def make(
+        name: str, heatmap_bias: float, target_slice_mm: float = 0.0, reads_phase: bool = True
+    ) -> Path:
         folder = tmp_path_factory.mktemp(name)
         torch.manual_seed(0)
         stage1_config = Stage1Config(widths=(4, 8, 8, 8), neck_width=8)
@@ -39,7 +41,9 @@ def make_random_model(tmp_path_factory) -> Callable[[str, float], Path]:
             {
                 "name": name,
                 "preprocessing": PreprocessConfig(
-                    target_in_plane_mm=1.0, target_slice_mm=target_slice_mm
+                    target_in_plane_mm=1.0,
+                    target_slice_mm=target_slice_mm,
+                    reads_phase=reads_phase,
                 ).to_json(),
                 "stage1": {
                     "config": stage1_config.to_json(),

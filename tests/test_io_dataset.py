@@ -68,10 +68,12 @@ def test_find_subjects_errors(tmp_path):
     with pytest.raises(InputError, match="no sub-"):
         find_subjects(tmp_path)
     folder = _subject(tmp_path, "01")
-    (folder / "phase.nii.gz").unlink()
-    with pytest.raises(InputError, match="phase") as caught:
+    (folder / "phase.nii.gz").unlink()  # an SWI alone: the phase-free model's subject
+    assert find_subjects(tmp_path)[0].phase is None
+    (folder / "swi.nii.gz").unlink()
+    with pytest.raises(InputError, match="required swi file is missing") as caught:
         find_subjects(tmp_path)
-    assert str(folder / "phase.nii.gz") in str(caught.value)
+    assert str(folder / "swi.nii.gz") in str(caught.value)
 
 
 def test_subject_ids_accept_the_prefix_and_reject_paths():

@@ -164,7 +164,7 @@ def test_a_manifest_resolves_paths_against_its_folder(tmp_path):
     [
         ([["subject", "swi"], ["a", "a_swi.nii"]], "lacks required columns: phase"),
         ([["subject", "swi", "phase"]], "lists no subjects"),
-        ([["subject", "swi", "phase"], ["a", "a_swi.nii", ""]], "line 2: empty phase"),
+        ([["subject", "swi", "phase"], ["a", "", ""]], "line 2: empty swi"),
         ([["subject", "swi", "phase"], ["a", "a_swi.nii", "nope.nii"]], "line 2: phase file not"),
         ([["subject", "swi", "phase"], ["../a", "a_swi.nii", "a_ph.nii"]], "line 2: invalid"),
         (
@@ -191,7 +191,7 @@ def test_manifest_problems_name_the_file_and_line(tmp_path, rows, problem):
 
 def test_an_unusable_bids_subject_is_listed_not_raised(bids):
     _touch(bids, "sub-05/anat/sub-05_part-phase_swi.nii.gz")  # a phase alone
-    _touch(bids, "sub-06/anat/sub-06_swi.nii.gz")  # no phase: runs, and fails with the reason
+    _touch(bids, "sub-06/anat/sub-06_swi.nii.gz")  # no phase: the phase-free model runs
     found = discover_inputs(dataset=bids)
     assert [s.subject_id for s in found.subjects] == ["01", "02_ses-1", "03", "06"]
     assert input_mode(found.subjects[-1]) == SWI_ONLY

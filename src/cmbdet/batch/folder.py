@@ -19,7 +19,9 @@ from cmbdet.batch.subject import (
     Job,
     recorded_outcome,
 )
+from cmbdet.detect.model_spec import read_model_spec
 from cmbdet.detect.outputs import OUTPUT_FILES, foreign_files
+from cmbdet.detect.shipped import phase_free_model_dir
 from cmbdet.errors import InputError
 from cmbdet.io.writing import LOCK_NAME, check_not_inputs, is_staging_name, remove_folders
 
@@ -32,9 +34,10 @@ COHORT_REPORT = "report.html"
 
 
 def plan_batch(
-    subjects: list[SubjectFiles], out_dir: Path, made_with: tuple, overwrite: bool
+    subjects: list[SubjectFiles], out_dir: Path, made_with: list[tuple], overwrite: bool
 ) -> tuple[dict[str, BatchRow], list[Job]]:
-    """Rows of the subjects to skip (complete outputs), and jobs for the others."""
+    """Rows of the subjects to skip (complete outputs), and jobs for the others; ``made_with``
+    lists what the run's models record (:func:`made_with`)."""
     earlier = read_batch_log(out_dir / BATCH_LOG)
     skipped: dict[str, BatchRow] = {}
     jobs: list[Job] = []
@@ -44,7 +47,7 @@ def plan_batch(
         if record is None:
             jobs.append((absolute_paths(subject), folder))
             continue
-        if _made_with_record(record) != made_with:
+        if _made_with_record(record) not in made_with:
             raise InputError(
                 folder,
                 "was detected with another --model, --threshold, --precision, --echo-times-ms "
@@ -172,19 +175,30 @@ def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> 
     )
 
 
-def made_with(detector: Detector, settings: DetectSettings) -> tuple:
-    """(weights checksums, threshold, precision, echo times and field strength given on the
-    command line) that this batch's outputs record in run.json (a cohort is detected in one
-    precision: bfloat16 and float32 scores differ slightly; other echo times choose another
-    echo)."""
-    checksums = {
-        stage: detector.info[stage]["weights"]["sha256"]
-        for stage in ("stage1", "stage2")
-        if stage in detector.info
-    }
-    threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
+def made_with(detector: Detector, settings: DetectSettings) -> list[tuple]:
+    """What this batch's outputs record in run.json, one entry per model it may run (the
+    model, and the phase-free model for subjects without phase): (weights checksums,
+    threshold, precision, echo times and field strength given on the command line). A cohort
+    is detected in one precision (bfloat16 and float32 scores differ slightly; other echo
+    times choose another echo)."""
+    specs = [detector.spec]
+    phase_free = phase_free_model_dir()
+    if detector.reads_phase and phase_free is not None:
+        specs.append(read_model_spec(phase_free))
     given = (list(settings.echo_times_ms) or None, settings.field_strength_t)
-    return checksums, threshold, detector.precision, given
+    threshold = None if settings.threshold is None else float(settings.threshold)
+    return [
+        (_checksums(spec.info), _or(threshold, spec.threshold), detector.precision, given)
+        for spec in specs
+    ]
+
+
+def _or(given: float | None, model: float) -> float:
+    return model if given is None else given
+
+
+def _checksums(info: dict) -> dict:
+    return {s: info[s]["weights"]["sha256"] for s in ("stage1", "stage2") if s in info}
 
 
 def _made_with_record(record: dict) -> tuple:

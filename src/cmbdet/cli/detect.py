@@ -90,14 +90,8 @@ def _detect_single(args: argparse.Namespace) -> int:
     from cmbdet.detect.outputs import check_output_folder, write_outputs
     from cmbdet.detect.shipped import MODELS_DIR
 
-    if args.phase is None:
-        raise InputError(
-            None,
-            "--phase is required: no installed model works without phase (give --phase with "
-            "--swi, or with --magnitude to compute the SWI)",
-        )
     if args.swi is None and args.magnitude is None:
-        raise InputError(None, "give --swi or --magnitude with --phase")
+        raise InputError(None, "give --swi or --magnitude (with --phase, or alone)")
     if args.workers != 1 or args.scheduler is not None:
         raise InputError(None, "--workers and --scheduler are for --dataset or --manifest")
     inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model, MODELS_DIR)

@@ -22,7 +22,8 @@ def add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         parents=[common],
         help="find CMBs in one subject or a dataset",
         description="Detect cerebral microbleeds in SWI + phase: one subject (--swi, --phase; "
-        "or --magnitude and --phase, and the SWI is computed), or every subject of a dataset "
+        "or --magnitude and --phase, and the SWI is computed; or --swi or --magnitude alone, "
+        "and the phase-free model runs), or every subject of a dataset "
         "folder (cmbdet sub-*/ layout, or BIDS) or of a CSV manifest, each into "
         "OUT/sub-<id>/. A batch logs every subject in OUT/batch.csv and is resumable: rerun "
         "the same command and subjects with complete outputs are skipped.",
@@ -34,7 +35,8 @@ def add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--phase",
         type=Path,
         help="phase NIfTI (one subject): high-pass filtered or raw, radians or scanner "
-        "integers; a 4D stack of echoes with a 4D --magnitude",
+        "integers; a 4D stack of echoes with a 4D --magnitude; without it the phase-free "
+        "model runs on --swi, or on --magnitude as a T2*-weighted GRE",
     )
     parser.add_argument(
         "--magnitude",
@@ -53,7 +55,7 @@ def add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--manifest",
         type=Path,
         help="CSV with header subject,swi,phase[,magnitude,mask] (swi may be empty where "
-        "magnitude is given); paths relative to the CSV",
+        "magnitude is given, phase may be empty); paths relative to the CSV",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     add_model_option(parser)
@@ -139,13 +141,16 @@ input modes (which files a subject has decides what runs):
   SWI + phase                    both stages, as trained
   magnitude + phase              SWI computed (magnitude x negative-phase mask^4)
   magnitude + phase, N echoes    one echo chosen by field x echo time, SWI computed
-  SWI or magnitude alone         refused: no installed model works without phase
+  SWI alone                      the phase-free model (cmbdet-phasefree-v1)
+  magnitude alone (T2*w GRE)     the phase-free model; no phase, so calcifications
+                                 cannot be told from CMBs by their phase (a QC flag)
 
 examples:
   cmbdet detect --swi swi.nii.gz --phase phase.nii.gz --out out/
   cmbdet detect --magnitude mag.nii.gz --phase phase.nii.gz --phase-kind raw --out out/
   cmbdet detect --magnitude megre_mag.nii.gz --phase megre_phase.nii.gz \\
       --echo-times-ms 5 10 15 20 --field-strength 3 --out out/
+  cmbdet detect --swi swi.nii.gz --out out/          # e.g. a PACS export without phase
   cmbdet detect --dataset bids/ --out out/
 
 Exit status of a batch: 0 when every subject is done or was already complete; 1 when any

@@ -226,6 +226,12 @@ def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
         )
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     parser.add_argument("--max-fp", type=positive_float, help=MAX_FP_HELP)
+    parser.add_argument(
+        "--phase-free",
+        action="store_true",
+        help="a model that reads no phase (for SWI-only and T2*-weighted GRE data): trained on "
+        "half the subjects' SWI and half their magnitude, the phase never read",
+    )
 
 
 def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

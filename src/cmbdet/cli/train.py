@@ -21,7 +21,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     show_progress_log()
     config = TrainModelConfig.from_options(
-        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp
+        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp, args.phase_free
     )
     out = train_model(args.data, args.out, config)
     print(f"model written to {out}")
@@ -63,7 +63,7 @@ def crossval_command(args: argparse.Namespace) -> int:
     if not args.quiet:
         show_progress_log()
     config = TrainModelConfig.from_options(
-        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp
+        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp, args.phase_free
     )
     result = crossval(args.data, args.out, args.folds, config, progress=not args.quiet)
     print(format_table(result))

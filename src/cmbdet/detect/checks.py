@@ -141,7 +141,9 @@ def check_image_roles(files: dict[str, object], images: dict[str, Volume]) -> No
     for role in ("SWI", "magnitude"):
         if role in images:
             _check_not_negative(images[role], role)
-    phase, intensity = images["phase"], images.get("SWI") or images.get("magnitude")
+    phase, intensity = images.get("phase"), images.get("SWI") or images.get("magnitude")
+    if phase is None:  # a phase-free model's subject
+        return
     if np.array_equal(phase.data, intensity.data):
         raise InputError(phase.path, f"phase is the same image as {intensity.path}")
     head = intensity.data[::2, ::2, ::2] > np.median(intensity.data[::2, ::2, ::2])

@@ -21,15 +21,18 @@ import torch
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.detect.checks import check_image_roles, check_memory, check_swi_geometry
 from cmbdet.detect.input_mode import (
+    PHASE_FREE,
     SWI_PHASE,
     UNSTATED,
     AcquisitionOptions,
     SubjectVolumes,
+    input_mode,
     load_subject,
 )
 from cmbdet.detect.model_spec import ModelSpec, read_model_spec
 from cmbdet.detect.qc import qc_flags
-from cmbdet.detect.shipped import model_folder
+from cmbdet.detect.shipped import model_folder, phase_free_model_dir
+from cmbdet.errors import InputError
 from cmbdet.io.dataset import SubjectFiles
 from cmbdet.io.model_folder import load_weights
 from cmbdet.io.nifti import Volume
@@ -47,7 +50,9 @@ from cmbdet.version import __version__
 
 
 class Detector:
-    """Both stages and their settings, loaded from a model folder."""
+    """Both stages and their settings, loaded from a model folder. A subject without phase
+    goes to the phase-free model (this one when it reads no phase, else the shipped phase-free
+    model, loaded on first use with the same device and precision)."""
 
     def __init__(
         self,
@@ -64,6 +69,26 @@ class Detector:
         self.stage2 = None
         if stage2 is not None:
             self.stage2 = prepare_for_inference(stage2, self.device, dtype)
+        self._phase_free: Detector | None = None if spec.preprocess.reads_phase else self
+
+    @property
+    def reads_phase(self) -> bool:
+        """False for a phase-free model (SWI or T2*-weighted magnitude alone)."""
+        return self.spec.preprocess.reads_phase
+
+    def phase_free(self) -> Detector:
+        """The model that serves subjects without phase: this one when it reads no phase,
+        else the shipped phase-free model (loaded once).
+
+        Raises:
+            InputError: this installation has no phase-free model.
+        """
+        if self._phase_free is None:
+            folder = phase_free_model_dir()
+            if folder is None:
+                raise InputError(None, "no phase-free model is installed: give the phase too")
+            self._phase_free = Detector.load(folder, str(self.device), self.precision)
+        return self._phase_free
 
     @property
     def folder(self) -> Path:
@@ -171,9 +196,17 @@ class Detector:
     ) -> DetectionResult:
         """Detect CMBs in a subject's files in whichever input mode they call for (BIDS
         echo files included); options as :meth:`detect`."""
+        if self.reads_phase and input_mode(files) in PHASE_FREE:
+            return self._phase_free_detection(
+                files,
+                threshold=threshold,
+                stage1_threshold=stage1_threshold,
+                acquisition=acquisition,
+            )
         started = time.perf_counter()
         field_te = self.spec.training_ranges.field_te_t_ms
-        loaded = load_subject(files, acquisition, field_te if any(field_te) else None)
+        field_te = field_te if any(field_te) else None
+        loaded = load_subject(files, acquisition, field_te, reads_phase=self.reads_phase)
         roles = {"SWI": files.swi, "phase": files.phase, "magnitude": files.magnitude}
         images = {"SWI": loaded.swi, "phase": loaded.phase, "magnitude": loaded.magnitude}
         check_image_roles(roles, {k: v for k, v in images.items() if v is not None})
@@ -181,6 +214,17 @@ class Detector:
             phase_units = loaded.phase_units  # the sidecar's Units
         options = _Options(threshold, stage1_threshold, phase_units, handedness, phase_kind)
         return self._detect(loaded, options, timings={"load": time.perf_counter() - started})
+
+    def _phase_free_detection(self, files: SubjectFiles, **options) -> DetectionResult:
+        """A subject without phase, by the phase-free model (or refused with its reason)."""
+        try:
+            detector = self.phase_free()
+        except InputError:
+            image = files.swi or files.magnitude
+            raise InputError(
+                image, "no phase given: give the phase too (no phase-free model is installed)"
+            ) from None
+        return detector.detect_subject(files, **options)
 
     def detect_volumes(
         self,
@@ -234,7 +278,9 @@ class Detector:
         candidates = input_candidates(linked, scores, pre, reference)
         threshold = _chosen(options.threshold, self.spec.threshold)
         record = self._record(pre, threshold, stage1_threshold, len(candidates), timings, inputs)
-        phase = dataclasses.replace(inputs.phase, data=pre.phase_native)
+        phase = None
+        if inputs.phase is not None:
+            phase = dataclasses.replace(inputs.phase, data=pre.phase_native)
         return DetectionResult(candidates, threshold, record, reference=reference, phase=phase)
 
     def _stage2_scores(self, pre: Preprocessed, linked: list[LinkedCandidate]) -> np.ndarray:

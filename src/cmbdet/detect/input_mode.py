@@ -8,9 +8,15 @@ magnitude + phase, one echo                 ``magnitude+phase`` SWI computed, bo
 magnitude + phase, several echoes (4D       ``multi-echo``      one echo chosen by field x
 stacks, or BIDS ``echo-<n>`` files)                             echo time, SWI computed from
                                                                 it, both stages
-SWI only, or magnitude only                 ``swi-only``,       refused (exit 2): no installed
-                                            ``magnitude-only``  model works without phase
+SWI only                                    ``swi-only``        the phase-free model
+magnitude only (a T2*-weighted GRE)         ``magnitude-only``  the phase-free model
 ==========================================  ==================  ==============================
+
+A subject without phase runs the phase-free model (``cmbdet-phasefree-v1``, shipped beside the
+default; or the ``--model`` given, when that one reads no phase): it was trained on SWI and on
+plain GRE magnitude alike, and cannot tell a calcification from a CMB by its phase, which each
+such subject's QC flags say. A phase-free ``--model`` reads the SWI (else the magnitude) of
+every subject and never its phase, whatever files the subject has.
 
 The computed SWI is Haacke's: the magnitude times the negative-phase mask of the *canonical*
 phase (high-pass, radians, right-handed) to the 4th power. The phase handedness is then
@@ -55,6 +61,10 @@ MODES = {
     MAGNITUDE_ONLY: "magnitude without phase",
 }
 PHASE_FREE = (SWI_ONLY, MAGNITUDE_ONLY)
+NO_PHASE = (
+    "no phase: calcifications (and other diamagnetic mimics) cannot be told from CMBs by "
+    "their phase; check detections on calcified structures by eye"
+)
 DEFAULT_FIELD_TE_T_MS = (37.5, 105.0)
 """B0 x TE of the generator's protocol presets (1.5 T 25-40 ms to 7 T 8-15 ms), T ms: the
 range a model trained on them reads, when its model.json does not state one."""
@@ -87,8 +97,9 @@ class SubjectVolumes:
 
     Attributes:
         mode: one of :data:`MODES`.
-        swi: the scanner's SWI; None when the mode computes it from ``magnitude``.
-        phase: the phase (of the chosen echo).
+        swi: the scanner's SWI; None when the mode computes it from ``magnitude`` (or reads
+            the magnitude alone).
+        phase: the phase (of the chosen echo); None in the phase-free modes.
         magnitude: the magnitude (of the chosen echo); None when not given.
         mask: (X, Y, Z) bool canonical brain mask, or None.
         phase_units: the phase units a sidecar states (``radians``/``auto``), else None.
@@ -98,7 +109,7 @@ class SubjectVolumes:
 
     mode: str
     swi: Volume | None
-    phase: Volume
+    phase: Volume | None
     magnitude: Volume | None
     mask: np.ndarray | None
     phase_units: str | None
@@ -135,6 +146,7 @@ def load_subject(
     files: SubjectFiles,
     options: AcquisitionOptions = UNSTATED,
     field_te_t_ms: tuple[float, float] | None = None,
+    reads_phase: bool = True,
 ) -> SubjectVolumes:
     """Load what a subject's mode reads, choosing the echo of a multi-echo subject.
 
@@ -143,18 +155,22 @@ def load_subject(
         options: echo times and field strength from the command line.
         field_te_t_ms: the model's B0 x TE range, T ms (for the echo choice); None for
             :data:`DEFAULT_FIELD_TE_T_MS`.
+        reads_phase: False for a phase-free model: the SWI (else the magnitude) is read,
+            never the phase.
 
     Raises:
-        InputError: a phase-free mode (no phase-free model is installed), a bad file, grids
+        InputError: a phase-free subject for a model that reads phase, a bad file, grids
             that differ, or a multi-echo subject without echo times.
     """
     mode = input_mode(files)
+    if not reads_phase:
+        return _phase_free_subject(files, mode, options)
     if mode in PHASE_FREE:
         image = files.swi or files.magnitude
         raise InputError(
             image,
-            f"{MODES[mode]}: cmbdet needs the phase too (--phase, or a part-phase image); "
-            "no installed model works without phase",
+            f"{MODES[mode]}: this model needs the phase too (--phase, or a part-phase image), "
+            "and no phase-free model is installed",
         )
     if mode == SWI_PHASE:
         swi = load_volume(files.swi, "SWI")
@@ -196,6 +212,50 @@ def load_subject(
         mask=mask,
         phase_units=echo.phase_units,
         field_strength_t=echo.field_strength_t,
+        record=record,
+    )
+
+
+def _phase_free_subject(
+    files: SubjectFiles, mode: str, options: AcquisitionOptions
+) -> SubjectVolumes:
+    """A phase-free model's subject: its SWI, else its magnitude (one 3D image); the phase,
+    when there is one, is not read."""
+    if mode == MULTI_ECHO:
+        raise InputError(
+            files.magnitude or files.echoes[0].magnitude,
+            "several echoes: the phase-free model reads one SWI or magnitude image; give "
+            "--magnitude with a single echo",
+        )
+    path, role = (files.swi, "SWI") if files.swi is not None else (files.magnitude, "magnitude")
+    image = load_volume(path, role)
+    mask = load_mask(files.brainmask, image) if files.brainmask else None
+    field = _field_strength(options, [read_sidecar(path)])
+    record = {
+        "mode": SWI_ONLY if role == "SWI" else MAGNITUDE_ONLY,
+        "swi": "given" if role == "SWI" else "none: the magnitude is read as it is",
+        "phase": "not read: the model reads no phase" if files.phase else "none given",
+        "qc_flags": [NO_PHASE],
+        "field_strength_t": field,
+        "given": {
+            "echo_times_ms": [float(t) for t in options.echo_times_ms] or None,
+            "field_strength_t": options.field_strength_t,
+        },
+        "files": {
+            "swi": _name(files.swi),
+            "phase": None,
+            "magnitude": None if role == "SWI" else str(path),
+            "mask": _name(files.brainmask),
+        },
+    }
+    return SubjectVolumes(
+        mode=record["mode"],
+        swi=image if role == "SWI" else None,
+        phase=None,
+        magnitude=None if role == "SWI" else image,
+        mask=mask,
+        phase_units=None,
+        field_strength_t=field,
         record=record,
     )
 

@@ -1,6 +1,7 @@
-"""The models shipped inside the package, by name (``models/<name>/``): the default, and the
-earlier defaults kept so that a cohort can finish with the model it started with. No torch
-here: the command-line parser reads the names for ``--help``."""
+"""The models shipped inside the package, by name (``models/<name>/``): the default, the
+phase-free model (for subjects without phase), and the earlier defaults kept so that a cohort
+can finish with the model it started with. No torch here: the command-line parser reads the
+names for ``--help``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from cmbdet.errors import InputError
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # every shipped model, by name
 DEFAULT_MODEL_NAME = "cmbdet-default-v4"  # what runs without --model
 DEFAULT_MODEL = MODELS_DIR / DEFAULT_MODEL_NAME
+PHASE_FREE_MODEL_NAME = "cmbdet-phasefree-v1"  # what runs on subjects without phase
 
 
 def installed_models() -> list[str]:
@@ -40,3 +42,9 @@ def default_model_dir() -> Path:
             "the shipped model is missing from this installation (pass --model MODEL_DIR)",
         )
     return DEFAULT_MODEL
+
+
+def phase_free_model_dir() -> Path | None:
+    """The shipped phase-free model's folder; None when this installation lacks it."""
+    folder = MODELS_DIR / PHASE_FREE_MODEL_NAME
+    return folder if (folder / "model.json").is_file() else None

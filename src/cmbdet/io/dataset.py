@@ -31,8 +31,9 @@ class SubjectFiles:
     """The input files of one subject; optional ones are None when absent.
 
     Which of ``swi``, ``phase``, ``magnitude`` and ``echoes`` are given decides the input
-    mode (:mod:`cmbdet.detect.input_mode`); a dataset in the cmbdet layout always has
-    ``swi`` and ``phase``. ``magnitude`` and ``phase`` may each be a 4D stack of echoes.
+    mode (:mod:`cmbdet.detect.input_mode`); a dataset in the cmbdet layout has ``swi`` or
+    ``magnitude``, and ``phase`` unless it is for the phase-free model. ``magnitude`` and
+    ``phase`` may each be a 4D stack of echoes.
     """
 
     subject_id: str
@@ -94,8 +95,8 @@ def find_subjects(dataset_dir: str | Path) -> list[SubjectFiles]:
     """List the subjects of a dataset folder, sorted by id.
 
     Raises:
-        InputError: the folder is missing or has no ``sub-*`` folders, or a subject lacks
-            ``swi.nii.gz`` or ``phase.nii.gz`` (that file is named).
+        InputError: the folder is missing or has no ``sub-*`` folders, or a subject has
+            neither ``swi.nii.gz`` nor ``magnitude.nii.gz`` (the missing SWI is named).
     """
     subjects, unusable = scan_subjects(dataset_dir)
     if unusable:
@@ -129,18 +130,18 @@ def _subject_files(folder: Path) -> SubjectFiles:
         subject_id = check_subject_id(folder.name)
     except ValueError as error:
         raise InputError(folder, str(error)) from None
-    required = {}
-    for name in ("swi", "phase"):
-        found = _nifti_in(folder, name)
-        if found is None:
-            raise InputError(folder / f"{name}.nii.gz", f"required {name} file is missing")
-        required[name] = found
+    swi, magnitude = _nifti_in(folder, "swi"), _nifti_in(folder, "magnitude")
+    if swi is None and magnitude is None:
+        raise InputError(
+            folder / "swi.nii.gz",
+            "required swi file is missing (a magnitude.nii.gz can stand in for it)",
+        )
     lesions_csv = folder / "lesions.csv"
     return SubjectFiles(
         subject_id=subject_id,
-        swi=required["swi"],
-        phase=required["phase"],
-        magnitude=_nifti_in(folder, "magnitude"),
+        swi=swi,
+        phase=_nifti_in(folder, "phase"),  # without it, the phase-free model runs
+        magnitude=magnitude,
         brainmask=_nifti_in(folder, "brainmask"),
         labels=_nifti_in(folder, "labels"),
         lesions_csv=lesions_csv if lesions_csv.is_file() else None,

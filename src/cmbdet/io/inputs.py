@@ -2,8 +2,8 @@
 
 All three give the same list of :class:`~cmbdet.io.dataset.SubjectFiles`, sorted by subject id
 (:func:`discover_inputs`). Discovery never guesses: a dataset's subject whose files cannot be
-told apart (two SWI images for one session) or are incomplete (no phase) is listed as
-unusable, naming its folder, and the batch logs it as failed and runs the others; a manifest
+told apart (two SWI images for one session) or are incomplete (no SWI or magnitude) is listed
+as unusable, naming its folder, and the batch logs it as failed and runs the others; a manifest
 with a missing column or file, or a folder with no subject at all, is an ``InputError`` naming
 the folder or file (and line) before any work starts. Files that exist but cannot be read are
 found later, per subject, by the detector.
@@ -13,8 +13,9 @@ found later, per subject, by the detector.
 
 **Manifest.** A CSV file with header ``subject,swi,phase`` and optionally ``magnitude`` and
 ``mask`` (a 0/1 brain mask); other columns are ignored. ``swi`` may be empty where
-``magnitude`` is given (the SWI is then computed). Relative paths are resolved against the
-CSV file's folder; ``subject`` may be given with or without ``sub-``.
+``magnitude`` is given (the SWI is then computed, or with ``phase`` empty too the magnitude is
+read by the phase-free model); ``phase`` may be empty (the phase-free model runs). Relative
+paths are resolved against the CSV file's folder; ``subject`` may be given with or without ``sub-``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 @dataclass(frozen=True)
 class Discovery:
     """The subjects of a batch: those that can run, and those found but unusable (a subject
-    folder without its phase, two SWI images, ...), each sorted by id."""
+    folder without an SWI or magnitude, two SWI images, ...), each sorted by id."""
 
     subjects: list[SubjectFiles]
     unusable: list[UnusableSubject]
@@ -140,11 +141,10 @@ def read_manifest(path: Path) -> list[SubjectFiles]:
 
 def _manifest_row(path: Path, row: dict[str, str | None], line: int) -> SubjectFiles:
     cells = {name: (row.get(name) or "").strip() for name in _ALL_COLUMNS}
-    for name in ("subject", "phase"):
-        if not cells[name]:
-            raise InputError(path, f"line {line}: empty {name}")
+    if not cells["subject"]:
+        raise InputError(path, f"line {line}: empty subject")
     if not cells["swi"] and not cells["magnitude"]:
-        raise InputError(path, f"line {line}: empty swi (give swi, or magnitude to compute it)")
+        raise InputError(path, f"line {line}: empty swi (give swi, or magnitude)")
     try:
         subject_id = check_subject_id(cells["subject"])
     except ValueError as error:

@@ -27,6 +27,10 @@ class PreprocessConfig(JsonConfig):
     # itself, unaveraged), so stage 1 sees whether a dark dot goes on through the slab (a
     # vein) or ends (a CMB); () gives the paper's two channels
     context_slices: tuple[int, ...] = ()
+    # False: a phase-free model (SWI or T2*-weighted magnitude alone): the phase is never read
+    # and the networks' phase inputs hold zero phase (no information), so that one network
+    # layout serves both kinds of model
+    reads_phase: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "context_slices", tuple(int(d) for d in self.context_slices))

@@ -14,6 +14,10 @@ belong to the acquisition):
 4. resampling to the model grid, ``target_in_plane_mm`` pixels and, when set,
    ``target_slice_mm`` slices (images linear, phase through its phasor, mask nearest);
 5. phase normalised to [-1, 1].
+
+A phase-free model (``PreprocessConfig.reads_phase`` False) skips 2, 3 and 5: its image (SWI
+or T2*-weighted magnitude) is normalised and resampled as an SWI is, and its phase arrays are
+zeros.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ class Preprocessed:
         native_shape: canonical (X, Y, Z) of the input.
         native_spacing_mm: canonical input voxel size, mm.
         grid: exact native <-> model voxel map.
-        decisions: what was found or assumed about the phase (for ``run.json``).
+        decisions: what was found or assumed about the phase (for ``run.json``); None for a
+            phase-free model (``config.reads_phase`` False), whose phase arrays are zeros.
         mask_estimated: True when the brain mask was estimated from SWI.
         config: the settings used.
         phase_native: (X, Y, Z) float32 canonical phase on the input's canonical grid (what
@@ -80,7 +85,7 @@ class Preprocessed:
     native_shape: tuple[int, int, int]
     native_spacing_mm: tuple[float, float, float]
     grid: ResampleMap
-    decisions: PhaseDecisions
+    decisions: PhaseDecisions | None
     mask_estimated: bool
     config: PreprocessConfig
     phase_native: np.ndarray | None = None
@@ -96,7 +101,7 @@ class Preprocessed:
         return {
             "config": self.config.to_json(),
             "swi": "given" if self.swi_native is None else computed,
-            "phase": self.decisions.to_json(),
+            "phase": None if self.decisions is None else self.decisions.to_json(),
             "brain_mask": (
                 ("estimated from SWI" if self.swi_native is None else "estimated from magnitude")
                 if self.mask_estimated
@@ -111,7 +116,7 @@ class Preprocessed:
 
 def preprocess(
     swi: Volume | None,
-    phase: Volume,
+    phase: Volume | None,
     *,
     magnitude: Volume | None = None,
     mask: np.ndarray | None = None,
@@ -124,8 +129,10 @@ def preprocess(
     """Prepare one subject from its volumes (see :func:`preprocess_arrays`).
 
     Args:
-        swi: SWI volume; None to compute it from ``magnitude`` and the phase.
-        phase: phase volume on the same grid.
+        swi: SWI volume; None to compute it from ``magnitude`` and the phase (or, for a
+            phase-free model, to use the magnitude as it is).
+        phase: phase volume on the same grid; None (or ignored) for a phase-free model
+            (``config.reads_phase`` False).
         magnitude: optional magnitude on the same grid (homodyne modulus for raw phase);
             required without ``swi``.
         mask: optional (X, Y, Z) bool brain mask on the canonical grid (e.g. from
@@ -136,13 +143,18 @@ def preprocess(
         keep_native_phase: keep the canonical phase on the input grid (``phase_native``).
 
     Raises:
-        InputError: grids differ, the mask has another shape, or the phase units cannot be
-            told.
+        InputError: grids differ, the mask has another shape, the phase units cannot be
+            told, or a model that reads phase is given none.
     """
     reference = swi if swi is not None else magnitude
     if reference is None:
-        raise InputError(phase.path, "an SWI or a magnitude is needed with the phase")
-    check_same_grid(phase, reference)
+        raise InputError(None if phase is None else phase.path, "an SWI or a magnitude is needed")
+    if not config.reads_phase:
+        phase = None  # a phase-free model never reads it
+    elif phase is None:
+        raise InputError(reference.path, "this model needs the phase image too")
+    else:
+        check_same_grid(phase, reference)
     if magnitude is not None:
         check_same_grid(magnitude, reference)
     if mask is not None and mask.shape != reference.shape:
@@ -150,7 +162,7 @@ def preprocess(
     try:
         return preprocess_arrays(
             None if swi is None else swi.data,
-            phase.data,
+            None if phase is None else phase.data,
             reference.spacing_mm,
             magnitude=None if magnitude is None else magnitude.data,
             brain=mask,
@@ -163,12 +175,12 @@ def preprocess(
     except SwiSignConflict as error:
         raise InputError(swi.path, str(error)) from None
     except ValueError as error:
-        raise InputError(phase.path, str(error)) from None
+        raise InputError((phase or reference).path, str(error)) from None
 
 
 def preprocess_arrays(
     swi: np.ndarray | None,
-    phase: np.ndarray,
+    phase: np.ndarray | None,
     spacing_mm: tuple[float, float, float],
     *,
     magnitude: np.ndarray | None = None,
@@ -183,8 +195,9 @@ def preprocess_arrays(
 
     Args:
         swi: (X, Y, Z) SWI, any positive scale, canonical RAS+; None to compute it from
-            ``magnitude`` and the canonical phase.
-        phase: (X, Y, Z) stored phase (any units, kind, handedness).
+            ``magnitude`` and the canonical phase (a phase-free model reads the magnitude).
+        phase: (X, Y, Z) stored phase (any units, kind, handedness); None for a phase-free
+            model (``config.reads_phase`` False), which ignores any phase given.
         spacing_mm: voxel size (x, y, z), mm.
         magnitude: (X, Y, Z) magnitude or None.
         brain: (X, Y, Z) bool brain mask or None (then estimated from SWI).
@@ -195,6 +208,10 @@ def preprocess_arrays(
         ValueError: an unknown option, or phase units that cannot be told.
     """
     spacing = tuple(float(s) for s in spacing_mm)
+    if not config.reads_phase:
+        return _phase_free(swi if swi is not None else magnitude, spacing, brain, config)
+    if phase is None:
+        raise ValueError("this model needs the phase image too")
     computed = swi is None
     if computed and magnitude is None:
         raise ValueError("an SWI or a magnitude is needed with the phase")
@@ -244,6 +261,38 @@ def preprocess_arrays(
         config=config,
         phase_native=phase_rad if keep_native_phase else None,
         swi_native=swi if computed else None,
+    )
+
+
+def _phase_free(
+    image: np.ndarray | None,
+    spacing: tuple[float, float, float],
+    brain: np.ndarray | None,
+    config: PreprocessConfig,
+) -> Preprocessed:
+    """A phase-free model's view of an SWI or a T2*-weighted magnitude: the image normalised and
+    resampled as an SWI is, and zero phase (the networks' phase inputs carry nothing)."""
+    if image is None:
+        raise ValueError("an SWI or a magnitude is needed")
+    image = np.asarray(image, dtype=np.float32)
+    mask_estimated = brain is None
+    brain = np.asarray(estimate_brain_mask(image, spacing) if brain is None else brain, bool)
+    grid = ResampleMap.for_target(
+        image.shape, spacing, config.target_in_plane_mm, config.target_slice_mm
+    )
+    zero_phase = np.zeros(grid.model_shape, dtype=np.float32)
+    return Preprocessed(
+        swi=grid.to_model(normalise_swi(image, brain), order=1),
+        phase_rad=zero_phase,
+        phase_norm=zero_phase,
+        brain=grid.to_model(brain, order=0),
+        spacing_mm=grid.model_spacing_mm,
+        native_shape=grid.native_shape,
+        native_spacing_mm=grid.native_spacing_mm,
+        grid=grid,
+        decisions=None,
+        mask_estimated=mask_estimated,
+        config=config,
     )
 
 

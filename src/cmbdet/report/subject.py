@@ -28,6 +28,7 @@ from cmbdet.report.crops import (
     crop_uris,
     darkest_point,
 )
+from cmbdet.report.inputs import input_rows, phase_text
 from cmbdet.report.page import facts_table, page
 from cmbdet.report.regions import MniMap, coarse_brain_mask, fit_mni_map
 from cmbdet.version import __version__
@@ -230,34 +231,10 @@ def _qc_note(flags: list[str]) -> str:
     )
 
 
-def _input_rows(record: dict, inputs: dict) -> list[tuple[str, str]]:
-    """Input mode, files and the echo used, from a run that read files; [] otherwise."""
-    mode = record.get("input_mode")
-    if not mode or not inputs:
-        return []
-    acquisition = record.get("acquisition") or {}
-    swi = inputs.get("swi") or (
-        f"computed from the magnitude {inputs.get('magnitude')} and the phase "
-        "(Haacke: magnitude x negative-phase mask^4)"
-    )
-    rows = [("Input mode", str(mode)), ("SWI", str(swi)), ("Phase", str(inputs.get("phase")))]
-    echo = acquisition.get("echo_used")
-    if echo:
-        rows.append(
-            (
-                "Echo used",
-                f"{echo['index']} of {echo['of']}: TE {echo['echo_time_ms']:g} ms, field x TE "
-                f"{echo['field_x_echo_time_t_ms']:g} T ms"
-                + (" (3 T assumed)" if acquisition.get("field_strength_assumed") else ""),
-            )
-        )
-    return rows
-
-
 def _summary(result: DetectionResult, images: _Images | None) -> str:
     record = result.record
     inputs = record.get("inputs") or {}
-    rows = _input_rows(record, inputs) or [
+    rows = input_rows(record, inputs) or [
         ("SWI", str(inputs.get("swi") or _path_of(result.reference))),
         ("Phase", str(inputs.get("phase") or _path_of(result.phase))),
     ]
@@ -265,9 +242,9 @@ def _summary(result: DetectionResult, images: _Images | None) -> str:
         shape = "x".join(str(n) for n in images.swi.shape)
         spacing = " x ".join(f"{s:.2g}" for s in images.swi.spacing_mm)
         rows.append(("Grid", f"{shape} voxels of {spacing} mm"))
-    phase = _phase_record(result)
+    phase = (record.get("preprocessing") or {}).get("phase")
     if phase:
-        rows.append(("Phase handling", _phase_text(phase)))
+        rows.append(("Phase handling", phase_text(phase)))
     brain = (record.get("preprocessing") or {}).get("brain_mask")
     if brain:
         rows.append(("Brain mask", str(brain)))
@@ -417,32 +394,6 @@ def _footer(images: _Images | None) -> str:
         f"<footer>{views}Candidate numbers match candidates.csv and CMB numbers match "
         "detections.csv. Research software: findings need a radiologist's review.</footer>"
     )
-
-
-# ----------------------------------------------------------------------------- record
-
-
-def _phase_record(result: DetectionResult) -> dict:
-    return (result.record.get("preprocessing") or {}).get("phase") or {}
-
-
-def _phase_text(phase: dict) -> str:
-    def how(key: str) -> str:
-        return "detected" if phase.get(key) else "given"
-
-    parts = [
-        f"{phase.get('units', '?')} ({how('units_detected')})",
-        f"{phase.get('handedness', '?')}-handed ({how('handedness_detected')}"
-        + (
-            f", confidence {phase['handedness_confidence']:.2f}"
-            if phase.get("handedness_confidence") is not None
-            else ""
-        )
-        + ")",
-        f"{phase.get('kind', '?')} ({how('kind_detected')})",
-    ]
-    shown = "; crops show it as the networks read it: high-pass filtered, radians, right-handed"
-    return ", ".join(parts) + shown
 
 
 def _path_of(volume: Volume | None) -> str:

@@ -74,10 +74,15 @@ class TrainModelConfig(JsonConfig):
     validation_share: float = 0.15
     rule: OperatingRule = OperatingRule()  # how validation subjects set the thresholds
     seed: int = 0
+    # a phase-free model (``preprocess.reads_phase`` False) reads this share of its subjects
+    # (chosen by subject, seeded) as their T2*-weighted magnitude, the rest as their SWI, so
+    # that one model serves both; subjects without a magnitude file are read as their SWI
+    magnitude_share: float = 0.5
 
     def __post_init__(self):  # before minutes of loading, not when the sampler is made
         check_positive_unit(self.stage1_positives_per, "stage1_positives_per")
         check_range("hard_negative_weight", self.hard_negative_weight, 1.0, 100.0)
+        check_range("magnitude_share", self.magnitude_share, 0.0, 1.0)
 
     def with_steps(self, stage1_steps: int, stage2_steps: int, seed: int) -> TrainModelConfig:
         """These settings with other step counts and seed."""
@@ -90,8 +95,17 @@ class TrainModelConfig(JsonConfig):
 
     @classmethod
     def from_options(
-        cls, stage1_steps: int, stage2_steps: int, seed: int, max_fp: float | None
+        cls,
+        stage1_steps: int,
+        stage2_steps: int,
+        seed: int,
+        max_fp: float | None,
+        phase_free: bool = False,
     ) -> TrainModelConfig:
-        """The defaults with the command-line options of ``train`` and ``crossval``."""
+        """The defaults with the command-line options of ``train`` and ``crossval``
+        (``phase_free``: a model that reads no phase)."""
         config = cls().with_steps(stage1_steps, stage2_steps, seed)
-        return replace(config, rule=replace(config.rule, max_fp_per_subject=max_fp))
+        config = replace(config, rule=replace(config.rule, max_fp_per_subject=max_fp))
+        if phase_free:
+            config = replace(config, preprocess=replace(config.preprocess, reads_phase=False))
+        return config

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -299,8 +300,26 @@ def _pass_channels(preprocess: PreprocessConfig, slices_per_pass: int) -> tuple[
 
 
 def _load(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
+    if not config.preprocess.reads_phase:
+        return _load_phase_free(files, config)
     swi = load_volume(files.swi, "SWI")
     phase = load_volume(files.phase, "phase")
+    return _loaded(files, swi, phase, config)
+
+
+def _load_phase_free(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
+    """A phase-free model's subject: its magnitude (a T2*-weighted GRE) for
+    ``config.magnitude_share`` of subjects, chosen by subject and seed, else its SWI."""
+    drawn = zlib.crc32(f"{config.seed}/{files.subject_id}/{files.swi}".encode()) / 2**32
+    as_magnitude = files.magnitude is not None and drawn < config.magnitude_share
+    if as_magnitude or files.swi is None:
+        image = load_volume(files.magnitude, "magnitude")
+    else:
+        image = load_volume(files.swi, "SWI")
+    return _loaded(files, image, None, config)
+
+
+def _loaded(files: SubjectFiles, swi: Volume, phase: Volume | None, config) -> _Subject:
     mask = load_mask(files.brainmask, swi) if files.brainmask else None
     pre = preprocess(swi, phase, mask=mask, config=config.preprocess)
     labels = load_labels(files.labels, swi) if files.labels else None
