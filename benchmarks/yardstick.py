@@ -9,6 +9,7 @@ to train or to choose thresholds.
 
     .venv/bin/python benchmarks/yardstick.py generate            # the sets, once (data/yardstick)
     .venv/bin/python benchmarks/yardstick.py measure --model DIR --label v3   # detect + evaluate
+    .venv/bin/python benchmarks/yardstick.py measure --model DIR --label pf-swi --inputs swi
     .venv/bin/python benchmarks/yardstick.py table v3 [v4 ...]   # the table, with 95% intervals
     .venv/bin/python benchmarks/yardstick.py families v3         # errors by family (in-family sets)
     .venv/bin/python benchmarks/yardstick.py errors v3           # what each error sits on, by axis
@@ -134,16 +135,46 @@ def visible_cmbs(folder: Path) -> int:
     return total
 
 
-def measure(model: Path, label: str) -> None:
+INPUTS = ("swi+phase", "swi", "magnitude")
+"""What ``measure`` gives each subject: its SWI and phase (the dataset as it is), its SWI
+alone, or its magnitude alone (a T2*-weighted GRE), the last two through a manifest."""
+
+
+def measure(model: Path, label: str, inputs: str = "swi+phase") -> None:
     for test_set in SETS:
         out = RUNS / label / test_set.name
         data = DATA / test_set.name
         _check_generator(data)
         if not (out / "batch.csv").is_file():
-            detect = [*CMBDET, "detect", "--dataset", str(data), "--out", str(out)]
+            given = ["--dataset", str(data)]
+            if inputs != "swi+phase":
+                given = ["--manifest", str(_manifest(data, inputs, RUNS / label))]
+            detect = [*CMBDET, "detect", *given, "--out", str(out)]
             subprocess.run([*detect, "--model", str(model), "--precision", "float32"], check=False)
         evaluate = [*CMBDET, "evaluate", "--pred", str(out), "--truth", str(data)]
         subprocess.run([*evaluate, "--out", str(out / "eval"), "--overwrite"], check=True)
+
+
+def _manifest(data: Path, image: str, folder: Path) -> Path:
+    """A manifest of ``data``'s subjects with only their ``image`` (``swi`` or ``magnitude``)
+    and brain mask: no phase."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{data.name}-{image}.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["subject", "swi", "phase", "magnitude", "mask"])
+        for subject in sorted(data.glob("sub-*")):
+            files = {image: subject / f"{image}.nii.gz"}
+            writer.writerow(
+                [
+                    subject.name,
+                    files.get("swi", ""),
+                    "",
+                    files.get("magnitude", ""),
+                    subject / "brainmask.nii.gz",
+                ]
+            )
+    return path
 
 
 def _metrics(label: str, name: str) -> dict:
@@ -396,6 +427,7 @@ def main() -> None:
     run = commands.add_parser("measure")
     run.add_argument("--model", type=Path, required=True)
     run.add_argument("--label", required=True)
+    run.add_argument("--inputs", choices=INPUTS, default="swi+phase")
     show = commands.add_parser("table")
     show.add_argument("labels", nargs="+")
     by_family = commands.add_parser("families")
@@ -410,7 +442,7 @@ def main() -> None:
     if args.command == "generate":
         generate()
     elif args.command == "measure":
-        measure(args.model, args.label)
+        measure(args.model, args.label, args.inputs)
     elif args.command == "table":
         table(args.labels)
     elif args.command == "families":

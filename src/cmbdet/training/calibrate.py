@@ -194,15 +194,16 @@ def calibrate_model(
         raise InputError(out_dir, "is the model being calibrated; write to another folder")
     subjects = subjects_with_ground_truth(data_dirs)
     inputs = [detector.folder, *data_dirs]
-    inputs += [p for s in subjects.values() for p in (s.swi, s.phase, s.brainmask, s.labels)]
+    inputs += [p for s in subjects.values() for p in s.image_files()]
     check_not_inputs(out_dir, inputs, replaced=True)
     check_writable(out_dir if out_dir.is_dir() else out_dir.parent, shown=out_dir)
     if not subjects:
         raise InputError(data_dirs[0], "no subjects with ground truth (lesions.csv or labels)")
     scored = []
     for n, files in enumerate(subjects.values(), 1):
+        magnitude = files.magnitude if files.swi is None else None  # SWI computed, or alone
         result = detector.detect(
-            files.swi, files.phase, mask_path=files.brainmask, stage1_threshold=0.0
+            files.swi, files.phase, magnitude, files.brainmask, stage1_threshold=0.0
         )
         scored.append(ScoredSubject.of_result(result, load_ground_truth(files) or []))
         if n % 10 == 0 or n == len(subjects):
