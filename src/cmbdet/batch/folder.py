@@ -20,7 +20,7 @@ from cmbdet.batch.subject import (
     recorded_outcome,
 )
 from cmbdet.detect.model_spec import read_model_spec
-from cmbdet.detect.outputs import OUTPUT_FILES, foreign_files
+from cmbdet.detect.outputs import OUTPUT_FILES, REVIEW_FILES, foreign_files
 from cmbdet.detect.shipped import phase_free_model_dir
 from cmbdet.errors import InputError
 from cmbdet.io.writing import LOCK_NAME, check_not_inputs, is_staging_name, remove_folders
@@ -59,7 +59,10 @@ def plan_batch(
 
 
 def check_batch_folder(
-    out_dir: Path, subjects: list[SubjectFiles], inputs: Iterable[Path | None] = ()
+    out_dir: Path,
+    subjects: list[SubjectFiles],
+    inputs: Iterable[Path | None] = (),
+    overwrite: bool = False,
 ) -> None:
     """Refuse an output folder that a batch must not write into, before any work.
 
@@ -68,7 +71,8 @@ def check_batch_folder(
     temporaries and lock of unfinished runs. Refused: a folder that holds the subjects' input
     files or any of ``inputs`` (e.g. the model); anything else in it; a link in it (never
     followed: it could lead outside the folder); and a subject's folder that holds anything
-    but its outputs (it is replaced as a whole when the subject is redone).
+    but its outputs (it is replaced as a whole when the subject is redone), except a reader's
+    review (``cmbdet review``) beside complete outputs that this run keeps (not ``overwrite``).
 
     Raises:
         InputError: naming the folder and the first problems.
@@ -97,6 +101,15 @@ def check_batch_folder(
         if not folder.is_dir():
             continue
         other = foreign_files(folder)
+        kept = not overwrite and complete_record(folder) is not None
+        reviewed = [name for name in other if name in REVIEW_FILES]
+        if reviewed and not kept:
+            raise InputError(
+                folder,
+                f"holds a reader's review ({_some(reviewed)}) that redoing the subject would "
+                "delete; move it, or choose another --out",
+            )
+        other = [name for name in other if name not in REVIEW_FILES]
         if other:
             raise InputError(
                 folder,

@@ -77,7 +77,7 @@ def run_batch(
             batch holds its lock, or the model cannot be loaded (before any subject runs).
     """
     out_dir = real_output_path(out_dir)
-    check_batch_folder(out_dir, subjects, [settings.model_dir, MODELS_DIR])
+    check_batch_folder(out_dir, subjects, [settings.model_dir, MODELS_DIR], overwrite)
     # loaded here first, so that a bad --model or --device is one error, not one per subject
     detector = loaded_detector(settings)
     check_writable(out_dir)

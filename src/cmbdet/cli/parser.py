@@ -17,6 +17,7 @@ from cmbdet.cli.arguments import (
 from cmbdet.cli.data import evaluate_command, synth_command
 from cmbdet.cli.demo import demo_command
 from cmbdet.cli.detect_parser import add_detect
+from cmbdet.cli.review import add_review
 from cmbdet.cli.train import calibrate_command, crossval_command, train_command
 from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
 from cmbdet.synth.families import AXES, parse_choice
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands, common)
     _add_evaluate(commands, common)
     _add_crossval(commands, common)
+    add_review(commands, common)
     return parser
 
 

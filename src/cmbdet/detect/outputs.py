@@ -42,6 +42,7 @@ OUTPUT_FILES = (  # a subject's outputs (DESIGN.md): all there means complete
     "report.html",
     "run.json",  # written last
 )
+REVIEW_FILES = ("review.json", "reviewed_lesions.csv")  # what ``cmbdet review`` adds beside them
 MIN_LABEL_RADIUS_MM = 1.0
 SMALL_CMB_MM, LARGE_CMB_MM = 5.0, 10.0  # BOMBS' size classes: < 5 mm and 5-10 mm
 
