@@ -97,14 +97,3 @@ def test_dataset_json_round_trip(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(InputError, match="JSON object"):
         read_dataset_json(tmp_path)
-
-
-def test_a_reader_s_review_is_the_subject_s_truth_where_there_is_one(tmp_path):
-    folder = _subject(tmp_path, "01")
-    write_lesions_csv(folder / "lesions.csv", [Lesion(1, "cmb", 0, 0, 0, 0, 0, 0, 3.0, True)])
-    (subject,) = find_subjects(tmp_path)
-    assert subject.lesions_csv == folder / "lesions.csv"
-    reviewed = [Lesion(1, "vein", 0, 0, 0, 0, 0, 0, 3.0, True)]
-    write_lesions_csv(folder / "reviewed_lesions.csv", reviewed)
-    (subject,) = find_subjects(tmp_path)
-    assert load_ground_truth(subject) == reviewed

@@ -136,9 +136,7 @@ def _subject_files(folder: Path) -> SubjectFiles:
             folder / "swi.nii.gz",
             "required swi file is missing (a magnitude.nii.gz can stand in for it)",
         )
-    # a reader's review (cmbdet review) is the truth where there is one
-    tables = [folder / name for name in ("reviewed_lesions.csv", "lesions.csv")]
-    lesions_csv = next((t for t in tables if t.is_file()), None)
+    lesions_csv = folder / "lesions.csv"
     return SubjectFiles(
         subject_id=subject_id,
         swi=swi,
@@ -146,7 +144,7 @@ def _subject_files(folder: Path) -> SubjectFiles:
         magnitude=magnitude,
         brainmask=_nifti_in(folder, "brainmask"),
         labels=_nifti_in(folder, "labels"),
-        lesions_csv=lesions_csv,
+        lesions_csv=lesions_csv if lesions_csv.is_file() else None,
     )
 
 
