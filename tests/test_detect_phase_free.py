@@ -200,3 +200,35 @@ def test_training_a_phase_free_model_reads_the_chosen_share_as_magnitude(data):
         expected = subject.pre.grid.to_model(normalise_swi(volume.data, mask), order=1)
         np.testing.assert_array_equal(subject.pre.swi, expected)
         assert not subject.pre.phase_norm.any()
+
+
+def test_thresholds_given_for_one_model_do_not_carry_over_to_the_phase_free_model(
+    data, quick_model, installed
+):
+    detector = Detector.load(quick_model, precision="float32")
+    result = detector.detect(data / "sub-0000" / "swi.nii.gz", None, threshold=0.01)
+    assert result.record["threshold"] == 0.5  # the phase-free model's own
+
+
+def test_a_model_that_reads_phase_is_refused_as_the_phase_free_model(
+    data, quick_model, monkeypatch
+):
+    monkeypatch.setattr(cmbdet.detect.detector, "phase_free_model_dir", lambda: quick_model)
+    with pytest.raises(InputError, match="installed as the phase-free model but reads phase"):
+        Detector.load(quick_model).detect(data / "sub-0000" / "swi.nii.gz", None)
+
+
+def test_training_and_calibrating_a_model_that_reads_phase_refuse_subjects_without_it(
+    data, quick_model, tmp_path, capsys
+):
+    folder = tmp_path / "no-phase"
+    shutil.copytree(data, folder)
+    (folder / "sub-0001" / "phase.nii.gz").unlink()
+    swi = folder / "sub-0001" / "swi.nii.gz"
+    calibrate = ["calibrate", "--model", str(quick_model), "--data", str(folder)]
+    assert main([*calibrate, "--out", str(tmp_path / "cal")]) == 2
+    train = ["train", "--data", str(folder), "--out", str(tmp_path / "run"), "--stage1-steps", "1"]
+    assert main(train) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and all(f"{swi}: has no phase" in line for line in errors)
+    assert not (tmp_path / "cal").exists() and not (tmp_path / "run").exists()

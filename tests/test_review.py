@@ -193,3 +193,60 @@ def test_a_batch_keeps_a_reader_s_review_and_refuses_to_overwrite_it(tmp_path, q
     assert review.read_text() == "a reader's work\n"
     with pytest.raises(InputError, match="no detection outputs"):
         find_review_subjects(data)
+
+
+def test_a_partial_review_leaves_undecided_detections_unreviewed_and_names_each_reader(outputs):
+    (subject,) = find_review_subjects(outputs)
+    decide(subject, "d2", "cmb", None, reader="first reader")
+    added = subject.add_cmb((5, 5, 5), reader="second reader")  # nothing dark: no diameter
+    assert added["diameter_mm"] is None
+    decide(subject, added["id"], "not_cmb", "artefact", reader="second reader")
+    table = save_reviewed_lesions(subject, "saver")
+    with open(table, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["decision"], r["kind"], r["visible"], r["reader"]) for r in rows] == [
+        ("unreviewed", "cmb", "0", "saver"),
+        ("cmb", "cmb", "1", "first reader"),
+        ("not_cmb", "artefact", "1", "second reader"),
+    ]
+    lesions = read_lesions_csv(table)  # an empty diameter reads as "not measured"
+    assert np.isnan(lesions[2].diameter_mm) and lesions[1].diameter_mm == 2.0
+
+
+def test_a_review_s_leftover_temporary_does_not_stop_a_batch_resume(tmp_path, quick_model):
+    data = generate_dataset(tmp_path / "data", "tiny", 1, seed=4, progress=False)
+    out = tmp_path / "out"
+    argv = ["detect", "--dataset", str(data), "--out", str(out), "--model", str(quick_model)]
+    assert main(argv) == 0
+    (out / "sub-0000" / ".review.json.x1y2.tmp").write_text("{")
+    assert main(argv) == 0
+    (out / "sub-0000" / ".notes.tmp").write_text("")
+    assert main(argv) == 2  # not a review's: foreign, refused
+
+
+def test_a_broken_subject_is_listed_with_its_problem_and_the_others_stay_reviewable(
+    outputs, tmp_path
+):
+    batch = tmp_path / "batch"
+    for name in ("sub-a", "sub-b"):
+        (batch / name).mkdir(parents=True)
+        for file in outputs.iterdir():
+            (batch / name / file.name).write_bytes(file.read_bytes())
+    (batch / "sub-b" / "candidates.csv").unlink()
+    server = ReviewServer(batch, "reader")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, body = _request(server, "/api/subjects", server.token)
+    finally:
+        server.shutdown()
+        server.server_close()
+    listed = json.loads(body)
+    assert status == 200 and listed[0] == {"id": "a", "items": 4, "reviewed": 0}
+    assert "candidates.csv" in listed[1]["error"]
+    assert server.subjects["a"]._image is None  # the list reads no image
+
+
+def test_review_port_options_end_in_one_line(tmp_path, capsys):
+    assert main(["review", str(tmp_path), "--port", "80"]) == 2
+    assert "not 0 or a port in 1024-65535" in capsys.readouterr().err

@@ -102,20 +102,26 @@ def check_batch_folder(
             continue
         other = foreign_files(folder)
         kept = not overwrite and complete_record(folder) is not None
-        reviewed = [name for name in other if name in REVIEW_FILES]
+        reviewed = [name for name in other if _of_a_review(name)]
         if reviewed and not kept:
             raise InputError(
                 folder,
                 f"holds a reader's review ({_some(reviewed)}) that redoing the subject would "
                 "delete; move it, or choose another --out",
             )
-        other = [name for name in other if name not in REVIEW_FILES]
+        other = [name for name in other if not _of_a_review(name)]
         if other:
             raise InputError(
                 folder,
                 f"holds files that cmbdet did not write ({_some(other)}); move them, or "
                 "choose another --out",
             )
+
+
+def _of_a_review(name: str) -> bool:
+    """A reader's review file, or the temporary a stopped review left of one."""
+    temporary = name.startswith(".") and name.endswith(".tmp")
+    return name in REVIEW_FILES or (temporary and name[1:].startswith(REVIEW_FILES))
 
 
 def _some(names: list[str]) -> str:
@@ -200,9 +206,11 @@ def made_with(detector: Detector, settings: DetectSettings) -> list[tuple]:
         specs.append(read_model_spec(phase_free))
     given = (list(settings.echo_times_ms) or None, settings.field_strength_t)
     threshold = None if settings.threshold is None else float(settings.threshold)
+    # --threshold is the given model's; the phase-free model keeps its own
+    thresholds = [_or(threshold, detector.spec.threshold)] + [s.threshold for s in specs[1:]]
     return [
-        (_checksums(spec.info), _or(threshold, spec.threshold), detector.precision, given)
-        for spec in specs
+        (_checksums(spec.info), limit, detector.precision, given)
+        for spec, limit in zip(specs, thresholds, strict=True)
     ]
 
 

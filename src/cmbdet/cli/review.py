@@ -6,7 +6,7 @@ import argparse
 import getpass
 from pathlib import Path
 
-from cmbdet.errors import EXIT_OK
+from cmbdet.errors import EXIT_OK, InputError
 
 
 def add_review(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -22,7 +22,9 @@ def add_review(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         "truth. Stop with Ctrl-C.",
     )
     parser.add_argument("out_dir", type=Path, help="output folder of detect (one or a batch)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument(
+        "--port", type=port_number, default=0, help="port, 1024-65535 (default: a free one)"
+    )
     parser.add_argument(
         "--reader", default=None, help="the reader's name in the table (default: the login)"
     )
@@ -34,7 +36,10 @@ def review_command(args: argparse.Namespace) -> int:
     from cmbdet.review.server import ReviewServer
 
     reader = args.reader if args.reader is not None else _login()
-    server = ReviewServer(args.out_dir, reader, args.port)
+    try:
+        server = ReviewServer(args.out_dir, reader, args.port)
+    except OSError as error:  # the port is taken, or not ours to use
+        raise InputError(None, f"cannot serve on port {args.port}: {error.strerror}") from None
     subjects = len(server.subjects)
     print(f"reviewing {subjects} subject{'s' * (subjects != 1)} of {args.out_dir}")
     print(f"open {server.url} in a browser (Ctrl-C stops)", flush=True)
@@ -45,6 +50,14 @@ def review_command(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return EXIT_OK
+
+
+def port_number(text: str) -> int:
+    """A port to listen on: 0 (any free one) or 1024-65535."""
+    value = int(text)
+    if value != 0 and not 1024 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not 0 or a port in 1024-65535")
+    return value
 
 
 def _login() -> str:

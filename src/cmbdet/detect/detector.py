@@ -87,7 +87,10 @@ class Detector:
             folder = phase_free_model_dir()
             if folder is None:
                 raise InputError(None, "no phase-free model is installed: give the phase too")
-            self._phase_free = Detector.load(folder, str(self.device), self.precision)
+            detector = Detector.load(folder, str(self.device), self.precision)
+            if detector.reads_phase:
+                raise InputError(folder, "is installed as the phase-free model but reads phase")
+            self._phase_free = detector
         return self._phase_free
 
     @property
@@ -197,12 +200,9 @@ class Detector:
         """Detect CMBs in a subject's files in whichever input mode they call for (BIDS
         echo files included); options as :meth:`detect`."""
         if self.reads_phase and input_mode(files) in PHASE_FREE:
-            return self._phase_free_detection(
-                files,
-                threshold=threshold,
-                stage1_threshold=stage1_threshold,
-                acquisition=acquisition,
-            )
+            # the phase-free model at its own operating point: thresholds given for this
+            # model do not carry over to another model's scores
+            return self._phase_free_detection(files, acquisition=acquisition)
         started = time.perf_counter()
         field_te = self.spec.training_ranges.field_te_t_ms
         field_te = field_te if any(field_te) else None
@@ -216,15 +216,14 @@ class Detector:
         return self._detect(loaded, options, timings={"load": time.perf_counter() - started})
 
     def _phase_free_detection(self, files: SubjectFiles, **options) -> DetectionResult:
-        """A subject without phase, by the phase-free model (or refused with its reason)."""
-        try:
-            detector = self.phase_free()
-        except InputError:
-            image = files.swi or files.magnitude
+        """A subject without phase, by the shipped phase-free model (or refused with its
+        reason)."""
+        if phase_free_model_dir() is None:
             raise InputError(
-                image, "no phase given: give the phase too (no phase-free model is installed)"
-            ) from None
-        return detector.detect_subject(files, **options)
+                files.swi or files.magnitude,
+                "no phase given: give the phase too (no phase-free model is installed)",
+            )
+        return self.phase_free().detect_subject(files, **options)
 
     def detect_volumes(
         self,

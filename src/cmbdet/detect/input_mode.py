@@ -199,8 +199,8 @@ def load_subject(
         },
         "files": {
             "swi": _name(files.swi),
-            "phase": str(phase.path),
-            "magnitude": None if magnitude is None else str(magnitude.path),
+            "phase": _name(phase.path),
+            "magnitude": None if magnitude is None else _name(magnitude.path),
             "mask": _name(files.brainmask),
         },
     }
@@ -244,7 +244,7 @@ def _phase_free_subject(
         "files": {
             "swi": _name(files.swi),
             "phase": None,
-            "magnitude": None if role == "SWI" else str(path),
+            "magnitude": None if role == "SWI" else _name(path),
             "mask": _name(files.brainmask),
         },
     }
@@ -389,7 +389,9 @@ def _field_strength(options: AcquisitionOptions, sidecars) -> float | None:
 
 
 def _name(path: Path | None) -> str | None:
-    return None if path is None else str(path)
+    """A file as run.json records it: absolute, so that the outputs lead back to it from
+    anywhere (the review, the report)."""
+    return None if path is None else str(Path(path).absolute())
 
 
 def _volumes_in(path: Path) -> int:

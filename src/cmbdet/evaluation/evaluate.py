@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def json_safe(value):
 def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: float) -> dict:
     """Misses by apparent size band and region; false positives by the mimic they sit on
     (the nearest listed non-CMB lesion within 5 mm, else "nothing")."""
-    misses_by_size = {"<5 mm": [0, 0], "5-10 mm": [0, 0]}  # [missed, total]
+    misses_by_size = {"<5 mm": [0, 0], "5-10 mm": [0, 0]}  # [missed, total]; "size unknown"
     misses_by_region: dict[str, list[int]] = {}
     false_positives: dict[str, int] = {}
     for subject, truth in zip(subjects, lesions, strict=True):
@@ -172,7 +173,7 @@ def breakdown(subjects: list[SubjectScores], lesions: list[list], threshold: flo
         result = match_detections(subject.candidates_mm[keep], subject.truth_mm, subject.ignored_mm)
         visible = [c for c in truth if c.is_cmb and c.visible]
         for lesion, found in zip(visible, result.truth_is_found, strict=True):
-            band = misses_by_size["<5 mm" if lesion.diameter_mm < 5 else "5-10 mm"]
+            band = misses_by_size.setdefault(_size_band(lesion.diameter_mm), [0, 0])
             band[0], band[1] = band[0] + int(not found), band[1] + 1
             region = misses_by_region.setdefault(lesion.region or "unknown", [0, 0])
             region[0], region[1] = region[0] + int(not found), region[1] + 1
@@ -245,3 +246,9 @@ def _froc_plot(stage1: dict, final: dict) -> bytes:
     figure.savefig(image, format="png")
     plt.close(figure)
     return image.getvalue()
+
+
+def _size_band(diameter_mm: float) -> str:
+    if math.isnan(diameter_mm):
+        return "size unknown"  # a reader-added CMB without a measured diameter
+    return "<5 mm" if diameter_mm < 5 else "5-10 mm"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,23 @@ def scan_subjects(dataset_dir: str | Path) -> tuple[list[SubjectFiles], list[Unu
         except InputError as problem:
             unusable.append(UnusableSubject(printable(folder.name.removeprefix("sub-")), problem))
     return sorted(subjects, key=lambda s: s.subject_id), unusable
+
+
+def check_phase_given(subjects: Iterable[SubjectFiles]) -> None:
+    """Refuse, before any work, subjects without phase where a model that reads phase is
+    trained, calibrated or cross-validated (its thresholds and folds must not mix in another
+    model's scores).
+
+    Raises:
+        InputError: naming the first such subject's image.
+    """
+    for subject in subjects:
+        if subject.phase is None and not subject.echoes:
+            raise InputError(
+                subject.swi or subject.magnitude,
+                "has no phase: a model that reads phase is trained and calibrated on images "
+                "with their phase (train --phase-free makes a model that needs none)",
+            )
 
 
 def _subject_files(folder: Path) -> SubjectFiles:

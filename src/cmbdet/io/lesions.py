@@ -46,7 +46,8 @@ class Lesion:
         kind: ``"cmb"`` for microbleeds; mimics: ``"calcification"``, ``"iron"``, ``"vein"``, ...
         x_mm, y_mm, z_mm: centre, scanner RAS+ world coordinates, mm.
         i, j, k: centre, 0-based float voxel indices in the file's own array order.
-        diameter_mm: apparent diameter on SWI, mm.
+        diameter_mm: apparent diameter on SWI, mm; NaN when not measured (an empty cell, e.g.
+            a reader-added CMB without a measurable dark blob).
         visible: False for a CMB too faint to see (ignored by evaluation).
         true_diameter_mm: physical diameter before blooming, mm.
         delta_chi_ppm: susceptibility difference to the surrounding tissue, ppm.
@@ -119,6 +120,8 @@ def _format_cell(value: object) -> str:
     if isinstance(value, int | np.integer):
         return str(int(value))
     if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return ""  # not measured
         text = f"{float(value):.3f}"
         return "0.000" if text == "-0.000" else text
     return str(value)
@@ -168,6 +171,8 @@ def _parse_cell(name: str, cell: str) -> object:
         if not cell:
             return None
         return _parse_float(cell) if name in _OPTIONAL_FLOAT_FIELDS else cell
+    if not cell and name == "diameter_mm":
+        return math.nan  # not measured
     if not cell:
         raise ValueError("empty value")
     if name in _INT_FIELDS:

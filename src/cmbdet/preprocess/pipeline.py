@@ -98,15 +98,15 @@ class Preprocessed:
             "phase; phase handedness decided from the dipole lobes around the magnitude's "
             "dark voxels"
         )
+        image = "SWI" if self.swi_native is None else "magnitude"
+        swi = "given" if self.swi_native is None else computed
+        if self.decisions is None:  # a phase-free model's run
+            image, swi = "the image", "the image as given (SWI or magnitude), no phase"
         return {
             "config": self.config.to_json(),
-            "swi": "given" if self.swi_native is None else computed,
+            "swi": swi,
             "phase": None if self.decisions is None else self.decisions.to_json(),
-            "brain_mask": (
-                ("estimated from SWI" if self.swi_native is None else "estimated from magnitude")
-                if self.mask_estimated
-                else "given"
-            ),
+            "brain_mask": f"estimated from {image}" if self.mask_estimated else "given",
             "native_shape": list(self.native_shape),
             "native_spacing_mm": list(self.native_spacing_mm),
             "model_shape": list(self.grid.model_shape),

@@ -28,7 +28,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
@@ -84,8 +84,10 @@ class ReviewHandler(BaseHTTPRequestHandler):
             return
         try:
             route(urlsplit(self.path))
-        except (ValueError, KeyError, InputError) as error:
+        except (ValueError, KeyError, TypeError, InputError) as error:
             self._json({"error": str(error)}, HTTPStatus.BAD_REQUEST)
+        except OSError as error:  # e.g. an output folder that cannot be written
+            self._json({"error": f"{error.strerror or error}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _allowed(self) -> bool:
         query = parse_qs(urlsplit(self.path).query)
@@ -95,7 +97,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
         return good_host and hmac.compare_digest(token.encode(), self.server.token.encode())
 
     def _get(self, url) -> None:
-        parts = [p for p in url.path.split("/") if p]
+        parts = _parts(url.path)
         if not parts:
             page = resources.files("cmbdet.review").joinpath("page.html").read_bytes()
             self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
@@ -112,20 +114,20 @@ class ReviewHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b"not found")
 
     def _post(self, url) -> None:
-        parts = [p for p in url.path.split("/") if p]
+        parts = _parts(url.path)
         if len(parts) != 4 or parts[:2] != ["api", "subjects"]:
             self._send(HTTPStatus.NOT_FOUND, b"not found")
             return
         subject, action, body = self._subject(parts[2]), parts[3], self._body()
+        reader = str(body.get("reader") or self.server.reader).strip()[:100] or "unnamed"
         if action == "decide":
-            decide(subject, str(body["item"]), body.get("decision"), body.get("reason"))
+            decide(subject, str(body["item"]), body.get("decision"), body.get("reason"), reader)
             self._json(_progress(subject))
         elif action == "add":
-            added = subject.add_cmb(tuple(int(v) for v in body["voxel"]))
+            added = self._with_image(subject).add_cmb(tuple(int(v) for v in body["voxel"]), reader)
             self._json({"added": added, **_progress(subject)})
         elif action == "save":
-            reader = str(body.get("reader") or self.server.reader).strip()[:100]
-            path = save_reviewed_lesions(subject, reader or "unnamed")
+            path = save_reviewed_lesions(self._with_image(subject), reader)
             self._json({"written": str(path), **_progress(subject)})
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found")
@@ -135,7 +137,16 @@ class ReviewHandler(BaseHTTPRequestHandler):
             raise KeyError(f"no subject {subject_id!r}")
         return self.server.subjects[subject_id]
 
+    def _with_image(self, subject: ReviewSubject) -> ReviewSubject:
+        """``subject``, whose image may now be read; the others' images are let go (one
+        subject's volume in memory at a time, whatever the cohort's size)."""
+        for other in self.server.subjects.values():
+            if other is not subject:
+                other.release_image()
+        return subject
+
     def _subject_view(self, subject: ReviewSubject) -> dict:
+        subject = self._with_image(subject)
         state = read_state(subject.folder)
         return {
             "id": subject.subject_id,
@@ -151,7 +162,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
     def _slice_png(self, subject: ReviewSubject, view: str, index: int) -> bytes:
         from matplotlib.image import imsave
 
-        data = subject.image.data
+        data = self._with_image(subject).image.data
         axis = {"sagittal": 0, "coronal": 1, "axial": 2}[view]
         if not 0 <= index < data.shape[axis]:
             raise ValueError(f"{view} slice {index} lies outside 0-{data.shape[axis] - 1}")
@@ -195,7 +206,16 @@ class ReviewHandler(BaseHTTPRequestHandler):
 
 
 def _progress(subject: ReviewSubject) -> dict:
-    decided = read_state(subject.folder)["decisions"]
-    items = subject.items()
-    reviewed = sum(item.item_id in decided for item in items)
+    """A subject's items and how many are decided (or the problem that stops its review)."""
+    try:
+        decided = read_state(subject.folder)["decisions"]
+        items = subject.item_ids()
+    except InputError as error:
+        return {"id": subject.subject_id, "items": 0, "reviewed": 0, "error": str(error)}
+    reviewed = sum(item in decided for item in items)
     return {"id": subject.subject_id, "items": len(items), "reviewed": reviewed}
+
+
+def _parts(path: str) -> list[str]:
+    """The URL path's segments, percent-decoded (subject ids may hold any character)."""
+    return [unquote(part) for part in path.split("/") if part]

@@ -1,14 +1,16 @@
 """What a reader reviews: the subjects of an output folder, each one's detections and highest
 rejected candidates, the reader's decisions (kept in ``review.json`` beside the outputs), and
 the table a review writes (``reviewed_lesions.csv``: DESIGN.md ``lesions.csv`` columns plus
-reader, time, decision and reason), which ``evaluate``, ``train`` and fine-tuning read as
-ground truth.
+reader, time, decision and reason), which ``evaluate`` reads as ground truth.
 
 Decisions: ``cmb`` (confirmed; ``kind`` cmb, ``visible`` 1), ``not_cmb`` with a reason
 (``kind`` the reason: vein, calcification, iron, artefact or other; a mimic, so a detection on
 it is a false positive), ``unsure`` (``kind`` cmb, ``visible`` 0: evaluation ignores it and any
-detection on it). Items without a decision are left out of the table. A CMB the reader adds
-gets ``decision`` ``added``.
+detection on it). A detection without a decision is written as ``unreviewed`` (``kind`` cmb,
+``visible`` 0: a partial review neither confirms nor rejects it); other undecided items are left
+out. A CMB the reader adds gets ``decision`` ``added`` (or the decision it was later changed
+to), and ``diameter_mm`` from its dark blob (empty when none can be measured). Each row names
+the reader who decided it.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from cmbdet.detect.outputs import REVIEW_FILES
 from cmbdet.errors import InputError
 from cmbdet.geometry import voxel_to_world, world_to_voxel
 from cmbdet.io.lesions import LESION_COLUMNS
-from cmbdet.io.nifti import Volume, load_volume
+from cmbdet.io.nifti import Volume, load_echoes, load_volume
 from cmbdet.io.writing import write_atomic
 from cmbdet.review.blob import blob_diameter_mm
 
@@ -35,6 +39,7 @@ DECISIONS = ("cmb", "not_cmb", "unsure")
 REASONS = ("vein", "calcification", "iron", "artefact", "other")
 REVIEW_COLUMNS = (*LESION_COLUMNS, "reader", "time", "decision", "reason")
 MAX_REJECTED = 30  # rejected candidates offered for review: the highest scoring ones
+_STATE_LOCK = threading.Lock()  # one read-modify-write of a review.json at a time
 
 
 @dataclass(frozen=True)
@@ -79,25 +84,44 @@ class ReviewSubject:
     folder: Path
     image_path: Path
     threshold: float
+    echo: int | None = None  # 0-based volume of a 4D image (a multi-echo stack's echo used)
     _image: Volume | None = field(default=None, repr=False)
 
     @property
     def image(self) -> Volume:
         """The SWI (or, without one, the magnitude) the subject was detected on."""
         if self._image is None:
-            self._image = load_volume(self.image_path, "SWI")
+            if self.echo is None:
+                self._image = load_volume(self.image_path, "SWI")
+            else:
+                self._image = load_echoes(self.image_path, "magnitude", self.echo)
         return self._image
+
+    def release_image(self) -> None:
+        """Forget the image (read again on next use)."""
+        self._image = None
+
+    def item_ids(self) -> list[str]:
+        """The items' ids, in the order of :meth:`items`, without reading the image."""
+        detections, rejected = self._rows()
+        ids = [f"d{r['detection_id']}" for r in detections]
+        ids += [f"c{r['detection_id']}" for r in rejected]
+        return ids + [added["id"] for added in read_state(self.folder)["added"]]
 
     def items(self) -> list[ReviewItem]:
         """The detections, the highest :data:`MAX_REJECTED` rejected candidates, and the
         reader's added CMBs."""
-        detections = _rows(self.folder / "detections.csv")
-        rejected = [r for r in _rows(self.folder / "candidates.csv") if _score(r) < self.threshold]
-        rejected = sorted(rejected, key=_score, reverse=True)[:MAX_REJECTED]
+        detections, rejected = self._rows()
         items = [self._item(f"d{r['detection_id']}", "detection", r) for r in detections]
         items += [self._item(f"c{r['detection_id']}", "rejected", r) for r in rejected]
         items += [self._added(added) for added in read_state(self.folder)["added"]]
         return items
+
+    def _rows(self) -> tuple[list[dict], list[dict]]:
+        """(detections, the highest :data:`MAX_REJECTED` rejected candidates) as CSV rows."""
+        detections = _rows(self.folder / "detections.csv")
+        rejected = [r for r in _rows(self.folder / "candidates.csv") if _score(r) < self.threshold]
+        return detections, sorted(rejected, key=_score, reverse=True)[:MAX_REJECTED]
 
     def _item(self, item_id: str, source: str, row: dict) -> ReviewItem:
         world = np.array([float(row[k]) for k in ("x_mm", "y_mm", "z_mm")])
@@ -112,29 +136,25 @@ class ReviewSubject:
         voxel = np.asarray(added["voxel"], float)
         world = voxel_to_world(voxel, self.image.affine)
         ijk = world_to_voxel(world, self.image.reorientation.original_affine)
+        diameter = added.get("diameter_mm")
         return ReviewItem(
-            added["id"],
-            "added",
-            _floats(world),
-            _floats(voxel),
-            _floats(ijk),
-            None,
-            added.get("diameter_mm"),
+            added["id"], "added", _floats(world), _floats(voxel), _floats(ijk), None, diameter
         )
 
-    def add_cmb(self, voxel: tuple[int, int, int]) -> dict:
-        """Record a CMB the reader clicked at ``voxel`` (canonical array indices); its
+    def add_cmb(self, voxel: tuple[int, int, int], reader: str = "") -> dict:
+        """Record a CMB ``reader`` clicked at ``voxel`` (canonical array indices); its
         diameter is measured from the dark blob there (None when none stands out)."""
         shape = self.image.shape
         if len(voxel) != 3 or not all(0 <= int(v) < n for v, n in zip(voxel, shape, strict=True)):
             raise ValueError(f"voxel {voxel} lies outside the image {shape}")
-        state = read_state(self.folder)
-        number = 1 + max((int(a["id"][1:]) for a in state["added"]), default=0)
         diameter = blob_diameter_mm(self.image, tuple(int(v) for v in voxel))
-        added = {"id": f"a{number}", "voxel": [int(v) for v in voxel], "diameter_mm": diameter}
-        state["added"].append(added)
-        state["decisions"][added["id"]] = {"decision": "cmb", "reason": None, "time": _now()}
-        write_state(self.folder, state)
+        with _STATE_LOCK:
+            state = read_state(self.folder)
+            number = 1 + max((int(a["id"][1:]) for a in state["added"]), default=0)
+            added = {"id": f"a{number}", "voxel": [int(v) for v in voxel], "diameter_mm": diameter}
+            state["added"].append(added)
+            state["decisions"][added["id"]] = _decision("cmb", None, reader)
+            write_state(self.folder, state)
         return added
 
 
@@ -149,8 +169,10 @@ def find_review_subjects(out_dir: Path) -> list[ReviewSubject]:
         raise InputError(out_dir, "output folder not found")
     if (out_dir / "run.json").is_file():
         folders = [out_dir]
-    else:
-        folders = sorted(p for p in out_dir.glob("sub-*") if (p / "run.json").is_file())
+    else:  # never through a link: the review writes only inside this folder
+        folders = sorted(
+            p for p in out_dir.glob("sub-*") if not p.is_symlink() and (p / "run.json").is_file()
+        )
     if not folders:
         raise InputError(out_dir, "no detection outputs here (run.json, or sub-*/run.json)")
     return [_subject(folder) for folder in folders]
@@ -162,11 +184,14 @@ def _subject(folder: Path) -> ReviewSubject:
         inputs = record.get("inputs") or {}
         image = inputs.get("swi") or inputs.get("magnitude")
         threshold = float(record["threshold"])
+        echo = None if inputs.get("swi") else (record.get("acquisition") or {}).get("echo_used")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise InputError(folder / "run.json", "not a cmbdet run record") from None
     if not image or not Path(image).is_file():
         raise InputError(folder / "run.json", f"the image it was detected on is not there: {image}")
-    return ReviewSubject(folder.name.removeprefix("sub-"), folder, Path(image), threshold)
+    stacked = echo is not None and len(nib.load(image).shape) == 4  # the echo used of a stack
+    index = int(echo["index"]) - 1 if stacked else None
+    return ReviewSubject(folder.name.removeprefix("sub-"), folder, Path(image), threshold, index)
 
 
 def read_state(folder: Path) -> dict:
@@ -175,9 +200,12 @@ def read_state(folder: Path) -> dict:
     state = {"reader": None, "decisions": {}, "added": []}
     if path.is_file():
         try:
-            state.update(json.loads(path.read_text(encoding="utf-8")))
+            stored = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
-            raise InputError(path, "not a review state (JSON) file") from None
+            stored = None
+        if not isinstance(stored, dict):
+            raise InputError(path, "not a review state (a JSON object)")
+        state.update(stored)
     return state
 
 
@@ -185,41 +213,56 @@ def write_state(folder: Path, state: dict) -> None:
     write_atomic(folder / STATE_FILE, json.dumps(state, indent=1, sort_keys=True))
 
 
-def decide(subject: ReviewSubject, item_id: str, decision: str | None, reason: str | None) -> None:
-    """Record (or, with ``decision`` None, clear) the reader's decision on one item.
+def decide(
+    subject: ReviewSubject,
+    item_id: str,
+    decision: str | None,
+    reason: str | None,
+    reader: str = "",
+) -> None:
+    """Record (or, with ``decision`` None, clear) ``reader``'s decision on one item.
 
     Raises:
         ValueError: an unknown item, decision or reason (a rejection needs a reason).
     """
-    if item_id not in {item.item_id for item in subject.items()}:
+    if item_id not in subject.item_ids():
         raise ValueError(f"no item {item_id!r}")
-    state = read_state(subject.folder)
-    if decision is None:
-        state["decisions"].pop(item_id, None)
-    else:
-        if decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
-        if (decision == "not_cmb") != (reason in REASONS):
-            raise ValueError(f"a rejection needs a reason: {', '.join(REASONS)}; only it")
-        state["decisions"][item_id] = {"decision": decision, "reason": reason, "time": _now()}
-    write_state(subject.folder, state)
+    if decision is not None and decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)}")
+    if decision is not None and (decision == "not_cmb") != (reason in REASONS):
+        raise ValueError(f"a rejection needs a reason: {', '.join(REASONS)}; only it")
+    with _STATE_LOCK:
+        state = read_state(subject.folder)
+        if decision is None:
+            state["decisions"].pop(item_id, None)
+        else:
+            state["decisions"][item_id] = _decision(decision, reason, reader)
+        write_state(subject.folder, state)
+
+
+def _decision(decision: str, reason: str | None, reader: str) -> dict:
+    return {"decision": decision, "reason": reason, "reader": reader, "time": _now()}
 
 
 def save_reviewed_lesions(subject: ReviewSubject, reader: str) -> Path:
-    """Write the subject's ``reviewed_lesions.csv`` from its decisions (decided items only)."""
-    state = read_state(subject.folder)
-    state["reader"] = reader
-    write_state(subject.folder, state)
+    """Write the subject's ``reviewed_lesions.csv`` from its decisions (``reader`` names the
+    decisions that name none); undecided detections are ``unreviewed``."""
+    with _STATE_LOCK:
+        state = read_state(subject.folder)
+        state["reader"] = reader
+        write_state(subject.folder, state)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(REVIEW_COLUMNS)
     number = 0
     for item in subject.items():
         decided = state["decisions"].get(item.item_id)
+        if decided is None and item.source == "detection":
+            decided = {"decision": "unreviewed", "reason": None, "reader": "", "time": ""}
         if decided is None:
             continue
         number += 1
-        writer.writerow(_lesion_row(item, decided, number, reader))
+        writer.writerow(_lesion_row(item, decided, number, decided.get("reader") or reader))
     return write_atomic(subject.folder / REVIEWED_LESIONS, buffer.getvalue())
 
 
@@ -233,10 +276,10 @@ def _lesion_row(item: ReviewItem, decided: dict, number: int, reader: str) -> li
         *(f"{v:.3f}" for v in item.world_mm),
         *(f"{v:.3f}" for v in item.input_voxel),
         diameter,
-        0 if decision == "unsure" else 1,
+        0 if decision in ("unsure", "unreviewed") else 1,
         reader,
         decided["time"],
-        "added" if item.source == "added" else decision,
+        "added" if item.source == "added" and decision == "cmb" else decision,
         decided["reason"] or "",
     ]
 

@@ -18,6 +18,7 @@ import numpy as np
 from cmbdet.errors import InputError
 from cmbdet.evaluation.metrics import SubjectScores, count
 from cmbdet.io.dataset import (
+    check_phase_given,
     ground_truth_fingerprint,
     load_ground_truth,
     subjects_with_ground_truth,
@@ -193,6 +194,8 @@ def calibrate_model(
     if out_dir.exists() and out_dir.resolve() == detector.folder.resolve():
         raise InputError(out_dir, "is the model being calibrated; write to another folder")
     subjects = subjects_with_ground_truth(data_dirs)
+    if detector.reads_phase:
+        check_phase_given(subjects.values())
     inputs = [detector.folder, *data_dirs]
     inputs += [p for s in subjects.values() for p in s.image_files()]
     check_not_inputs(out_dir, inputs, replaced=True)

@@ -33,7 +33,7 @@ from cmbdet.detect.detector import Detector
 from cmbdet.detect.outputs import write_outputs
 from cmbdet.errors import InputError
 from cmbdet.evaluation.evaluate import json_safe, score_subjects, write_tables
-from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
+from cmbdet.io.dataset import SubjectFiles, check_phase_given, find_subjects, load_ground_truth
 from cmbdet.io.writing import check_writable, refuse_links, write_atomic
 from cmbdet.training.config import TrainModelConfig
 from cmbdet.training.model import train_model
@@ -83,6 +83,8 @@ def crossval(
     config = config or TrainModelConfig()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     subjects = {s.subject_id: s for s in find_subjects(data_dir)}
+    if config.preprocess.reads_phase:
+        check_phase_given(subjects.values())
     counts = _visible_cmb_counts(subjects)
     check_writable(out_dir)
     refuse_links(out_dir)

@@ -21,6 +21,7 @@ from cmbdet.errors import InputError
 from cmbdet.evaluation.matching import MATCH_RADIUS_MM, cmb_centres, match_detections
 from cmbdet.io.dataset import (
     SubjectFiles,
+    check_phase_given,
     ground_truth_fingerprint,
     load_ground_truth,
     subjects_with_ground_truth,
@@ -106,12 +107,14 @@ def train_model(
     out_dir = Path(out_dir)
     check_writable(out_dir)
     refuse_links(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     subjects = {
         key: files
         for key, files in subjects_with_ground_truth(data_dirs).items()
         if only_subjects is None or files.subject_id in only_subjects
     }
+    if config.preprocess.reads_phase:
+        check_phase_given(subjects.values())
+    out_dir.mkdir(parents=True, exist_ok=True)
     _record_or_check_settings(out_dir / "train_config.json", config)
     splits = _load_or_make_splits(out_dir / "splits.json", sorted(subjects), config)
     stage1_config = replace(
