@@ -165,6 +165,11 @@ def test_a_batch_runs_each_subject_in_its_mode_and_resumes(
     capsys.readouterr()
     assert main(argv) == 0  # resumed: every subject complete, whichever model made it
     assert "0 failed, 3 skipped (already complete)" in capsys.readouterr().out
+    rows[2][2] = str(data / "sub-0000" / "phase.nii.gz")  # b has its phase now
+    with open(manifest, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    assert main(argv) == 2  # its outputs are the phase-free model's: not silently kept
+    assert "sub-b: was detected with another --model" in capsys.readouterr().err
 
 
 def test_dataset_folders_and_bids_subjects_without_phase_run(

@@ -19,6 +19,7 @@ from cmbdet.batch.subject import (
     Job,
     recorded_outcome,
 )
+from cmbdet.detect.input_mode import PHASE_FREE, input_mode
 from cmbdet.detect.model_spec import read_model_spec
 from cmbdet.detect.outputs import OUTPUT_FILES, REVIEW_FILES, foreign_files
 from cmbdet.detect.shipped import phase_free_model_dir
@@ -37,7 +38,8 @@ def plan_batch(
     subjects: list[SubjectFiles], out_dir: Path, made_with: list[tuple], overwrite: bool
 ) -> tuple[dict[str, BatchRow], list[Job]]:
     """Rows of the subjects to skip (complete outputs), and jobs for the others; ``made_with``
-    lists what the run's models record (:func:`made_with`)."""
+    lists what the run's models record (:func:`made_with`): a complete subject made by
+    another model than its mode now calls for is refused."""
     earlier = read_batch_log(out_dir / BATCH_LOG)
     skipped: dict[str, BatchRow] = {}
     jobs: list[Job] = []
@@ -47,7 +49,7 @@ def plan_batch(
         if record is None:
             jobs.append((absolute_paths(subject), folder))
             continue
-        if _made_with_record(record) not in made_with:
+        if _made_with_record(record) != _expected(subject, made_with):
             raise InputError(
                 folder,
                 "was detected with another --model, --threshold, --precision, --echo-times-ms "
@@ -212,6 +214,16 @@ def made_with(detector: Detector, settings: DetectSettings) -> list[tuple]:
         (_checksums(spec.info), limit, detector.precision, given)
         for spec, limit in zip(specs, thresholds, strict=True)
     ]
+
+
+def _expected(subject: SubjectFiles, made_with: list[tuple]) -> tuple:
+    """What ``subject``'s outputs must record: the phase-free model's entry (the last of
+    :func:`made_with`'s two) for a subject without phase, else the model's."""
+    try:
+        phase_free = input_mode(subject) in PHASE_FREE
+    except InputError:  # it fails when it runs, with its reason
+        phase_free = False
+    return made_with[-1] if phase_free else made_with[0]
 
 
 def _or(given: float | None, model: float) -> float:
