@@ -37,7 +37,7 @@ for set in data/v4-val/*; do
     view "$set" magnitude
 done
 if [ ! -f runs/pf1-cal/model.json ]; then
-    $CMBDET calibrate --model runs/pf1 --data data/pf-val/* --out runs/pf1-cal --max-fp 1.5 \
+    $CMBDET calibrate --model runs/pf1 --data data/pf-val/* --out runs/pf1-cal --max-fp 2 \
         --precision float32
 fi
 
