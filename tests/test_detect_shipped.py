@@ -85,3 +85,23 @@ def test_an_unknown_name_ends_with_one_line(two_shipped, tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "cmbdet-default-v9" in error[0]
     assert not out.exists()
+
+
+def test_the_real_installation_ships_a_phase_free_model_beside_the_default():
+    folder = shipped.phase_free_model_dir()
+    assert folder is not None and folder.name == shipped.PHASE_FREE_MODEL_NAME
+    detector = Detector.load(folder, "cpu", "float32")
+    assert not detector.reads_phase and detector.info["name"] == shipped.PHASE_FREE_MODEL_NAME
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 20 * 2**20
+    assert Detector.load(None, "cpu", "float32").reads_phase  # the default reads phase
+
+
+def test_an_swi_alone_runs_the_shipped_phase_free_model(tmp_path, capsys):
+    data = generate_dataset(tmp_path / "data", "tiny", 1, seed=9, progress=False)
+    out = tmp_path / "out"
+    swi = str(data / "sub-0000" / "swi.nii.gz")
+    assert main(["detect", "--swi", swi, "--out", str(out), "--precision", "float32"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["model"]["name"] == shipped.PHASE_FREE_MODEL_NAME
+    assert record["input_mode"] == "swi-only" and record["acquisition"]["phase"] == "none given"
+    assert "CMBs found" in capsys.readouterr().out
