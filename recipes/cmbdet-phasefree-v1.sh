@@ -46,3 +46,7 @@ fi
     --inputs magnitude
 .venv/bin/python benchmarks/yardstick.py table v4 pf1-swi pf1-gre
 .venv/bin/python benchmarks/yardstick.py froc v4 pf1-swi pf1-gre
+
+# Into the package (what was shipped on 2026-12-05)
+.venv/bin/python recipes/ship_model.py --source runs/pf1-cal --name cmbdet-phasefree-v1 \
+    --data data/g2-train/* data/g2-all/* --description "$(python3 -c "import json; print(json.load(open('src/cmbdet/models/cmbdet-phasefree-v1/model.json'))['description'])")"
