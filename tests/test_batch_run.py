@@ -375,19 +375,20 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(
     assert "cannot be written" in error[0]
 
 
-def test_a_subject_without_phase_is_logged_and_the_others_run(
+def test_a_subject_without_an_image_is_logged_and_the_others_run(
     dataset, quick_model, tmp_path, capsys
 ):
     data = tmp_path / "data"
     shutil.copytree(dataset, data)
-    (data / "sub-0001" / "phase.nii.gz").unlink()
+    for name in ("swi.nii.gz", "magnitude.nii.gz"):  # a phase alone
+        (data / "sub-0001" / name).unlink(missing_ok=True)
     out = tmp_path / "out"
     assert _detect(data, out, quick_model) == 2
     captured = capsys.readouterr()
     assert captured.out.startswith("2 of 3 subjects done, 1 failed")
     rows = {r["subject"]: r for r in _log(out)}
     assert [rows[i]["status"] for i in IDS] == ["done", "failed", "done"]
-    assert "phase" in rows["0001"]["error"]
+    assert "required swi file is missing" in rows["0001"]["error"]
     failures = _without_progress(captured.err)
     assert len(failures) == 1 and failures[0].startswith("sub-0001: failed:")
 

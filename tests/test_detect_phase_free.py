@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import cmbdet.batch.folder
+import cmbdet.batch.subject
 import cmbdet.detect.detector
 from cmbdet.cli import main
 from cmbdet.detect.detector import Detector
@@ -45,9 +46,11 @@ def phase_free_model(make_random_model):
 
 @pytest.fixture
 def installed(monkeypatch, phase_free_model):
-    """The random phase-free model stands in for the shipped one."""
+    """The random phase-free model stands in for the shipped one (and batches load their
+    models afresh: a model a batch kept from an earlier test holds the shipped one)."""
     for module in (cmbdet.detect.detector, cmbdet.batch.folder):
         monkeypatch.setattr(module, "phase_free_model_dir", lambda: phase_free_model)
+    monkeypatch.setattr(cmbdet.batch.subject, "_detectors", {})
     return phase_free_model
 
 
