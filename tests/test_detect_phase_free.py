@@ -240,3 +240,13 @@ def test_training_and_calibrating_a_model_that_reads_phase_refuse_subjects_witho
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 2 and all(f"{swi}: has no phase" in line for line in errors)
     assert not (tmp_path / "cal").exists() and not (tmp_path / "run").exists()
+
+
+def test_the_magnitude_share_is_a_phase_free_option(tmp_path, capsys):
+    config = TrainModelConfig.from_options(10, 10, 0, None, phase_free=True, magnitude_share=0.0)
+    assert config.magnitude_share == 0.0 and not config.preprocess.reads_phase
+    argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--magnitude-share", "0"]) == 2
+    assert "--magnitude-share is for --phase-free models" in capsys.readouterr().err
+    assert main([*argv, "--phase-free", "--magnitude-share", "1.5"]) == 2
+    assert not (tmp_path / "run").exists()

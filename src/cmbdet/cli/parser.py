@@ -234,6 +234,13 @@ def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
         help="a model that reads no phase (for SWI-only and T2*-weighted GRE data): trained on "
         "half the subjects' SWI and half their magnitude, the phase never read",
     )
+    parser.add_argument(
+        "--magnitude-share",
+        type=probability,
+        default=None,
+        help="with --phase-free: the share of subjects read as their magnitude, 0-1 (default: "
+        "0.5; 0 trains on SWI alone)",
+    )
 
 
 def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from cmbdet.errors import EXIT_OK
+from cmbdet.errors import EXIT_OK, InputError
 
 
 def show_progress_log() -> None:
@@ -19,9 +19,15 @@ def train_command(args: argparse.Namespace) -> int:
     from cmbdet.training.config import TrainModelConfig
     from cmbdet.training.model import train_model
 
+    _check_phase_free_options(args)
     show_progress_log()
     config = TrainModelConfig.from_options(
-        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp, args.phase_free
+        args.stage1_steps,
+        args.stage2_steps,
+        args.seed,
+        args.max_fp,
+        args.phase_free,
+        args.magnitude_share,
     )
     out = train_model(args.data, args.out, config)
     print(f"model written to {out}")
@@ -60,12 +66,23 @@ def crossval_command(args: argparse.Namespace) -> int:
     from cmbdet.training.config import TrainModelConfig
     from cmbdet.training.crossval import crossval, format_table
 
+    _check_phase_free_options(args)
     if not args.quiet:
         show_progress_log()
     config = TrainModelConfig.from_options(
-        args.stage1_steps, args.stage2_steps, args.seed, args.max_fp, args.phase_free
+        args.stage1_steps,
+        args.stage2_steps,
+        args.seed,
+        args.max_fp,
+        args.phase_free,
+        args.magnitude_share,
     )
     result = crossval(args.data, args.out, args.folds, config, progress=not args.quiet)
     print(format_table(result))
     print(f"tables in {args.out}")
     return EXIT_OK
+
+
+def _check_phase_free_options(args: argparse.Namespace) -> None:
+    if args.magnitude_share is not None and not args.phase_free:
+        raise InputError(None, "--magnitude-share is for --phase-free models")

@@ -101,11 +101,21 @@ class TrainModelConfig(JsonConfig):
         seed: int,
         max_fp: float | None,
         phase_free: bool = False,
+        magnitude_share: float | None = None,
     ) -> TrainModelConfig:
         """The defaults with the command-line options of ``train`` and ``crossval``
-        (``phase_free``: a model that reads no phase)."""
+        (``phase_free``: a model that reads no phase, reading ``magnitude_share`` of its
+        subjects as their magnitude).
+
+        Raises:
+            ValueError: ``magnitude_share`` without ``phase_free``, or outside 0-1.
+        """
         config = cls().with_steps(stage1_steps, stage2_steps, seed)
         config = replace(config, rule=replace(config.rule, max_fp_per_subject=max_fp))
+        if magnitude_share is not None and not phase_free:
+            raise ValueError("--magnitude-share is for --phase-free models")
         if phase_free:
             config = replace(config, preprocess=replace(config.preprocess, reads_phase=False))
+        if magnitude_share is not None:
+            config = replace(config, magnitude_share=magnitude_share)
         return config
