@@ -135,6 +135,8 @@ def test_a_review_is_clicked_through_saved_reloaded_and_evaluated(batch, server,
         expect(last).to_contain_text("not CMB: vein")
         expect(page.locator(f"#item-d{several[0]['detection_id']}")).to_contain_text("CMB")
         expect(page.locator("#subject-0002")).to_contain_text(f"0002: {len(several) + 1} of")
+        refused = page.goto(server.url.split("?")[0])  # the page without its token
+        assert refused.status == 403 and "forbidden" in page.content()
         browser.close()
 
     _check_table(out / "sub-0002" / "reviewed_lesions.csv", several, ["cmb"] * (len(several) - 1))
