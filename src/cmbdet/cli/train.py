@@ -16,19 +16,10 @@ def show_progress_log() -> None:
 
 def train_command(args: argparse.Namespace) -> int:
     """``cmbdet train``: both stages and the operating point; writes a model folder."""
-    from cmbdet.training.config import TrainModelConfig
     from cmbdet.training.model import train_model
 
-    _check_phase_free_options(args)
     show_progress_log()
-    config = TrainModelConfig.from_options(
-        args.stage1_steps,
-        args.stage2_steps,
-        args.seed,
-        args.max_fp,
-        args.phase_free,
-        args.magnitude_share,
-    )
+    config = _training_config(args)
     out = train_model(args.data, args.out, config)
     print(f"model written to {out}")
     return EXIT_OK
@@ -63,13 +54,24 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 def crossval_command(args: argparse.Namespace) -> int:
     """``cmbdet crossval``: the paper's k-fold protocol; prints the tables."""
-    from cmbdet.training.config import TrainModelConfig
     from cmbdet.training.crossval import crossval, format_table
 
-    _check_phase_free_options(args)
     if not args.quiet:
         show_progress_log()
-    config = TrainModelConfig.from_options(
+    config = _training_config(args)
+    result = crossval(args.data, args.out, args.folds, config, progress=not args.quiet)
+    print(format_table(result))
+    print(f"tables in {args.out}")
+    return EXIT_OK
+
+
+def _training_config(args: argparse.Namespace):
+    """The TrainModelConfig of ``train``'s and ``crossval``'s options."""
+    from cmbdet.training.config import TrainModelConfig
+
+    if args.magnitude_share is not None and not args.phase_free:
+        raise InputError(None, "--magnitude-share is for --phase-free models")
+    return TrainModelConfig.from_options(
         args.stage1_steps,
         args.stage2_steps,
         args.seed,
@@ -77,12 +79,3 @@ def crossval_command(args: argparse.Namespace) -> int:
         args.phase_free,
         args.magnitude_share,
     )
-    result = crossval(args.data, args.out, args.folds, config, progress=not args.quiet)
-    print(format_table(result))
-    print(f"tables in {args.out}")
-    return EXIT_OK
-
-
-def _check_phase_free_options(args: argparse.Namespace) -> None:
-    if args.magnitude_share is not None and not args.phase_free:
-        raise InputError(None, "--magnitude-share is for --phase-free models")
