@@ -250,3 +250,22 @@ def test_a_broken_subject_is_listed_with_its_problem_and_the_others_stay_reviewa
 def test_review_port_options_end_in_one_line(tmp_path, capsys):
     assert main(["review", str(tmp_path), "--port", "80"]) == 2
     assert "not 0 or a port in 1024-65535" in capsys.readouterr().err
+
+
+def test_a_review_never_writes_through_links(outputs, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for name in ("review.json", "reviewed_lesions.csv"):
+        (outside / name).write_text("not the review's\n")
+        (outputs / name).symlink_to(outside / name)
+    (outputs / "review.json").unlink()  # a state file must be read: only the table is linked
+    (subject,) = find_review_subjects(outputs)
+    decide(subject, "d1", "cmb", None)
+    table = save_reviewed_lesions(subject, "reader")
+    assert not table.is_symlink() and "lesion_id" in table.read_text()
+    assert (outside / "reviewed_lesions.csv").read_text() == "not the review's\n"
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "sub-linked").symlink_to(outputs)  # a linked subject folder is not reviewed
+    with pytest.raises(InputError, match="no detection outputs"):
+        find_review_subjects(batch)
