@@ -207,11 +207,11 @@ def made_with(detector: Detector, settings: DetectSettings) -> list[tuple]:
     if detector.reads_phase and phase_free is not None:
         specs.append(read_model_spec(phase_free))
     given = (list(settings.echo_times_ms) or None, settings.field_strength_t)
-    threshold = None if settings.threshold is None else float(settings.threshold)
     # --threshold is the given model's; the phase-free model keeps its own
-    thresholds = [_or(threshold, detector.spec.threshold)] + [s.threshold for s in specs[1:]]
+    given_threshold = detector.spec.threshold if settings.threshold is None else settings.threshold
+    thresholds = [float(given_threshold)] + [spec.threshold for spec in specs[1:]]
     return [
-        (_checksums(spec.info), limit, detector.precision, given)
+        (spec.checksums, limit, detector.precision, given)
         for spec, limit in zip(specs, thresholds, strict=True)
     ]
 
@@ -224,14 +224,6 @@ def _expected(subject: SubjectFiles, made_with: list[tuple]) -> tuple:
     except InputError:  # it fails when it runs, with its reason
         phase_free = False
     return made_with[-1] if phase_free else made_with[0]
-
-
-def _or(given: float | None, model: float) -> float:
-    return model if given is None else given
-
-
-def _checksums(info: dict) -> dict:
-    return {s: info[s]["weights"]["sha256"] for s in ("stage1", "stage2") if s in info}
 
 
 def _made_with_record(record: dict) -> tuple:

@@ -306,11 +306,7 @@ class Detector:
             "model": {
                 "folder": str(self.folder),
                 "name": self.info.get("name"),
-                "sha256": {
-                    k: self.info[k]["weights"]["sha256"]
-                    for k in ("stage1", "stage2")
-                    if k in self.info
-                },
+                "sha256": self.spec.checksums,
             },
             "threshold": threshold,
             "stage1_threshold": stage1_threshold,

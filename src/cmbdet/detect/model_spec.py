@@ -117,6 +117,12 @@ class ModelSpec:
     stage1_threshold: float
     training_ranges: TrainingRanges = TrainingRanges()
 
+    @property
+    def checksums(self) -> dict[str, str]:
+        """SHA-256 of each stage's weights, by stage (what run.json records of the model)."""
+        entries = {"stage1": self.stage1_weights, "stage2": self.stage2_weights}
+        return {stage: entry.sha256 for stage, entry in entries.items() if entry is not None}
+
 
 def read_model_spec(folder: str | Path) -> ModelSpec:
     """Read and check ``folder/model.json``.
