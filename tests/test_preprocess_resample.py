@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from cmbdet.preprocess.resample import ResampleMap, resample_to
 from cmbdet.synth.config import PRESETS
@@ -92,3 +93,33 @@ def test_thin_slices_are_averaged_and_thick_ones_interpolated():
     mask = np.zeros((6, 5, 20), bool)
     mask[2:4, 1:3, 5:9] = True
     assert np.array_equal(resample_to(resample_to(mask, (6, 5, 40)), (6, 5, 20)), mask)
+
+
+@pytest.mark.parametrize(
+    ("shape", "target"),
+    [
+        ((64, 56, 9), (51, 45, 9)),  # hr-like in-plane shrink (anti-aliased)
+        ((36, 32, 9), (46, 41, 9)),  # lr-like in-plane growth
+        ((30, 25, 12), (20, 35, 8)),  # one axis shrinks, one grows; thinner slices averaged
+        ((20, 18, 8), (20, 18, 12)),  # slices only, upsampled
+    ],
+)
+def test_resampling_equals_pytorch_interpolate(shape, target):
+    """The models were trained on PyTorch's resampling: NumPy's equals it to float32
+    rounding (images: bilinear, anti-aliased where an axis shrinks; masks: nearest-exact)."""
+    functional = torch.nn.functional
+    volume = np.random.default_rng(3).random(shape, dtype=np.float32)
+    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, 2, 0)))[:, None]
+    in_plane = tuple(target[:2])
+    shrinking = target[0] < shape[0] or target[1] < shape[1]
+    for order, mode, extra in ((1, "bilinear", {"antialias": shrinking}), (0, "nearest-exact", {})):
+        kwargs = {"align_corners": False, **extra} if order else {}
+        planes = functional.interpolate(slices, size=in_plane, mode=mode, **kwargs)[:, 0]
+        columns = planes.permute(1, 2, 0).reshape(1, 1, -1, shape[2])
+        if order:
+            kwargs["antialias"] = target[2] < shape[2]
+        expected = functional.interpolate(
+            columns, size=(columns.shape[2], target[2]), mode=mode, **kwargs
+        )
+        expected = expected.reshape(*target).numpy()
+        np.testing.assert_allclose(resample_to(volume, target, order), expected, atol=2e-5)

@@ -267,7 +267,7 @@ def homodyne_modulus_from_swi(
 def canonical_phase(
     phase: np.ndarray,
     brain: np.ndarray,
-    magnitude_for_homodyne: np.ndarray,
+    magnitude_for_homodyne: np.ndarray | None,
     *,
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
     units: str = "auto",
@@ -283,9 +283,10 @@ def canonical_phase(
         phase: (X, Y, Z) stored phase (radians or integer units, raw or filtered, any
             handedness).
         brain: (X, Y, Z) bool brain mask.
-        magnitude_for_homodyne: (X, Y, Z) modulus for the homodyne filter of raw phase
-            (magnitude, or SWI when no magnitude is at hand); also the image for handedness
-            detection unless ``handedness_image`` is given.
+        magnitude_for_homodyne: (X, Y, Z) modulus for the homodyne filter of raw phase (the
+            magnitude); also the image for handedness detection unless ``handedness_image`` is
+            given. None: :func:`homodyne_modulus_from_swi` of ``handedness_image`` (an SWI),
+            made only when the phase is raw.
         spacing_mm: voxel size (x, y, z), mm; sets the default homodyne window and the
             detectors' length scales.
         units: "auto", "radians" or "integer".
@@ -302,6 +303,8 @@ def canonical_phase(
     Raises:
         ValueError: an unknown option, or units that cannot be detected.
     """
+    if magnitude_for_homodyne is None and handedness_image is None:
+        raise ValueError("a magnitude or an SWI is needed with the phase")
     _check_option("units", units, UNITS)
     _check_option("handedness", handedness, HANDEDNESS)
     _check_option("kind", kind, KINDS)
@@ -317,7 +320,10 @@ def canonical_phase(
     window = None
     if kind == "raw":
         window = hp_window or default_hp_window(phase.shape, spacing_mm)
-        signal = magnitude_for_homodyne.astype(np.float32) * np.exp(1j * radians)
+        modulus = magnitude_for_homodyne
+        if modulus is None:
+            modulus = homodyne_modulus_from_swi(handedness_image, spacing_mm)
+        signal = modulus.astype(np.float32) * np.exp(1j * radians)
         radians = homodyne_highpass(signal, window)
         del signal
 

@@ -36,7 +36,6 @@ from cmbdet.preprocess.phase import (
     PhaseDecisions,
     canonical_phase,
     default_hp_window,
-    homodyne_modulus_from_swi,
 )
 from cmbdet.preprocess.resample import ResampleMap, resample_phase_to
 from cmbdet.swi import swi_from
@@ -223,11 +222,10 @@ def preprocess_arrays(
         brain = estimate_brain_mask(intensity, spacing)
     brain = np.asarray(brain, bool)
     hp_window = default_hp_window(intensity.shape, spacing, config.hp_window_per_256mm)
-    modulus = homodyne_modulus_from_swi(intensity, spacing) if magnitude is None else magnitude
     phase_rad, decisions = canonical_phase(
         np.asarray(phase),
         brain,
-        modulus,
+        magnitude,  # None: a smoothed SWI stands in, for raw phase only
         spacing_mm=spacing,
         units=phase_units,
         handedness=handedness,
@@ -329,33 +327,33 @@ def slice_images(pre: Preprocessed) -> np.ndarray:
     """
     nx, ny, depth = pre.swi.shape
     images = np.empty((depth, pre.config.channels, nx, ny), dtype=np.float32)
-    # each volume is transposed to slices first once: the strided copy is the costly part
-    images[:, 0] = slab_average(pre.swi, pre.config.slab_average).transpose(2, 0, 1)
+    # the SWI is transposed to slices once (the strided copy is the costly part) and every
+    # SWI channel is made from that stack
+    swi_slices = np.ascontiguousarray(pre.swi.transpose(2, 0, 1), dtype=np.float32)
+    images[:, 0] = slab_average(swi_slices, pre.config.slab_average)
     images[:, 1] = complemented_phase(pre.phase_norm).transpose(2, 0, 1)
-    if pre.config.context_slices:
-        swi_slices = np.ascontiguousarray(pre.swi.transpose(2, 0, 1), dtype=np.float32)
-        for channel, offset in enumerate(pre.config.context_slices, start=2):
-            images[:, channel] = swi_slices[np.clip(np.arange(depth) + offset, 0, depth - 1)]
+    for channel, offset in enumerate(pre.config.context_slices, start=2):
+        images[:, channel] = swi_slices[np.clip(np.arange(depth) + offset, 0, depth - 1)]
     return images
 
 
-def slab_average(volume: np.ndarray, neighbours: int) -> np.ndarray:
+def slab_average(slices: np.ndarray, neighbours: int) -> np.ndarray:
     """Mean over each slice and ``neighbours`` slices either side, fewer at the slab ends.
 
     Args:
-        volume: (X, Y, Z) array.
-        neighbours: slices on each side (0 returns the volume as float32).
+        slices: (Z, X, Y) array, slices first.
+        neighbours: slices on each side (0 returns the slices as float32).
 
     Returns:
-        (X, Y, Z) float32.
+        (Z, X, Y) float32.
     """
-    volume = volume.astype(np.float32, copy=False)
+    slices = slices.astype(np.float32, copy=False)
     if neighbours <= 0:
-        return volume
-    depth = volume.shape[2]
-    cumulative = np.zeros(volume.shape[:2] + (depth + 1,), dtype=np.float64)
-    np.cumsum(volume, axis=2, out=cumulative[:, :, 1:])
+        return slices
+    depth = slices.shape[0]
+    cumulative = np.zeros((depth + 1,) + slices.shape[1:], dtype=np.float64)
+    np.cumsum(slices, axis=0, out=cumulative[1:])
     low = np.clip(np.arange(depth) - neighbours, 0, depth)
     high = np.clip(np.arange(depth) + neighbours + 1, 0, depth)
-    total = cumulative[:, :, high] - cumulative[:, :, low]  # (X, Y, Z)
-    return (total / (high - low)).astype(np.float32)
+    total = cumulative[high] - cumulative[low]  # (Z, X, Y)
+    return (total / (high - low)[:, None, None]).astype(np.float32)

@@ -11,6 +11,10 @@ the convention of ``torch.nn.functional.interpolate(..., align_corners=False)``.
 resampled linearly along each axis (anti-aliased when shrinking, so that thin slices are
 averaged into a thicker one), phase through its unit phasor (so wraps at +-pi do not blur into
 0), masks and label maps by nearest neighbour.
+
+The weights are PyTorch's (``mode="bilinear"`` with ``antialias`` where an axis shrinks,
+``"nearest-exact"``), applied in NumPy/SciPy one axis at a time as sparse matrices: the models
+were trained on PyTorch's resampling, and preprocessing needs no PyTorch.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from scipy import sparse
 
 SAME_SPACING_TOLERANCE = 0.01
 """Relative spacing difference below which an axis keeps its voxels."""
@@ -119,62 +122,76 @@ def _model_voxels(native: int, spacing_mm: float, target_mm: float) -> int:
 
 
 def resample_to(volume: np.ndarray, target_shape: tuple[int, ...], order: int = 0) -> np.ndarray:
-    """Resample (X, Y, Z) to (X', Y', Z'), edges aligned: in-plane slice by slice, then along
-    the slices.
+    """Resample (X, Y, Z) to (X', Y', Z'), edges aligned, one axis at a time.
 
     Args:
         volume: (X, Y, Z) array.
         target_shape: (X', Y', Z').
         order: 0 nearest (``nearest-exact``: keeps dtype, exact inverse of an integer zoom),
-            1 linear along each axis (float32; anti-aliased when shrinking).
+            1 linear along each axis (float32; anti-aliased along an axis that shrinks).
     """
     target = tuple(int(n) for n in target_shape)
     if order not in (0, 1):
         raise ValueError(f"order must be 0 or 1, got {order}")
     if tuple(volume.shape) == target:
         return volume if order == 0 else volume.astype(np.float32, copy=False)
-    dtype = volume.dtype
-    out = _resample_in_plane(volume, target[:2], order)
-    out = _resample_slices(out, target[2], order)
     if order == 0:
-        return out.astype(dtype, copy=False)
+        indices = np.ix_(*(_nearest_indices(n, m) for n, m in zip(volume.shape, target)))
+        return volume[indices]
+    out = volume.astype(np.float32, copy=False)
+    for axis, size in enumerate(target):
+        if out.shape[axis] != size:
+            out = _linear_along(out, axis, _linear_weights(out.shape[axis], size))
     return out
 
 
-def _resample_in_plane(volume: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
-    """(X, Y, Z) -> (X', Y', Z) float32, slice by slice (see :func:`resample_to`)."""
-    if tuple(volume.shape[:2]) == size:
-        return volume.astype(np.float32, copy=False)
-    slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, 2, 0), dtype=np.float32))
-    slices = slices[:, None]  # (Z, 1, X, Y)
-    if order == 0:
-        resampled = F.interpolate(slices, size=size, mode="nearest-exact")
-    else:
-        shrinking = size[0] < volume.shape[0] or size[1] < volume.shape[1]
-        resampled = F.interpolate(
-            slices, size=size, mode="bilinear", align_corners=False, antialias=shrinking
-        )
-    return np.ascontiguousarray(np.moveaxis(resampled[:, 0].numpy(), 0, 2))  # (X', Y', Z)
+def _scale(n_in: int, n_out: int) -> np.float32:
+    """Input voxels per output voxel, in float32 as PyTorch computes it."""
+    return np.float32(n_in) / np.float32(n_out)
 
 
-def _resample_slices(volume: np.ndarray, depth: int, order: int) -> np.ndarray:
-    """(X, Y, Z) float32 -> (X, Y, Z') along the slices (see :func:`resample_to`): each voxel
-    column is a row of one 2D image whose other axis is left as it is."""
-    nx, ny, nz = volume.shape
-    if nz == depth:
-        return volume
-    columns = torch.from_numpy(np.ascontiguousarray(volume).reshape(1, 1, nx * ny, nz))
-    if order == 0:
-        resampled = F.interpolate(columns, size=(nx * ny, depth), mode="nearest-exact")
-    else:
-        resampled = F.interpolate(
-            columns,
-            size=(nx * ny, depth),
-            mode="bilinear",
-            align_corners=False,
-            antialias=depth < nz,
-        )
-    return resampled[0, 0].numpy().reshape(nx, ny, depth)
+def _nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out,) source index of each output voxel (PyTorch's ``nearest-exact``)."""
+    centres = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * _scale(n_in, n_out)
+    return np.minimum(np.floor(centres).astype(np.int64), n_in - 1)
+
+
+def _linear_weights(n_in: int, n_out: int) -> sparse.csr_matrix:
+    """(n_out, n_in) float32 weights of linear resampling along one axis: PyTorch's triangle
+    filter, stretched by the scale where the axis shrinks (anti-aliasing), each row normalised
+    over the input voxels it covers (which clamps at the edges)."""
+    scale = _scale(n_in, n_out)
+    shrinking = scale >= 1
+    support = scale if shrinking else np.float32(1)
+    inverse = np.float32(1) / scale if shrinking else np.float32(1)
+    centres = scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5))
+    first = np.maximum((centres - support + np.float32(0.5)).astype(np.int64), 0)
+    stop = np.minimum((centres + support + np.float32(0.5)).astype(np.int64), n_in)
+    taps = np.arange(int((stop - first).max()))
+    source = first[:, None] + taps  # (n_out, K)
+    weights = 1 - np.abs((source - centres[:, None] + np.float32(0.5)) * inverse)
+    weights = np.where(source < stop[:, None], np.maximum(weights, 0), 0).astype(np.float32)
+    totals = weights.sum(axis=1, keepdims=True)
+    weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals != 0)
+    rows = np.repeat(np.arange(n_out), taps.size)
+    columns = np.minimum(source, n_in - 1).ravel()
+    return sparse.csr_matrix((weights.ravel(), (rows, columns)), shape=(n_out, n_in))
+
+
+def _linear_along(volume: np.ndarray, axis: int, weights: sparse.csr_matrix) -> np.ndarray:
+    """Apply (n_out, n_in) ``weights`` along ``axis`` of a float32 (X, Y, Z) volume."""
+    volume = np.ascontiguousarray(volume)
+    shape = list(volume.shape)
+    shape[axis] = weights.shape[0]
+    if axis == 0:
+        return (weights @ volume.reshape(volume.shape[0], -1)).reshape(shape)
+    if axis == 1:
+        out = np.empty(shape, dtype=np.float32)
+        for x in range(volume.shape[0]):
+            out[x] = weights @ volume[x]
+        return out
+    columns = volume.reshape(-1, volume.shape[2])  # axis 2: each voxel column is one row
+    return np.asarray((weights @ columns.T).T, dtype=np.float32).reshape(shape)
 
 
 def resample_phase_to(phase_rad: np.ndarray, target_shape: tuple[int, ...]) -> np.ndarray:
