@@ -13,7 +13,7 @@ from cmbdet.errors import InputError
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.handedness import detect_handedness
 from cmbdet.preprocess.intensity import normalise_phase, normalise_swi
-from cmbdet.preprocess.mask import estimate_brain_mask
+from cmbdet.preprocess.mask import dilate_in_plane, erode_in_plane, estimate_brain_mask
 from cmbdet.preprocess.phase import (
     canonical_phase,
     detect_phase_kind,
@@ -357,3 +357,36 @@ def test_preprocess_volumes_from_files(subjects, tmp_path):
     assert np.corrcoef(pre.phase_rad[brain], subject.hp_phase[brain])[0, 1] > 0.6
     with pytest.raises(InputError, match="shape"):
         preprocess(swi, phase, mask=mask[:-1])
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 2.0), (0.45, 0.6, 3.0), (0.8, 0.8, 2.0)])
+@pytest.mark.parametrize("radius_mm", [3.0, 4.0, 2.2])
+def test_mask_morphology_equals_thresholded_distance_transforms(spacing, radius_mm):
+    """In-plane erosion and dilation by a disk equal thresholding each slice's Euclidean
+    distance transform (the edge of the field of view does not erode; empty slices stay empty;
+    a slice without background stays whole)."""
+    rng = np.random.default_rng(5)
+    mask = ndimage.gaussian_filter(rng.random((40, 36, 6)), (2, 2, 0)) > 0.5
+    mask[:, :, 0] = False
+    mask[:, :, 1] = True
+    sampling = np.asarray(spacing[:2])
+    eroded = np.stack(
+        [
+            np.ones(mask.shape[:2], bool)
+            if mask[:, :, z].all()
+            else ndimage.distance_transform_edt(mask[:, :, z], sampling=sampling) > radius_mm
+            for z in range(mask.shape[2])
+        ],
+        axis=2,
+    )
+    dilated = np.stack(
+        [
+            mask[:, :, z].any()
+            & (ndimage.distance_transform_edt(~mask[:, :, z], sampling=sampling) <= radius_mm)
+            for z in range(mask.shape[2])
+        ],
+        axis=2,
+    )
+    assert 0 < eroded[:, :, 2:].sum() < mask[:, :, 2:].sum() < dilated[:, :, 2:].sum()
+    np.testing.assert_array_equal(erode_in_plane(mask, np.asarray(spacing), radius_mm), eroded)
+    np.testing.assert_array_equal(dilate_in_plane(mask, np.asarray(spacing), radius_mm), dilated)

@@ -74,12 +74,12 @@ def _estimate_on_grid(swi: np.ndarray, spacing_mm: tuple[float, float, float]) -
         return empty
     tissue = smooth > TISSUE_FRACTION * otsu_threshold(smooth[head])
 
-    core = _largest_component(_erode_mm(tissue, spacing, EROSION_MM))
+    core = _largest_component(erode_in_plane(tissue, spacing, EROSION_MM))
     if not core.any():
         core = _largest_component(tissue)
-    mask = _dilate_mm(core, spacing, EROSION_MM) & tissue
+    mask = dilate_in_plane(core, spacing, EROSION_MM) & tissue
     mask = _largest_component(mask | core)
-    mask = _erode_mm(_dilate_mm(mask, spacing, CLOSING_MM), spacing, CLOSING_MM) | mask
+    mask = erode_in_plane(dilate_in_plane(mask, spacing, CLOSING_MM), spacing, CLOSING_MM) | mask
     for z in range(mask.shape[2]):
         mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
     return mask
@@ -108,24 +108,24 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(sizes))
 
 
-def _erode_mm(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Erode in-plane by ``radius_mm`` (Euclidean, per slice: slices are thick)."""
-    if not mask.any():
-        return mask.copy()
-    out = np.empty_like(mask)
-    for z in range(mask.shape[2]):
-        out[:, :, z] = (
-            ndimage.distance_transform_edt(mask[:, :, z], sampling=spacing[:2]) > radius_mm
-        )
-    return out
+def erode_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Erode in-plane by ``radius_mm`` (Euclidean, per slice: slices are thick): a voxel stays
+    when no voxel outside the mask lies within ``radius_mm`` in its slice (the edge of the
+    field of view does not erode)."""
+    return ndimage.binary_erosion(mask, structure=_disk(spacing, radius_mm), border_value=1)
 
 
-def _dilate_mm(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Dilate in-plane by ``radius_mm`` (Euclidean, per slice)."""
-    out = np.zeros_like(mask)
-    for z in range(mask.shape[2]):
-        if mask[:, :, z].any():
-            out[:, :, z] = (
-                ndimage.distance_transform_edt(~mask[:, :, z], sampling=spacing[:2]) <= radius_mm
-            )
-    return out
+def dilate_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Dilate in-plane by ``radius_mm`` (Euclidean, per slice): every voxel within
+    ``radius_mm`` of the mask in its slice joins it."""
+    return ndimage.binary_dilation(mask, structure=_disk(spacing, radius_mm))
+
+
+def _disk(spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(A, B, 1) bool in-plane disk: the offsets within ``radius_mm`` (distances computed as
+    ``scipy.ndimage.distance_transform_edt`` computes them, so the morphology equals
+    thresholding the per-slice distance transform)."""
+    reach = [int(radius_mm / float(s)) + 1 for s in spacing[:2]]  # one spare row: all False
+    dx = np.arange(-reach[0], reach[0] + 1, dtype=np.float64)[:, None] * float(spacing[0])
+    dy = np.arange(-reach[1], reach[1] + 1, dtype=np.float64)[None, :] * float(spacing[1])
+    return (np.sqrt(dx**2 + dy**2) <= radius_mm)[:, :, None]

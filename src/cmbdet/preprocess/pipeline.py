@@ -351,9 +351,11 @@ def slab_average(slices: np.ndarray, neighbours: int) -> np.ndarray:
     if neighbours <= 0:
         return slices
     depth = slices.shape[0]
-    cumulative = np.zeros((depth + 1,) + slices.shape[1:], dtype=np.float64)
-    np.cumsum(slices, axis=0, out=cumulative[1:])
-    low = np.clip(np.arange(depth) - neighbours, 0, depth)
-    high = np.clip(np.arange(depth) + neighbours + 1, 0, depth)
-    total = cumulative[high] - cumulative[low]  # (Z, X, Y)
-    return (total / (high - low)[:, None, None]).astype(np.float32)
+    total = slices.copy()
+    for offset in range(1, neighbours + 1):  # add each slice's neighbours `offset` away
+        total[offset:] += slices[:-offset]
+        total[:-offset] += slices[offset:]
+    index = np.arange(depth)
+    counts = np.minimum(index + neighbours, depth - 1) - np.maximum(index - neighbours, 0) + 1
+    total /= counts.astype(np.float32)[:, None, None]
+    return total
