@@ -328,3 +328,27 @@ def test_demo_never_replaces_an_input_folder_it_did_not_keep(model_dir, tmp_path
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "input" in error[0] and "earlier cmbdet demo" in error[0]
     assert (out / "input" / "scan.nii.gz").read_text() == "the user's"
+
+
+def test_networks_loaded_in_the_background_give_the_same_result(model_dir, subjects, tmp_path):
+    """``background=True`` (the one-subject command line) builds the networks on a thread
+    while the subject is read and preprocessed: the same candidates; damaged weights still
+    fail at load; an unusable device fails at the first detection, naming it."""
+    import shutil
+
+    from cmbdet.errors import InputError
+
+    now = Detector.load(model_dir, precision="float32").detect(subjects[0].swi, subjects[0].phase)
+    later = Detector.load(model_dir, precision="float32", background=True)
+    result = later.detect(subjects[0].swi, subjects[0].phase)
+    assert len(result.candidates) == len(now.candidates) > 0
+    assert [c.score for c in result.candidates] == [c.score for c in now.candidates]
+    assert result.record["timings_s"]["networks_wait"] >= 0.0
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    (damaged / "stage2.safetensors").write_bytes(b"not weights")
+    with pytest.raises(InputError, match="do not match the SHA-256"):
+        Detector.load(damaged, background=True)
+    nowhere = Detector.load(model_dir, device="tpu", background=True)
+    with pytest.raises(InputError, match="unknown device 'tpu'"):
+        nowhere.detect(subjects[0].swi, subjects[0].phase)

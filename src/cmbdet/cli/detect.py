@@ -97,7 +97,10 @@ def _detect_single(args: argparse.Namespace) -> int:
     inputs = (args.swi, args.phase, args.magnitude, args.mask, args.model, MODELS_DIR)
     out = check_output_folder(args.out, args.overwrite, inputs)
     settings = _detect_settings(args)
-    detector = Detector.load(settings.model_dir, settings.device, settings.precision)
+    # PyTorch is imported and the networks built on a thread while the inputs are read
+    detector = Detector.load(
+        settings.model_dir, settings.device, settings.precision, background=True
+    )
     result = detector.detect(
         args.swi, args.phase, args.magnitude, args.mask, **settings.detect_options()
     )

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.detect.checks import check_image_roles, check_memory, check_swi_geometry
@@ -30,21 +29,16 @@ from cmbdet.detect.input_mode import (
     load_subject,
 )
 from cmbdet.detect.model_spec import ModelSpec, read_model_spec
+from cmbdet.detect.networks import Networks, NetworksLoading, load_networks
 from cmbdet.detect.qc import qc_flags
 from cmbdet.detect.shipped import model_folder, phase_free_model_dir
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import SubjectFiles
-from cmbdet.io.model_folder import load_weights
 from cmbdet.io.nifti import Volume
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
 from cmbdet.records import DetectionResult
-from cmbdet.runtime import prepare_for_inference, resolve_device, resolve_precision
-from cmbdet.stage1.inference import detect_candidates
 from cmbdet.stage1.link import LinkedCandidate
-from cmbdet.stage1.model import CandidateNet
-from cmbdet.stage2.inference import score_patches
-from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import extract_patches
 from cmbdet.version import __version__
 
@@ -54,22 +48,35 @@ class Detector:
     goes to the phase-free model (this one when it reads no phase, else the shipped phase-free
     model, loaded on first use with the same device and precision)."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        stage1: CandidateNet,
-        stage2: PatchClassifier | None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ):
+    def __init__(self, spec: ModelSpec, networks: Networks | NetworksLoading):
         self.spec = spec
-        self.device, self.dtype = torch.device(device), dtype
-        # inference copies: batch norm folded into the convolutions, in the chosen precision
-        self.stage1 = prepare_for_inference(stage1, self.device, dtype)
-        self.stage2 = None
-        if stage2 is not None:
-            self.stage2 = prepare_for_inference(stage2, self.device, dtype)
+        self._networks = networks  # loaded, or loading on a thread (see Detector.load)
         self._phase_free: Detector | None = None if spec.preprocess.reads_phase else self
+
+    @property
+    def networks(self) -> Networks:
+        """Both stages' inference copies (waits for them when they load in the background)."""
+        if isinstance(self._networks, NetworksLoading):
+            self._networks = self._networks.get()
+        return self._networks
+
+    @property
+    def stage1(self):
+        return self.networks.stage1
+
+    @property
+    def stage2(self):
+        return self.networks.stage2
+
+    @property
+    def device(self):
+        """The ``torch.device`` the networks run on."""
+        return self.networks.device
+
+    @property
+    def dtype(self):
+        """The networks' ``torch.dtype``."""
+        return self.networks.dtype
 
     @property
     def reads_phase(self) -> bool:
@@ -120,11 +127,16 @@ class Detector:
     def precision(self) -> str:
         """The networks' number format by name (``float32``, ``bfloat16``), as run.json
         records it."""
-        return str(self.dtype).removeprefix("torch.")
+        return self.networks.precision
 
     @classmethod
     def load(
-        cls, folder: str | Path | None = None, device: str = "auto", precision: str = "auto"
+        cls,
+        folder: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        *,
+        background: bool = False,
     ) -> Detector:
         """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled);
         by default the model shipped inside the package.
@@ -133,18 +145,18 @@ class Detector:
         the CPU; ``cpu``, ``cuda`` or ``cuda:N`` choose. Preprocessing runs on the CPU.
         ``precision``: ``auto`` (bfloat16 on CPUs that have it in hardware, else float32),
         ``float32`` or ``bfloat16``; see :func:`cmbdet.runtime.resolve_precision`.
+        ``background``: return once model.json and the weights' checksums are checked, and
+        import PyTorch and build the networks on a thread (a one-subject run's start-up then
+        overlaps reading and preprocessing; errors of that part come at the first detection).
+
+        Raises:
+            InputError: a missing or invalid model.json, weights missing or not matching their
+                checksum; without ``background`` also an unknown device or precision.
         """
-        device = resolve_device(device)
-        dtype = resolve_precision(precision, device)
-        folder = model_folder(folder)
-        spec = read_model_spec(folder)
-        stage1 = load_weights(folder, spec.stage1_weights.to_json(), CandidateNet(spec.stage1))
-        stage2 = None
-        if spec.stage2 is not None and spec.stage2_weights is not None:
-            stage2 = load_weights(
-                folder, spec.stage2_weights.to_json(), PatchClassifier(spec.stage2)
-            )
-        return cls(spec, stage1, stage2, device, dtype)
+        spec = read_model_spec(model_folder(folder))
+        if background:
+            return cls(spec, NetworksLoading(spec, device, precision))
+        return cls(spec, load_networks(spec, device, precision))
 
     def detect(
         self,
@@ -266,8 +278,10 @@ class Detector:
         )
         images = slice_images(pre)
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
+        networks = self.networks  # still loading in the background only on a first subject
+        timings["networks_wait"], clock = time.perf_counter() - clock, time.perf_counter()
         stage1_threshold = _chosen(options.stage1_threshold, self.spec.stage1_threshold)
-        linked = detect_candidates(self.stage1, images, pre.spacing_mm[0], pre.brain)
+        linked = networks.propose(images, pre.spacing_mm[0], pre.brain)
         linked = [c for c in linked if c.score >= stage1_threshold]  # the stage-1 operating point
         timings["stage1"], clock = time.perf_counter() - clock, time.perf_counter()
         scores = self._stage2_scores(pre, linked)
@@ -288,7 +302,7 @@ class Detector:
         if self.stage2 is None or not linked:
             return np.array([c.score for c in linked], dtype=np.float32)
         patches = extract_patches(pre.swi, pre.phase_norm, model_centres(linked), self.spec.patch)
-        return score_patches(self.stage2, patches, views=self.spec.test_views)
+        return self.networks.score(patches, views=self.spec.test_views)
 
     def _record(
         self,

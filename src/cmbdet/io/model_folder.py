@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file, save
+from typing import TYPE_CHECKING
 
 from cmbdet.errors import InputError
 from cmbdet.io.writing import write_atomic
+
+if TYPE_CHECKING:  # the networks' weights need PyTorch; model.json does not
+    import torch
 
 MODEL_FORMAT = 1
 
@@ -27,6 +28,8 @@ def sha256_of(path: Path) -> str:
 
 def save_weights(folder: Path, name: str, module: torch.nn.Module) -> dict[str, str]:
     """Write ``<name>.safetensors`` atomically; return its ``{"file", "sha256"}`` entry."""
+    from safetensors.torch import save
+
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
@@ -36,16 +39,28 @@ def save_weights(folder: Path, name: str, module: torch.nn.Module) -> dict[str, 
 
 def load_weights(folder: Path, entry: dict, module: torch.nn.Module) -> torch.nn.Module:
     """Load weights described by ``entry`` into ``module`` after checking the checksum."""
-    path = folder / entry["file"]
-    if not path.is_file():
-        raise InputError(path, "model weights are missing")
-    if sha256_of(path) != entry["sha256"]:
-        raise InputError(path, "model weights do not match the SHA-256 in model.json")
+    from safetensors.torch import load_file
+
+    path = verify_weights(folder, entry)
     try:
         module.load_state_dict(load_file(str(path)))
     except Exception as error:  # wrong architecture or a damaged file
         raise InputError(path, f"cannot load model weights ({error})") from None
     return module.eval()
+
+
+def verify_weights(folder: Path, entry: dict) -> Path:
+    """The weights file of ``entry`` (``{"file", "sha256"}``), checked against its checksum.
+
+    Raises:
+        InputError: the file is missing or its SHA-256 differs.
+    """
+    path = folder / entry["file"]
+    if not path.is_file():
+        raise InputError(path, "model weights are missing")
+    if sha256_of(path) != entry["sha256"]:
+        raise InputError(path, "model weights do not match the SHA-256 in model.json")
+    return path
 
 
 def write_model_json(folder: Path, info: dict) -> Path:

@@ -136,7 +136,8 @@ def resample_to(volume: np.ndarray, target_shape: tuple[int, ...], order: int = 
     if tuple(volume.shape) == target:
         return volume if order == 0 else volume.astype(np.float32, copy=False)
     if order == 0:
-        indices = np.ix_(*(_nearest_indices(n, m) for n, m in zip(volume.shape, target, strict=True)))
+        sizes = zip(volume.shape, target, strict=True)
+        indices = np.ix_(*(_nearest_indices(n, m) for n, m in sizes))
         return volume[indices]
     out = volume.astype(np.float32, copy=False)
     for axis, size in enumerate(target):
