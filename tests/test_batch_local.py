@@ -77,3 +77,45 @@ def _alive(pid: int) -> bool:
             return handle.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_auto_workers_take_a_core_each_as_memory_allows(monkeypatch):
+    """``--workers auto``: one per usable core, no more than the subjects or than the free
+    memory holds (2 GiB each), at least one."""
+    from cmbdet.batch import local
+
+    monkeypatch.setattr(local, "available_cores", lambda: 8)
+    monkeypatch.setattr(local, "available_memory_bytes", lambda: 64 * 2**30)
+    assert local.auto_workers(100) == 8
+    assert local.auto_workers(3) == 3
+    monkeypatch.setattr(local, "available_memory_bytes", lambda: 5 * 2**30)
+    assert local.auto_workers(100) == 2
+    monkeypatch.setattr(local, "available_memory_bytes", lambda: 2**30)
+    assert local.auto_workers(100) == 1
+    monkeypatch.setattr(local, "available_memory_bytes", lambda: None)  # unknown: the cores
+    assert local.auto_workers(100) == 8
+
+
+def test_workers_auto_runs_a_batch_in_worker_processes(
+    dataset, quick_model, tmp_path, capsys, monkeypatch
+):
+    """``cmbdet detect --dataset D --workers auto`` runs the subjects in one worker process per
+    core (two here), every subject done; ``auto`` is refused for one subject."""
+    from cmbdet.batch import local
+    from cmbdet.cli import main
+
+    pools = []
+
+    def recorded(jobs, settings, workers, debug=False):
+        pools.append(workers)
+        return run_in_pool(jobs, settings, workers, debug)
+
+    monkeypatch.setattr(local, "run_in_pool", recorded)
+    monkeypatch.setattr(local, "available_cores", lambda: 2)
+    out = tmp_path / "out"
+    argv = ["detect", "--dataset", str(dataset), "--out", str(out), "--model", str(quick_model)]
+    assert main([*argv, "--workers", "auto"]) == 0
+    assert pools == [2]
+    assert "3 of 3 subjects done, 0 failed" in capsys.readouterr().out
+    assert all((out / f"sub-{i}" / "run.json").is_file() for i in IDS)
+    assert main(["detect", "--swi", "x", "--out", str(tmp_path / "o"), "--workers", "auto"]) == 2

@@ -12,7 +12,28 @@ from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 
 from cmbdet.batch.subject import BatchRow, DetectSettings, Job, detect_subject, failed_row
-from cmbdet.processes import exit_with_parent, limit_threads, threads_per_worker, worker_pool
+from cmbdet.detect.checks import available_memory_bytes
+from cmbdet.processes import (
+    available_cores,
+    exit_with_parent,
+    limit_threads,
+    threads_per_worker,
+    worker_pool,
+)
+
+AUTO = "auto"
+WORKER_MEMORY_BYTES = 2 * 2**30
+"""Memory set aside per worker by ``--workers auto``: an ``hr`` subject peaks at about
+1.1 GiB, PyTorch and the networks add about 0.4 GiB."""
+
+
+def auto_workers(jobs: int) -> int:
+    """Workers for ``--workers auto``: one per core this process may use, no more than the
+    jobs and than the available memory holds (:data:`WORKER_MEMORY_BYTES` each); at least 1.
+    Preprocessing runs on one core per subject, so on a CPU a worker per core uses them all."""
+    available = available_memory_bytes()
+    by_memory = available_cores() if available is None else available // WORKER_MEMORY_BYTES
+    return max(1, min(available_cores(), jobs, by_memory))
 
 
 def in_this_process(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
@@ -21,15 +42,17 @@ def in_this_process(jobs: list[Job], settings: DetectSettings) -> Iterator[Batch
 
 
 def in_worker_processes(
-    workers: int, debug: bool = False
+    workers: int | str, debug: bool = False
 ) -> Callable[[list[Job], DetectSettings], Iterator[BatchRow]]:
-    """The runner that detects the subjects in ``workers`` spawned processes (in this one
-    when there are fewer than two jobs or workers)."""
+    """The runner that detects the subjects in ``workers`` spawned processes (``"auto"``:
+    :func:`auto_workers` of the subjects to do; in this process when there are fewer than two
+    jobs or workers)."""
 
     def run(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
-        if min(workers, len(jobs)) < 2:
+        count = auto_workers(len(jobs)) if workers == AUTO else min(workers, len(jobs))
+        if count < 2:
             return in_this_process(jobs, settings)
-        return run_in_pool(jobs, settings, min(workers, len(jobs)), debug)
+        return run_in_pool(jobs, settings, count, debug)
 
     return run
 

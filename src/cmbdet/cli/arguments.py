@@ -20,6 +20,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def workers_count(text: str) -> int | str:
+    """``--workers``: a positive integer, or ``auto``."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def positive_float(text: str) -> float:
     """A finite number above 0."""
     value = number(text)

@@ -37,7 +37,7 @@ def detect_command(args: argparse.Namespace) -> int:
 
 def _detect_batch(args: argparse.Namespace) -> int:
     from cmbdet.batch.dask import LOCAL, connect, on_dask
-    from cmbdet.batch.local import in_worker_processes
+    from cmbdet.batch.local import AUTO, auto_workers, in_worker_processes
     from cmbdet.batch.run import run_batch
     from cmbdet.io.inputs import discover_inputs
 
@@ -56,7 +56,10 @@ def _detect_batch(args: argparse.Namespace) -> int:
         runner = in_worker_processes(args.workers, args.debug)
         summary = run_batch(found.subjects, args.out, settings, runner=runner, **batch)
     else:
-        with connect(args.scheduler, args.workers) as client:
+        workers = args.workers
+        if workers == AUTO:
+            workers = auto_workers(len(found.subjects))
+        with connect(args.scheduler, workers) as client:
             summary = run_batch(found.subjects, args.out, settings, runner=on_dask(client), **batch)
     print(summary.line())
     return summary.exit_code

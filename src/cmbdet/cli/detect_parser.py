@@ -10,8 +10,8 @@ from cmbdet.cli.arguments import (
     add_model_option,
     add_network_options,
     positive_float,
-    positive_int,
     probability,
+    workers_count,
 )
 from cmbdet.cli.detect import detect_command
 
@@ -88,10 +88,11 @@ def add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument(
         "--workers",
-        type=positive_int,
+        type=workers_count,
         default=1,
-        help="a batch: parallel worker processes on this machine, sharing its cores "
-        "(default: 1); with --scheduler local, the number of Dask workers",
+        help="a batch: parallel worker processes on this machine, sharing its cores; auto: "
+        "one per core, as memory allows (about 2 GiB each), the fastest for a cohort on a "
+        "CPU (default: 1); with --scheduler local, the number of Dask workers",
     )
     parser.add_argument(
         "--bids-derivatives",
