@@ -2,13 +2,14 @@
 inputs, measured side by side in one run (issue "Speed").
 
 For each test set: the floor (nibabel reads and decompresses every subject's SWI and phase into
-float32, nothing else), then ``cmbdet detect --dataset`` on the first ``--n`` subjects in a
-fresh process (start-up, model loading and every output included, spread over the subjects),
-then ``cmbdet detect --swi --phase`` on one subject from the command line (start-up included)
-against that subject's own floor. Nothing is cached between runs: each writes into a new
-folder.
+float32, nothing else), then a batch (``cmbdet detect --manifest``) of the first ``--n``
+subjects in a fresh process for each ``--workers`` value (start-up, model loading and every
+output included, spread over the subjects), then ``cmbdet detect --swi --phase`` on one
+subject from the command line (start-up included) against that subject's own floor. Nothing
+is cached between runs: each writes into a new folder.
 
-    .venv/bin/python benchmarks/detect_speed.py --test data/yardstick/hr data/yardstick/lr --n 8
+    .venv/bin/python benchmarks/detect_speed.py --test data/yardstick/hr data/yardstick/lr \
+        --n 8 --workers 1 auto
 """
 
 from __future__ import annotations
@@ -42,23 +43,17 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def measure(test_set: Path, n: int, model: list[str], scratch: Path) -> dict:
-    subjects = sorted(p for p in test_set.glob("sub-*") if p.is_dir())[:n]
+def measure(test_set: Path, n: int, workers: list[str], model: list[str], scratch: Path) -> dict:
+    subjects = sorted(p.resolve() for p in test_set.glob("sub-*") if p.is_dir())[:n]
     manifest = scratch / f"{test_set.name}.csv"
     rows = [f"{s.name},{s / 'swi.nii.gz'},{s / 'phase.nii.gz'}" for s in subjects]
     manifest.write_text("subject,swi,phase\n" + "\n".join(rows) + "\n")
     floor = read_floor(subjects)
-    batch = timed(
-        [
-            CMBDET,
-            "detect",
-            "--manifest",
-            str(manifest),
-            "--out",
-            str(scratch / f"{test_set.name}-batch"),
-            *model,
-        ]
-    )
+    batches = {}
+    for count in workers:
+        out = scratch / f"{test_set.name}-batch-{count}"
+        command = [CMBDET, "detect", "--manifest", str(manifest), "--out", str(out)]
+        batches[count] = timed([*command, "--workers", count, *model]) / len(subjects)
     one = subjects[0]
     one_floor = read_floor([one])
     single = timed(
@@ -77,8 +72,8 @@ def measure(test_set: Path, n: int, model: list[str], scratch: Path) -> dict:
     return {
         "set": test_set.name,
         "n": len(subjects),
-        "batch_per_subject": batch / len(subjects),
         "floor_per_subject": floor / len(subjects),
+        "batches": batches,
         "single": single,
         "single_floor": one_floor,
     }
@@ -88,25 +83,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test", type=Path, nargs="+", required=True)
     parser.add_argument("--n", type=int, default=8, help="subjects per test set (default: 8)")
+    parser.add_argument(
+        "--workers", nargs="+", default=["1", "auto"], help="--workers values (default: 1 auto)"
+    )
     parser.add_argument("--model", help="model folder or installed name (default: the shipped)")
     args = parser.parse_args()
     model = ["--model", args.model] if args.model else []
     scratch = Path(tempfile.mkdtemp(prefix="cmbdet-speed-"))
     try:
-        rows = [measure(test_set, args.n, model, scratch) for test_set in args.test]
+        rows = [measure(t, args.n, args.workers, model, scratch) for t in args.test]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(
-        "| set | subjects | batch: s / subject | floor: s / subject | ratio "
-        "| one subject (CLI): s | its floor: s | ratio |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    batch_columns = "".join(f"| batch, --workers {w}: s / subject | ratio " for w in args.workers)
+    print(f"| set | subjects | floor: s / subject {batch_columns}| one subject (CLI): s "
+          "| its floor: s | ratio |")  # fmt: skip
+    print("|---" * (6 + 2 * len(args.workers)) + "|")
     for r in rows:
+        floor = r["floor_per_subject"]
+        batches = "".join(f"| {t:.2f} | {t / floor:.1f} " for t in r["batches"].values())
         print(
-            f"| {r['set']} | {r['n']} | {r['batch_per_subject']:.2f} | "
-            f"{r['floor_per_subject']:.2f} | {r['batch_per_subject'] / r['floor_per_subject']:.1f} "
-            f"| {r['single']:.2f} | {r['single_floor']:.2f} | "
-            f"{r['single'] / r['single_floor']:.1f} |"
+            f"| {r['set']} | {r['n']} | {floor:.2f} {batches}| {r['single']:.2f} | "
+            f"{r['single_floor']:.2f} | {r['single'] / r['single_floor']:.1f} |"
         )
 
 
