@@ -111,21 +111,45 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 def erode_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
     """Erode in-plane by ``radius_mm`` (Euclidean, per slice: slices are thick): a voxel stays
     when no voxel outside the mask lies within ``radius_mm`` in its slice (the edge of the
-    field of view does not erode)."""
-    return ndimage.binary_erosion(mask, structure=_disk(spacing, radius_mm), border_value=1)
+    field of view does not erode). (X, Y, Z) bool -> (X, Y, Z) bool."""
+    values = mask.astype(np.uint8)
+    eroded = np.ones(mask.shape, dtype=bool)
+    for half_x, half_y in _disk_rectangles(spacing, radius_mm):
+        rows = ndimage.minimum_filter1d(values, 2 * half_y + 1, axis=1, mode="constant", cval=1)
+        eroded &= ndimage.minimum_filter1d(
+            rows, 2 * half_x + 1, axis=0, mode="constant", cval=1
+        ).astype(bool)
+    return eroded
 
 
 def dilate_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
     """Dilate in-plane by ``radius_mm`` (Euclidean, per slice): every voxel within
-    ``radius_mm`` of the mask in its slice joins it."""
-    return ndimage.binary_dilation(mask, structure=_disk(spacing, radius_mm))
+    ``radius_mm`` of the mask in its slice joins it. (X, Y, Z) bool -> (X, Y, Z) bool."""
+    values = mask.astype(np.uint8)
+    dilated = np.zeros(mask.shape, dtype=bool)
+    for half_x, half_y in _disk_rectangles(spacing, radius_mm):
+        rows = ndimage.maximum_filter1d(values, 2 * half_y + 1, axis=1, mode="constant", cval=0)
+        dilated |= ndimage.maximum_filter1d(
+            rows, 2 * half_x + 1, axis=0, mode="constant", cval=0
+        ).astype(bool)
+    return dilated
 
 
-def _disk(spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """(A, B, 1) bool in-plane disk: the offsets within ``radius_mm`` (distances computed as
-    ``scipy.ndimage.distance_transform_edt`` computes them, so the morphology equals
-    thresholding the per-slice distance transform)."""
+def _disk_rectangles(spacing: np.ndarray, radius_mm: float) -> list[tuple[int, int]]:
+    """The in-plane disk of offsets within ``radius_mm`` as a union of centred rectangles
+    (half-widths in voxels along x and y): erosion by the disk is the intersection of the
+    erosions by the rectangles, dilation the union, and each rectangle is two running
+    minima (maxima) along a line, whose cost does not grow with their length.
+
+    Distances are computed as ``scipy.ndimage.distance_transform_edt`` computes them, so the
+    morphology equals thresholding the per-slice distance transform.
+    """
     reach = [int(radius_mm / float(s)) + 1 for s in spacing[:2]]  # one spare row: all False
-    dx = np.arange(-reach[0], reach[0] + 1, dtype=np.float64)[:, None] * float(spacing[0])
-    dy = np.arange(-reach[1], reach[1] + 1, dtype=np.float64)[None, :] * float(spacing[1])
-    return (np.sqrt(dx**2 + dy**2) <= radius_mm)[:, :, None]
+    dx = np.arange(0, reach[0] + 1, dtype=np.float64)[:, None] * float(spacing[0])
+    dy = np.arange(0, reach[1] + 1, dtype=np.float64)[None, :] * float(spacing[1])
+    inside = np.sqrt(dx**2 + dy**2) <= radius_mm  # a quarter of the disk, offsets >= 0
+    half_y = inside.sum(axis=1) - 1  # (reach_x + 1,) half-width along y of each x offset
+    return [
+        (int(np.flatnonzero(half_y >= width).max()), int(width))
+        for width in np.unique(half_y[half_y >= 0])
+    ]
