@@ -46,18 +46,18 @@ def extract_patches(
     """
     size = np.asarray(config.size)
     half = size // 2
-    pad = [(h + 1, h + 1) for h in half]
-    padded = np.stack(
-        [np.pad(swi, pad, constant_values=1.0), np.pad(1.0 + phase_norm, pad, constant_values=1.0)]
-    )  # (2, X+, Y+, Z+)
-    starts = np.round(np.asarray(centres, dtype=np.float64).reshape(-1, 3)).astype(int) + 1
-    patches = np.empty((len(starts), 2, *size), dtype=np.float32)
+    shape = np.asarray(swi.shape)
+    # the window of each patch, in volume voxels: centred on the rounded centre, and kept
+    # within one voxel plus half a patch of the volume (the rest is tissue level)
+    centres = np.round(np.asarray(centres, dtype=np.float64).reshape(-1, 3)).astype(int)
+    starts = np.clip(centres + 1, 0, shape + 2 * half + 2 - size) - half - 1
+    patches = np.ones((len(starts), 2, *size), dtype=np.float32)
     for n, start in enumerate(starts):
-        start = np.clip(start, 0, np.asarray(padded.shape[1:]) - size)
-        patches[n] = padded[
-            :,
-            start[0] : start[0] + size[0],
-            start[1] : start[1] + size[1],
-            start[2] : start[2] + size[2],
-        ]
+        low, high = np.maximum(start, 0), np.minimum(start + size, shape)
+        if np.any(high <= low):
+            continue  # wholly outside: tissue level
+        inside = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+        target = tuple(slice(a - s0, b - s0) for a, b, s0 in zip(low, high, start, strict=True))
+        patches[(n, 0, *target)] = swi[inside]
+        patches[(n, 1, *target)] = 1.0 + phase_norm[inside]
     return patches
