@@ -1,14 +1,26 @@
-"""Run the stage-1 network over a volume's slices and link the boxes into 3D candidates."""
+"""Run the stage-1 network over a volume's slices and link the boxes into 3D candidates.
+
+The network runs through a *pass runner*: (n, C, x, y) float32 stacks of slice images (the
+channels the network reads, zero-padded to multiples of 16) -> its head maps as float32 arrays.
+:func:`torch_pass` makes one from a PyTorch network; the ONNX backend makes another
+(:mod:`cmbdet.detect.networks`). Cropping, batching, decoding and linking are NumPy and shared.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from collections.abc import Callable
 
-from cmbdet.runtime import network_input
+import numpy as np
+
+from cmbdet.stage1.config import Stage1Config
 from cmbdet.stage1.decode import SliceDetections, decode
 from cmbdet.stage1.link import LinkedCandidate, link_slices
-from cmbdet.stage1.model import CandidateNet, pad_to_multiple, per_slice
+
+PassRunner = Callable[[np.ndarray], dict[str, np.ndarray]]
+"""(n, C, x, y) float32 network input -> ``heatmap``, ``offset``, ``size`` float32 maps."""
+
+PAD_MULTIPLE = 16
+"""The network's strides need in-plane sizes that are multiples of this."""
 
 BRAIN_MARGIN = 8
 """Pixels of context kept around the brain's in-plane bounding box."""
@@ -19,16 +31,29 @@ image, so that the network sees real context where it would otherwise see zero p
 (Multiples of 32 or 64, for fewer distinct input shapes, measured no faster.)"""
 
 
-@torch.inference_mode()
 def detect_slices(
-    net: CandidateNet,
+    net,
     images: np.ndarray,
     brain: np.ndarray | None = None,
     score_threshold: float = 0.05,
     batch_size: int = 8,
 ) -> list[SliceDetections]:
-    """Boxes on every slice, the network running where it is (device, dtype: see
-    :func:`cmbdet.runtime.prepare_for_inference`).
+    """Boxes on every slice by a PyTorch ``CandidateNet`` where it is (device, dtype: see
+    :func:`cmbdet.runtime.prepare_for_inference`); see :func:`detect_slices_with`."""
+    return detect_slices_with(
+        torch_pass(net), net.config, images, brain, score_threshold, batch_size
+    )
+
+
+def detect_slices_with(
+    run_pass: PassRunner,
+    config: Stage1Config,
+    images: np.ndarray,
+    brain: np.ndarray | None = None,
+    score_threshold: float = 0.05,
+    batch_size: int = 8,
+) -> list[SliceDetections]:
+    """Boxes on every slice, the network of ``config`` run by ``run_pass``.
 
     Slices without brain are skipped, and each batch of slices is cropped to the
     in-plane bounding box of its brain plus a margin (the brain fills a third less of the
@@ -37,7 +62,8 @@ def detect_slices(
     to the last slice with brain (see :func:`slice_groups`).
 
     Args:
-        net: the stage-1 network.
+        run_pass: runs the network on one batch (see :data:`PassRunner`).
+        config: the network's configuration (slices per pass, channels read, stride).
         images: (Z', C, X', Y') slice images on the model grid.
         brain: (X', Y', Z') brain mask on the model grid, or None for the whole slice.
         score_threshold: lowest box score kept.
@@ -46,7 +72,6 @@ def detect_slices(
     Returns:
         One :class:`SliceDetections` per slice, boxes in model-grid pixels of the full slice.
     """
-    net.eval()
     depth, channels, nx, ny = images.shape
     if brain is not None and brain.any():
         brain_rows, brain_columns = brain.any(axis=1), brain.any(axis=0)  # (X, Z), (Y, Z)
@@ -54,7 +79,7 @@ def detect_slices(
     else:  # the whole of every slice
         brain_rows, brain_columns = np.ones((nx, depth), bool), np.ones((ny, depth), bool)
         todo = np.arange(depth)
-    slices_per_pass = net.config.slices_per_pass
+    slices_per_pass = config.slices_per_pass
     groups = slice_groups(todo, depth, slices_per_pass)
     results = [SliceDetections.empty() for _ in range(depth)]
     for start in range(0, len(groups), batch_size):
@@ -63,14 +88,51 @@ def detect_slices(
         y0, y1 = _crop_range(brain_columns[:, chosen].any(axis=1))
         crop = _crop(images, chosen, x0, x1, y0, y1)  # (n K, C, x, y)
         stacks = crop.reshape(-1, slices_per_pass * channels, *crop.shape[2:])  # (n, K C, x, y)
-        batch = network_input(stacks, net, channels=net.config.pass_channels)
-        outputs = net(pad_to_multiple(batch))  # pads only a whole axis not a multiple of 16
-        outputs = per_slice({k: v.float().cpu() for k, v in outputs.items()}, slices_per_pass)
-        found = decode(outputs, net.config.stride, score_threshold, valid_shape=(x1 - x0, y1 - y0))
+        if config.pass_channels:
+            stacks = stacks[:, list(config.pass_channels)]
+        outputs = _per_slice(run_pass(_pad_to_multiple(stacks)), slices_per_pass)
+        found = decode(outputs, config.stride, score_threshold, valid_shape=(x1 - x0, y1 - y0))
         shift = np.array([x0, y0, x0, y0], np.float32)
         for z, detections in zip(chosen, found, strict=True):
             results[z] = SliceDetections(detections.boxes + shift, detections.scores)
     return results
+
+
+def torch_pass(net) -> PassRunner:
+    """The pass runner of a PyTorch ``CandidateNet`` (in eval mode, no gradients)."""
+    import torch
+
+    from cmbdet.runtime import network_input
+
+    net.eval()
+
+    @torch.inference_mode()
+    def run(stacks: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = net(network_input(torch.from_numpy(stacks), net))
+        return {name: maps.float().cpu().numpy() for name, maps in outputs.items()}
+
+    return run
+
+
+def _pad_to_multiple(stacks: np.ndarray) -> np.ndarray:
+    """Zero-pad (B, C, X, Y) at the high end of X and Y to multiples of :data:`PAD_MULTIPLE`
+    (as :func:`cmbdet.stage1.model.pad_to_multiple`); float32, contiguous."""
+    nx, ny = stacks.shape[-2:]
+    pad_x, pad_y = (-nx) % PAD_MULTIPLE, (-ny) % PAD_MULTIPLE
+    if pad_x or pad_y:
+        stacks = np.pad(stacks, [(0, 0), (0, 0), (0, pad_x), (0, pad_y)])
+    return np.ascontiguousarray(stacks, dtype=np.float32)
+
+
+def _per_slice(outputs: dict[str, np.ndarray], slices_per_pass: int) -> dict[str, np.ndarray]:
+    """Head maps of B passes over K slices -> maps of B K single slices (as
+    :func:`cmbdet.stage1.model.per_slice`)."""
+    if slices_per_pass == 1:
+        return outputs
+    return {
+        name: maps.reshape(-1, maps.shape[1] // slices_per_pass, *maps.shape[2:])
+        for name, maps in outputs.items()
+    }
 
 
 def slice_groups(todo: np.ndarray, depth: int, slices_per_pass: int) -> np.ndarray:
@@ -89,11 +151,11 @@ def slice_groups(todo: np.ndarray, depth: int, slices_per_pass: int) -> np.ndarr
 
 
 def _crop(images: np.ndarray, chosen: np.ndarray, x0: int, x1: int, y0: int, y1: int):
-    """images[chosen, :, x0:x1, y0:y1] as a tensor: a view (no copy) when ``chosen`` is a run
-    of consecutive slices, as it nearly always is."""
+    """images[chosen, :, x0:x1, y0:y1]: a view (no copy) when ``chosen`` is a run of
+    consecutive slices, as it nearly always is."""
     if np.all(np.diff(chosen) == 1):
-        return torch.from_numpy(images[chosen[0] : chosen[-1] + 1, :, x0:x1, y0:y1])
-    return torch.from_numpy(images[chosen, :, x0:x1, y0:y1])
+        return images[chosen[0] : chosen[-1] + 1, :, x0:x1, y0:y1]
+    return images[chosen, :, x0:x1, y0:y1]
 
 
 def _crop_range(inside: np.ndarray) -> tuple[int, int]:
@@ -108,12 +170,25 @@ def _crop_range(inside: np.ndarray) -> tuple[int, int]:
 
 
 def detect_candidates(
-    net: CandidateNet,
+    net,
     images: np.ndarray,
     pixel_mm: float,
     brain: np.ndarray | None = None,
     score_threshold: float = 0.05,
 ) -> list[LinkedCandidate]:
-    """Slices -> boxes -> 3D candidates (model grid), highest score first."""
-    detections = detect_slices(net, images, brain, score_threshold)
+    """Slices -> boxes -> 3D candidates (model grid), highest score first, by a PyTorch
+    ``CandidateNet``."""
+    return link_slices(detect_slices(net, images, brain, score_threshold), pixel_mm)
+
+
+def detect_candidates_with(
+    run_pass: PassRunner,
+    config: Stage1Config,
+    images: np.ndarray,
+    pixel_mm: float,
+    brain: np.ndarray | None = None,
+    score_threshold: float = 0.05,
+) -> list[LinkedCandidate]:
+    """:func:`detect_candidates` with the network run by ``run_pass``."""
+    detections = detect_slices_with(run_pass, config, images, brain, score_threshold)
     return link_slices(detections, pixel_mm)
