@@ -188,7 +188,7 @@ def main() -> None:
     print(
         f"model: {args.model} (stage-1 threshold {detector.info.get('stage1_threshold', 0):g}, "
         f"stage-2 threshold {detector.threshold:g}, {detector.stage2_views} test-time views, "
-        f"{detector.dtype})\n"
+        f"{detector.precision})\n"
     )
     print(
         "| test set | subjects | CMBs | stage 1 sensitivity | stage 1 FP/subject | FRST FP/subject "

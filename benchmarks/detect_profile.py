@@ -65,9 +65,8 @@ def main() -> None:
     started = time.perf_counter()
     detector = Detector.load(args.model, "cpu", args.precision)
     model_load = time.perf_counter() - started
-    print(
-        f"torch threads {torch.get_num_threads()}; {detector.dtype}; model load {model_load:.2f} s"
-    )
+    threads = torch.get_num_threads()
+    print(f"torch threads {threads}; {detector.precision}; model load {model_load:.2f} s")
     columns = [*STAGES, "write", "total", "floor"]
     print("| test set | " + " | ".join(columns) + " | total / floor |")
     print("|---" * (len(columns) + 2) + "|")

@@ -18,7 +18,7 @@ from cmbdet.detect.shipped import MODELS_DIR
 from cmbdet.io.dataset import find_subjects
 from cmbdet.training.ranges import training_ranges
 
-FILES = ("model.json", "stage1.safetensors", "stage2.safetensors")
+FILES = ("model.json", "stage1.safetensors", "stage2.safetensors", "stage1.onnx", "stage2.onnx")
 MAX_MIB = 20.0
 
 
@@ -31,8 +31,9 @@ def ship(source: Path, name: str, description: str, data: list[Path]) -> Path:
         shutil.copy(source / file, target / file)
     info = json.loads((target / "model.json").read_text())
     for stage in ("stage1", "stage2"):
-        digest = hashlib.sha256((target / f"{stage}.safetensors").read_bytes()).hexdigest()
-        assert digest == info[stage]["weights"]["sha256"], f"{stage} weights changed"
+        for entry in (info[stage]["weights"], info[stage]["onnx"]):
+            digest = hashlib.sha256((target / entry["file"]).read_bytes()).hexdigest()
+            assert digest == entry["sha256"], f"{entry['file']} changed"
     ranges = training_ranges([s for folder in data for s in find_subjects(folder)])
     info["training_ranges"]["field_te_t_ms"] = list(ranges.field_te_t_ms)
     info["training_ranges"]["field_strength_t"] = list(ranges.field_strength_t)

@@ -352,3 +352,30 @@ def test_networks_loaded_in_the_background_give_the_same_result(model_dir, subje
     nowhere = Detector.load(model_dir, device="tpu", background=True)
     with pytest.raises(InputError, match="unknown device 'tpu'"):
         nowhere.detect(subjects[0].swi, subjects[0].phase)
+
+
+def test_the_onnx_backend_from_the_command_line(model_dir, subjects, tmp_path, monkeypatch, capsys):
+    """``--backend onnx`` runs the shipped model's ONNX exports and run.json says so; a model
+    folder without exports is refused for it, naming the folder; ``auto`` is ONNX Runtime
+    where PyTorch is not installed."""
+    import importlib.util
+
+    from cmbdet.detect.networks import resolve_backend
+
+    subject = subjects[0]
+    out = tmp_path / "onnx"
+    argv = ["detect", "--swi", str(subject.swi), "--phase", str(subject.phase), "--out", str(out)]
+    assert main([*argv, "--backend", "onnx"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["backend"] == "onnx" and run["precision"] == "float32" and run["device"] == "cpu"
+    refused = [*argv[:-1], str(tmp_path / "refused"), "--model", str(model_dir)]
+    capsys.readouterr()
+    assert main([*refused, "--backend", "onnx"]) == 2
+    assert "has no ONNX exports" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "detections.csv").exists()
+    assert resolve_backend("auto") == "torch"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "torch" else real_find_spec(name)
+    )
+    assert resolve_backend("auto") == "onnx"

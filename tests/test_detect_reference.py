@@ -1,5 +1,6 @@
 """The shipped models give the stored reference candidates and scores on fixed generated
-subjects (float32 networks), so speed work and backends are held to the same results.
+subjects (float32 networks), on both backends (PyTorch and ONNX Runtime), so speed work and
+backends are held to the same results.
 
 The reference (tests/data/detect_reference.json) is tied to the models' checksums and the
 generator's version: after either changes, re-make it with ``python tests/detect_reference.py
@@ -30,9 +31,10 @@ def reference() -> dict:
     return json.loads(REFERENCE_FILE.read_text())
 
 
-@pytest.fixture(scope="module")
-def detected(tmp_path_factory) -> dict:
-    detector = Detector.load(precision="float32")
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def detected(request, tmp_path_factory) -> dict:
+    detector = Detector.load(precision="float32", backend=request.param)
+    assert detector.backend == request.param
     return {
         "models": model_checksums(detector),
         "cases": detect_cases(detector, tmp_path_factory.mktemp("reference")),

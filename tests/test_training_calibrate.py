@@ -15,7 +15,7 @@ from cmbdet.errors import InputError
 from cmbdet.evaluation.metrics import SubjectScores
 from cmbdet.io.dataset import find_subjects
 from cmbdet.io.lesions import Lesion
-from cmbdet.io.model_folder import read_model_json
+from cmbdet.io.model_folder import read_model_json, sha256_of
 from cmbdet.synth.dataset import generate_dataset
 from cmbdet.training.calibrate import (
     ScoredSubject,
@@ -111,11 +111,15 @@ def test_calibrate_writes_a_model_with_the_same_weights_and_new_thresholds(
     written, point = calibrate_model(model, [calibration_data], out, rule, device="cpu")
     assert written == out and sorted(p.name for p in out.iterdir()) == [
         "model.json",
+        "stage1.onnx",
         "stage1.safetensors",
+        "stage2.onnx",
         "stage2.safetensors",
     ]
     info, original = read_model_json(out), read_model_json(model)
     assert info["stage1"]["weights"] == original["stage1"]["weights"]  # same checksums
+    for stage in ("stage1", "stage2"):  # the ONNX exports of the same weights, checksummed
+        assert sha256_of(out / f"{stage}.onnx") == info[stage]["onnx"]["sha256"]
     assert (
         info["threshold"] == point.threshold and info["stage1_threshold"] == point.stage1_threshold
     )

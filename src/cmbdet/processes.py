@@ -48,13 +48,16 @@ def available_cores() -> int:
 def limit_threads(threads: int) -> None:
     """Cap this process's math thread pools at ``threads``.
 
-    The variables only bind libraries loaded afterwards (a fresh worker process);
-    ``torch.set_num_threads`` also covers a torch that is already loaded.
+    The variables only bind libraries loaded afterwards (a fresh worker process; ONNX Runtime
+    sessions read ``CMBDET_THREADS``); ``torch.set_num_threads`` also covers a torch that is
+    already loaded.
     """
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # the light install: ONNX Runtime reads CMBDET_THREADS
+        return
     torch.set_num_threads(threads)
 
 

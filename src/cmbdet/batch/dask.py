@@ -125,16 +125,16 @@ _threads_capped = False
 
 
 def _detect_on_worker(subject: SubjectFiles, folder: Path, settings: DetectSettings) -> BatchRow:
-    """The task: cap torch's threads once per worker process, then detect one subject.
+    """The task: cap the math threads once per worker process, then detect one subject.
 
     Threads per task: ``$CMBDET_THREADS``, else ``$OMP_NUM_THREADS`` (a Dask nanny sets it to
     1 by default), else 1 — so a worker that runs several tasks at once never oversubscribes.
     """
     global _threads_capped
     if not _threads_capped:
-        import torch
+        from cmbdet.processes import limit_threads
 
         threads = os.environ.get("CMBDET_THREADS") or os.environ.get("OMP_NUM_THREADS") or "1"
-        torch.set_num_threads(max(1, int(threads)))
+        limit_threads(max(1, int(threads)))  # torch's, and ONNX Runtime's sessions to come
         _threads_capped = True
     return detect_subject(subject, folder, settings)

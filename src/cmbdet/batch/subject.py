@@ -35,6 +35,7 @@ class DetectSettings:
     phase_kind: str = "auto"
     device: str = "auto"  # where the networks run in each worker: auto, cpu, cuda, cuda:N
     precision: str = "auto"  # their number format: auto, float32, bfloat16
+    backend: str = "auto"  # what runs them: auto, torch, onnx
     echo_times_ms: tuple[float, ...] = ()  # multi-echo input; () reads the sidecars
     field_strength_t: float | None = None  # None reads the sidecars
 
@@ -182,10 +183,11 @@ _detectors_lock = threading.Lock()  # a Dask worker may run several tasks on thr
 
 def loaded_detector(settings: DetectSettings) -> Detector:
     """The model of ``settings``, loaded once per process (and kept)."""
-    key = settings.model_dir, settings.device, settings.precision
+    key = settings.model_dir, settings.device, settings.precision, settings.backend
     with _detectors_lock:
         if key not in _detectors:
             from cmbdet.detect.detector import Detector
 
-            _detectors[key] = Detector.load(*key)
+            model, device, precision, backend = key
+            _detectors[key] = Detector.load(model, device, precision, backend=backend)
         return _detectors[key]

@@ -63,8 +63,20 @@ def pair_index(pairs: list[set[str]], letter: str) -> int:
     return next((n for n, pair in enumerate(pairs) if letter in pair), -1)
 
 
-def add_network_options(parser: argparse.ArgumentParser, precision: str = "auto") -> None:
-    """--device and --precision: where the networks run, in which number format."""
+def add_network_options(
+    parser: argparse.ArgumentParser, precision: str = "auto", backend: bool = False
+) -> None:
+    """--device and --precision: where the networks run, in which number format; with
+    ``backend``, --backend too: what runs them."""
+    if backend:
+        parser.add_argument(
+            "--backend",
+            choices=("auto", "torch", "onnx"),
+            default="auto",
+            help="what runs the networks: torch (PyTorch), onnx (ONNX Runtime, CPU, float32: "
+            "the install without PyTorch) or auto (PyTorch where it is installed, else ONNX "
+            "Runtime; default: auto)",
+        )
     parser.add_argument(
         "--device",
         default="auto",

@@ -29,7 +29,7 @@ def demo_command(args: argparse.Namespace) -> int:
     kept = out / KEPT_INPUT
     if kept.exists():
         check_kept_input(kept)
-    detector = Detector.load(args.model, args.device, args.precision)
+    detector = Detector.load(args.model, args.device, args.precision, backend=args.backend)
     with tempfile.TemporaryDirectory() as scratch:
         if kept.exists():
             shutil.rmtree(kept)  # the outputs below never sit beside another run's input

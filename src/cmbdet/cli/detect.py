@@ -83,6 +83,7 @@ def _detect_settings(args: argparse.Namespace):
         phase_kind=args.phase_kind,
         device=args.device,
         precision=args.precision,
+        backend=args.backend,
         echo_times_ms=tuple(args.echo_times_ms or ()),
         field_strength_t=args.field_strength,
     )
@@ -102,7 +103,11 @@ def _detect_single(args: argparse.Namespace) -> int:
     settings = _detect_settings(args)
     # PyTorch is imported and the networks built on a thread while the inputs are read
     detector = Detector.load(
-        settings.model_dir, settings.device, settings.precision, background=True
+        settings.model_dir,
+        settings.device,
+        settings.precision,
+        backend=settings.backend,
+        background=True,
     )
     result = detector.detect(
         args.swi, args.phase, args.magnitude, args.mask, **settings.detect_options()

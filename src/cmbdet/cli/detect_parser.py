@@ -64,7 +64,7 @@ def add_detect(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         type=probability,
         help="stage-2 operating threshold, a probability in [0, 1] (default: the model's)",
     )
-    add_network_options(parser)
+    add_network_options(parser, backend=True)
     add_phase_options(parser)
     parser.add_argument(
         "--echo-times-ms",

@@ -282,7 +282,7 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     parser.add_argument("--out", type=Path, default=Path("cmbdet-demo"), help="output folder")
     parser.add_argument("--preset", choices=PRESETS, default="lr")
-    add_network_options(parser)
+    add_network_options(parser, backend=True)
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument(
         "--keep",

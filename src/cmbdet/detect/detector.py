@@ -69,14 +69,14 @@ class Detector:
         return self.networks.stage2
 
     @property
-    def device(self):
-        """The ``torch.device`` the networks run on."""
+    def device(self) -> str:
+        """Where the networks run (``cpu``, ``cuda``, ``cuda:N``)."""
         return self.networks.device
 
     @property
-    def dtype(self):
-        """The networks' ``torch.dtype``."""
-        return self.networks.dtype
+    def backend(self) -> str:
+        """What runs the networks: ``torch`` (PyTorch) or ``onnx`` (ONNX Runtime)."""
+        return self.networks.backend
 
     @property
     def reads_phase(self) -> bool:
@@ -94,7 +94,7 @@ class Detector:
             folder = phase_free_model_dir()
             if folder is None:
                 raise InputError(None, "no phase-free model is installed: give the phase too")
-            detector = Detector.load(folder, str(self.device), self.precision)
+            detector = Detector.load(folder, self.device, self.precision, backend=self.backend)
             if detector.reads_phase:
                 raise InputError(folder, "is installed as the phase-free model but reads phase")
             self._phase_free = detector
@@ -136,6 +136,7 @@ class Detector:
         device: str = "auto",
         precision: str = "auto",
         *,
+        backend: str = "auto",
         background: bool = False,
     ) -> Detector:
         """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled);
@@ -145,6 +146,9 @@ class Detector:
         the CPU; ``cpu``, ``cuda`` or ``cuda:N`` choose. Preprocessing runs on the CPU.
         ``precision``: ``auto`` (bfloat16 on CPUs that have it in hardware, else float32),
         ``float32`` or ``bfloat16``; see :func:`cmbdet.runtime.resolve_precision`.
+        ``backend``: ``auto`` (PyTorch where installed, else ONNX Runtime), ``torch`` or
+        ``onnx`` (the model folder's ONNX exports, CPU, float32); see
+        :mod:`cmbdet.detect.networks`.
         ``background``: return once model.json and the weights' checksums are checked, and
         import PyTorch and build the networks on a thread (a one-subject run's start-up then
         overlaps reading and preprocessing; errors of that part come at the first detection).
@@ -155,8 +159,8 @@ class Detector:
         """
         spec = read_model_spec(model_folder(folder))
         if background:
-            return cls(spec, NetworksLoading(spec, device, precision))
-        return cls(spec, load_networks(spec, device, precision))
+            return cls(spec, NetworksLoading(spec, device, precision, backend))
+        return cls(spec, load_networks(spec, device, precision, backend))
 
     def detect(
         self,
@@ -325,7 +329,8 @@ class Detector:
             "threshold": threshold,
             "stage1_threshold": stage1_threshold,
             "stage2_views": self.stage2_views,
-            "device": str(self.device),
+            "device": self.device,
+            "backend": self.backend,
             "precision": self.precision,
             "input_mode": inputs.mode,
             "preprocessing": preprocessing,

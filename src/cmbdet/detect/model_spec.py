@@ -62,10 +62,11 @@ TOP_KEYS = (
     "training_ranges",
 )
 STAGE_KEYS = {
-    "stage1": ("config", "weights", "training", "positives_per", "appearance"),
+    "stage1": ("config", "weights", "onnx", "training", "positives_per", "appearance"),
     "stage2": (
         "config",
         "weights",
+        "onnx",
         "training",
         "patch",
         "test_views",
@@ -98,6 +99,8 @@ class ModelSpec:
         preprocess, stage1, stage2, patch: the configs (``stage2`` None for a stage-1-only
             model).
         stage1_weights, stage2_weights: the weights files.
+        stage1_onnx, stage2_onnx: the networks exported to ONNX (BN folded, float32), for
+            the ONNX Runtime backend; None in a folder made before they were exported.
         test_views: test-time views stage 2 averages (its threshold was chosen with them).
         threshold: stage-2 operating threshold, a probability.
         stage1_threshold: stage-1 score a candidate needs.
@@ -116,6 +119,15 @@ class ModelSpec:
     threshold: float
     stage1_threshold: float
     training_ranges: TrainingRanges = TrainingRanges()
+    stage1_onnx: WeightsEntry | None = None
+    stage2_onnx: WeightsEntry | None = None
+
+    @property
+    def has_onnx(self) -> bool:
+        """Both networks (stage 1 alone for a stage-1-only model) exported to ONNX."""
+        return self.stage1_onnx is not None and (
+            self.stage2 is None or self.stage2_onnx is not None
+        )
 
     @property
     def checksums(self) -> dict[str, str]:
@@ -170,6 +182,8 @@ def _parse(folder: Path, info: Any) -> ModelSpec:
         threshold=_probability(info, "threshold", 0.5),
         stage1_threshold=_probability(info, "stage1_threshold", 0.0),
         training_ranges=_config(TrainingRanges, {"training_ranges": {}, **info}, "training_ranges"),
+        stage1_onnx=_onnx(stage1, "stage1"),
+        stage2_onnx=None if stage2 is None else _onnx(stage2, "stage2"),
     )
 
 
@@ -219,15 +233,23 @@ def _config(kind: type, section: dict, where: str):
 
 
 def _weights(section: dict, stage: str) -> WeightsEntry:
-    entry = section["weights"]
-    _known_keys(f"{stage}.weights", entry, ("file", "sha256"))
+    return _file_entry(section["weights"], f"{stage}.weights", ".safetensors")
+
+
+def _onnx(section: dict, stage: str) -> WeightsEntry | None:
+    return None if "onnx" not in section else _file_entry(section["onnx"], f"{stage}.onnx", ".onnx")
+
+
+def _file_entry(entry: Any, where: str, suffix: str) -> WeightsEntry:
+    """A ``{"file", "sha256"}`` entry naming a ``suffix`` file of the model folder."""
+    _known_keys(where, entry, ("file", "sha256"))
     file, sha256 = entry.get("file"), entry.get("sha256")
-    if not isinstance(file, str) or not file.endswith(".safetensors"):
-        raise ValueError(f"{stage}.weights.file must name a .safetensors file, got {file!r}")
+    if not isinstance(file, str) or not file.endswith(suffix):
+        raise ValueError(f"{where}.file must name a {suffix} file, got {file!r}")
     if Path(file).name != file or file.startswith("."):
-        raise ValueError(f"{stage}.weights.file must be a file of the model folder, got {file!r}")
+        raise ValueError(f"{where}.file must be a file of the model folder, got {file!r}")
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
-        raise ValueError(f"{stage}.weights.sha256 must be 64 hex digits, got {sha256!r}")
+        raise ValueError(f"{where}.sha256 must be 64 hex digits, got {sha256!r}")
     return WeightsEntry(file, sha256)
 
 

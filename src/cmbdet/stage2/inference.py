@@ -7,23 +7,12 @@ import torch
 
 from cmbdet.runtime import network_input
 from cmbdet.stage2.model import PatchClassifier
-
-# Test-time views, in the order used: (in-plane quarter turns, flip x, flip slices). Each is a
-# symmetry the training augmentation already covers; the first n are averaged.
-VIEWS = (
-    (0, False, False),
-    (2, True, True),
-    (1, False, True),
-    (3, True, False),
-    (0, True, False),
-    (2, False, True),
-    (1, True, True),
-    (3, False, False),
-)
+from cmbdet.stage2.views import VIEWS
 
 
 def _view(patches: torch.Tensor, view: tuple[int, bool, bool]) -> torch.Tensor:
-    """One symmetry of (N, C, X, Y, Z) patches (square in-plane)."""
+    """One symmetry of (N, C, X, Y, Z) patches (square in-plane; see
+    :func:`cmbdet.stage2.views.view_of`)."""
     turns, flip_x, flip_slices = view
     if flip_x:
         patches = patches.flip(2)

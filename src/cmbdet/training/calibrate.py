@@ -37,6 +37,7 @@ from cmbdet.io.writing import (
 )
 from cmbdet.records import DetectionResult
 from cmbdet.training.config import OperatingRule
+from cmbdet.training.export import export_onnx
 from cmbdet.training.ranges import with_candidate_range
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def _check_model_folder(out_dir: Path, overwrite: bool) -> None:
         for p in entries
         if p.is_symlink()
         or not (
-            (p.is_file() and (p.name == "model.json" or p.suffix == ".safetensors"))
+            (p.is_file() and (p.name == "model.json" or p.suffix in (".safetensors", ".onnx")))
             or (p.is_dir() and is_staging_name(p.name))
         )
     )
@@ -270,6 +271,7 @@ def _write_model_folder(source: Path, info: dict, out_dir: Path) -> None:
         for stage in ("stage1", "stage2"):
             if stage in info:
                 shutil.copy2(source / info[stage]["weights"]["file"], staging)
+        info = export_onnx(staging, info)  # from the copied weights, for the ONNX backend
         write_model_json(staging, {**info, "name": out_dir.name})
         publish(staging, out_dir, last="model.json")
     except BaseException:

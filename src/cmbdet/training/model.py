@@ -42,6 +42,7 @@ from cmbdet.stage2.model import PatchClassifier
 from cmbdet.stage2.patches import PatchConfig, extract_patches
 from cmbdet.training.calibrate import OperatingPoint, ScoredSubject, choose_operating_point
 from cmbdet.training.config import TrainModelConfig
+from cmbdet.training.export import export_onnx
 from cmbdet.training.ranges import training_ranges, with_candidate_range
 from cmbdet.training.stage1 import train_stage1, training_volume
 from cmbdet.training.stage2 import PatchSet, train_stage2
@@ -166,6 +167,7 @@ def train_model(
         training_ranges(subjects.values()), point.candidate_counts(validation)
     )
     info = _model_json(out_dir.name, config, stages, point, training_data)
+    info = export_onnx(out_dir, info)  # the networks for the ONNX backend, beside the weights
     write_model_json(out_dir, {**info, "training_ranges": ranges.to_json()})
     return out_dir
 
