@@ -139,3 +139,23 @@ def test_metrics_json_is_valid_json_when_the_truth_has_no_cmbs(tmp_path):
     metrics = json.loads(text, parse_constant=refuse)
     assert metrics["stage1+2"]["sensitivity"] is None  # undefined without CMBs: null
     assert metrics["stage1+2"]["fp"] == 2 and metrics["stage1+2"]["precision"] == 0.0
+
+
+def test_evaluate_without_matplotlib_writes_the_tables_and_says_why_no_plot(
+    tmp_path, monkeypatch, capsys
+):
+    """The light install has no matplotlib: the tables are written, a plot an earlier run left
+    is removed (with --overwrite), and the command says where the FROC figures are."""
+    from cmbdet.evaluation import evaluate
+
+    _evaluation_case(tmp_path, ONE_CMB, HIT_AND_MISS)
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert (out / "froc.png").is_file()
+    monkeypatch.setattr(evaluate, "can_plot", lambda: False)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 0
+    assert "froc.png not drawn: matplotlib is not installed" in capsys.readouterr().out
+    assert not (out / "froc.png").exists()
+    assert json.loads((out / "metrics.json").read_text())["stage1+2"]["froc"]["sensitivity_at"]

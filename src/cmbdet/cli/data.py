@@ -67,7 +67,7 @@ def family_weights(args: argparse.Namespace) -> FamilyWeights:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """``cmbdet evaluate``: score detections against ground truth; write and print the tables."""
-    from cmbdet.evaluation.evaluate import evaluate
+    from cmbdet.evaluation.evaluate import can_plot, evaluate
 
     metrics = evaluate(args.pred, args.truth, args.out, overwrite=args.overwrite)
     for stage in ("stage1", "stage1+2"):
@@ -78,4 +78,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             f"FROC mean {m['froc']['mean']:.3f}"
         )
     print(f"tables in {args.out}")
+    if not can_plot():
+        print("froc.png not drawn: matplotlib is not installed (pip install 'cmbdet[plots]'); "
+              "the FROC's sensitivity at each false-positive rate is in metrics.json")  # fmt: skip
     return EXIT_OK

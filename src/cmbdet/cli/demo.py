@@ -1,15 +1,28 @@
 """The ``demo`` command: a generated subject, detected with the shipped model, compared with its
-truth (the generator is imported here, never on the path of ``detect``)."""
+truth (the generator is imported here, never on the path of ``detect``). Where the generator
+cannot run (the light install has neither PyTorch nor nilearn), or with ``--sample``, the
+subject is the sample shipped in the package (``cmbdet/sample``, made by
+``recipes/make_sample.sh``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import shutil
 import tempfile
 from pathlib import Path
 
 from cmbdet.errors import EXIT_OK, InputError
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample"
+"""A generated subject shipped with the package: a 24-slice slab at 0.8 x 0.8 x 2 mm, CMB-rich."""
+GENERATOR_NEEDS = ("torch", "nilearn")
+
+
+def generator_missing() -> list[str]:
+    """The packages the generator needs that are not installed (``cmbdet[train]`` has them)."""
+    return [name for name in GENERATOR_NEEDS if importlib.util.find_spec(name) is None]
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -20,9 +33,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from cmbdet.detect.outputs import check_output_folder, write_outputs
     from cmbdet.detect.shipped import MODELS_DIR
     from cmbdet.evaluation.matching import cmb_centres, match_detections
-    from cmbdet.io.dataset import find_subjects
     from cmbdet.io.lesions import read_lesions_csv
-    from cmbdet.synth.dataset import generate_dataset
 
     # a demo's own outputs (and kept input) are replaced; a folder with anything else is refused
     out = check_output_folder(args.out, True, (args.model, MODELS_DIR), kept=(KEPT_INPUT,))
@@ -34,15 +45,14 @@ def demo_command(args: argparse.Namespace) -> int:
         if kept.exists():
             shutil.rmtree(kept)  # the outputs below never sit beside another run's input
         root = kept if args.keep else Path(scratch) / "data"
-        data = generate_dataset(root, args.preset, 1, args.seed, progress=False)
-        (subject,) = find_subjects(data)
+        subject, what = _demo_subject(args, root)
         result = detector.detect(subject.swi, subject.phase)
         write_outputs(out, result, result.reference, overwrite=True, kept=(KEPT_INPUT,))
         lesions = read_lesions_csv(subject.lesions_csv)
     truth, ignored = cmb_centres(lesions)
     found = np.array([[d.x_mm, d.y_mm, d.z_mm] for d in result.detections])
     match = match_detections(found.reshape(-1, 3), truth, ignored)
-    print(f"synthetic {args.preset} subject (seed {args.seed}): {len(truth)} visible CMBs")
+    print(f"{what}: {len(truth)} visible CMBs")
     print(
         f"found {match.true_positives}, missed {match.false_negatives}, "
         f"false positives {match.false_positives} "
@@ -59,6 +69,34 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 KEPT_INPUT = "input"  # where --keep puts the generated subject, inside the demo's folder
+
+
+def _demo_subject(args: argparse.Namespace, root: Path):
+    """The demo's subject, written under ``root`` (a dataset folder), and what it is: a
+    generated one of ``--preset`` and ``--seed``, or the shipped sample (``--sample``, or
+    when the generator's packages are missing, which is said)."""
+    from cmbdet.io.dataset import find_subjects
+
+    missing = generator_missing()
+    if args.sample or missing:
+        if missing and not args.sample:
+            print(
+                f"the generator needs {' and '.join(missing)} (pip install 'cmbdet[train]'): "
+                "running on the sample subject shipped with cmbdet"
+            )
+        folder = root / "sub-sample"
+        folder.mkdir(parents=True)
+        shutil.copy2(SAMPLE_DIR / "dataset.json", root / "dataset.json")
+        for file in SAMPLE_DIR.iterdir():
+            if file.name != "dataset.json":
+                shutil.copy2(file, folder / file.name)
+        (subject,) = find_subjects(root)
+        return subject, "the shipped sample subject (generated: 24 slices, 0.8 x 0.8 x 2 mm)"
+    from cmbdet.synth.dataset import generate_dataset
+
+    data = generate_dataset(root, args.preset, 1, args.seed, progress=False)
+    (subject,) = find_subjects(data)
+    return subject, f"synthetic {args.preset} subject (seed {args.seed})"
 
 
 def check_kept_input(folder: Path) -> None:

@@ -282,6 +282,12 @@ def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentPar
     )
     parser.add_argument("--out", type=Path, default=Path("cmbdet-demo"), help="output folder")
     parser.add_argument("--preset", choices=PRESETS, default="lr")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="run on the sample subject shipped with cmbdet instead of generating one (what "
+        "the demo does where the generator is not installed)",
+    )
     add_network_options(parser, backend=True)
     parser.add_argument("--seed", type=int, default=20250101)
     parser.add_argument(

@@ -11,6 +11,7 @@ or above the run's threshold).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import math
@@ -138,14 +139,23 @@ def score_subjects(predictions: dict[str, Path], truth: dict[str, SubjectFiles])
 
 
 def write_tables(out_dir: Path, scored: ScoredSubjects) -> None:
-    """metrics.json (non-finite numbers as null), per_subject.csv and froc.png (both stages)
-    into ``out_dir``, each written at once (:func:`cmbdet.io.writing.write_atomic`)."""
+    """metrics.json (non-finite numbers as null), per_subject.csv and froc.png (both stages;
+    where matplotlib is installed) into ``out_dir``, each written at once
+    (:func:`cmbdet.io.writing.write_atomic`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(json_safe(scored.metrics), indent=2, allow_nan=False) + "\n"
     write_atomic(out_dir / "metrics.json", text)
     write_atomic(out_dir / "per_subject.csv", _per_subject_table(scored.operating, 0.0))
-    write_atomic(out_dir / "froc.png", _froc_plot(scored.stage1_froc, scored.final_froc))
+    if can_plot():
+        write_atomic(out_dir / "froc.png", _froc_plot(scored.stage1_froc, scored.final_froc))
+    else:  # the light install (metrics.json has the FROC figures); no earlier plot stays
+        (out_dir / "froc.png").unlink(missing_ok=True)
+
+
+def can_plot() -> bool:
+    """Whether matplotlib, which draws froc.png, is installed (``cmbdet[plots]``)."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def json_safe(value):

@@ -21,7 +21,6 @@ superior up): pixel (column c, row r) of an axial slice is canonical voxel
 from __future__ import annotations
 
 import hmac
-import io
 import json
 import secrets
 from http import HTTPStatus
@@ -33,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import numpy as np
 
 from cmbdet.errors import InputError
+from cmbdet.report.crops import png_bytes
 from cmbdet.review.subjects import (
     DECISIONS,
     REASONS,
@@ -160,17 +160,14 @@ class ReviewHandler(BaseHTTPRequestHandler):
         }
 
     def _slice_png(self, subject: ReviewSubject, view: str, index: int) -> bytes:
-        from matplotlib.image import imsave
-
         data = self._with_image(subject).image.data
         axis = {"sagittal": 0, "coronal": 1, "axial": 2}[view]
         if not 0 <= index < data.shape[axis]:
             raise ValueError(f"{view} slice {index} lies outside 0-{data.shape[axis] - 1}")
         plane = np.take(data, index, axis=axis).T[::-1, ::-1]
         low, high = self._window(subject)
-        buffer = io.BytesIO()
-        imsave(buffer, plane, cmap="gray", vmin=low, vmax=high, format="png")
-        return buffer.getvalue()
+        scaled = (plane.astype(np.float32) - low) / max(high - low, 1e-12)
+        return png_bytes(np.round(np.clip(scaled, 0, 1) * 255).astype(np.uint8))
 
     def _window(self, subject: ReviewSubject) -> tuple[float, float]:
         if subject.subject_id not in self.server.windows:
