@@ -214,3 +214,31 @@ def test_a_family_option_must_name_a_known_family(fake_synth, capsys, tmp_path):
     assert main([*argv, "--family", "snr=normal", "--snr", "low"]) == 2
     assert "snr forced to both normal and low" in capsys.readouterr().err
     assert calls == []
+
+
+def test_a_command_whose_optional_packages_are_missing_names_the_extra(
+    tmp_path, monkeypatch, capsys
+):
+    """In the light install (no PyTorch), ``synth`` and ``train`` end with one line naming the
+    package and the extra that brings it, exit code 2."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_torch)
+    for name in [
+        m for m in sys.modules if m == "torch" or m.startswith(("torch.", "cmbdet.synth"))
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    argv = ["synth", "--out", str(tmp_path / "d"), "--preset", "tiny", "--n", "1", "--quiet"]
+    assert main(argv) == 2
+    line = capsys.readouterr().err.strip()
+    assert line == (
+        "cmbdet: error: synth needs torch, which this installation lacks "
+        "(pip install 'cmbdet[train]')"
+    )

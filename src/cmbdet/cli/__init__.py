@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args.handler, args)
 
 
+EXTRA_OF = {"torch": "train", "nilearn": "train", "onnx": "train", "matplotlib": "plots"}
+"""The optional packages, by the extra that installs them (the base install detects without)."""
+
+
 def _run(handler: Handler, args: argparse.Namespace) -> int:
     # nibabel logs header repairs straight to stderr; cmbdet's own checks say what matters
     logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
@@ -60,6 +64,15 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print_one_line("cmbdet: interrupted")
         return EXIT_INTERRUPTED
+    except ModuleNotFoundError as error:
+        extra = EXTRA_OF.get((error.name or "").split(".")[0])
+        if extra is None or args.debug:
+            raise
+        print_one_line(
+            f"cmbdet: error: {args.command} needs {error.name}, which this installation lacks "
+            f"(pip install 'cmbdet[{extra}]')"
+        )
+        return EXIT_BAD_INPUT
     except Exception as error:
         if args.debug:
             raise

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show the traceback of unexpected errors"
     )
     commands = parser.add_subparsers(
-        title="commands", metavar="COMMAND", parser_class=_OneLineErrors
+        title="commands", metavar="COMMAND", dest="command", parser_class=_OneLineErrors
     )
     common = _common_options()
     _add_synth(commands, common)
