@@ -25,7 +25,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-CMBDET = str(Path(sys.executable).parent / "cmbdet")
+CMBDET = str(Path(sys.executable).parent / "cmbdet")  # --cmbdet chooses another
 
 
 def read_floor(subjects: list[Path]) -> float:
@@ -43,7 +43,9 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def measure(test_set: Path, n: int, workers: list[str], model: list[str], scratch: Path) -> dict:
+def measure(
+    cmbdet: str, test_set: Path, n: int, workers: list[str], model: list[str], scratch: Path
+) -> dict:
     subjects = sorted(p.resolve() for p in test_set.glob("sub-*") if p.is_dir())[:n]
     manifest = scratch / f"{test_set.name}.csv"
     rows = [f"{s.name},{s / 'swi.nii.gz'},{s / 'phase.nii.gz'}" for s in subjects]
@@ -52,13 +54,13 @@ def measure(test_set: Path, n: int, workers: list[str], model: list[str], scratc
     batches = {}
     for count in workers:
         out = scratch / f"{test_set.name}-batch-{count}"
-        command = [CMBDET, "detect", "--manifest", str(manifest), "--out", str(out)]
+        command = [cmbdet, "detect", "--manifest", str(manifest), "--out", str(out)]
         batches[count] = timed([*command, "--workers", count, *model]) / len(subjects)
     one = subjects[0]
     one_floor = read_floor([one])
     single = timed(
         [
-            CMBDET,
+            cmbdet,
             "detect",
             "--swi",
             str(one / "swi.nii.gz"),
@@ -87,11 +89,14 @@ def main() -> None:
         "--workers", nargs="+", default=["1", "auto"], help="--workers values (default: 1 auto)"
     )
     parser.add_argument("--model", help="model folder or installed name (default: the shipped)")
+    parser.add_argument(
+        "--cmbdet", default=CMBDET, help="the cmbdet command to time (default: this checkout's)"
+    )
     args = parser.parse_args()
     model = ["--model", args.model] if args.model else []
     scratch = Path(tempfile.mkdtemp(prefix="cmbdet-speed-"))
     try:
-        rows = [measure(t, args.n, args.workers, model, scratch) for t in args.test]
+        rows = [measure(args.cmbdet, t, args.n, args.workers, model, scratch) for t in args.test]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     batch_columns = "".join(f"| batch, --workers {w}: s / subject | ratio " for w in args.workers)
