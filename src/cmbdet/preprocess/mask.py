@@ -73,7 +73,19 @@ def _estimate_on_grid(swi: np.ndarray, spacing_mm: tuple[float, float, float]) -
     if not head.any():
         return empty
     tissue = smooth > TISSUE_FRACTION * otsu_threshold(smooth[head])
+    # the morphology on the tissue's in-plane bounding box, with room for every step (the
+    # closing's dilation and its erosion's reach): the same mask at a fraction of the voxels
+    reach_mm = max(EROSION_MM, 2 * CLOSING_MM)
+    box = in_plane_box(tissue, [int(np.ceil(reach_mm / s)) + 2 for s in spacing[:2]])
+    mask = empty
+    mask[box] = _brain_of_tissue(tissue[box], spacing)
+    return mask
 
+
+def _brain_of_tissue(tissue: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """The brain within (X, Y, Z) bool ``tissue``: erosion by ``EROSION_MM`` cuts the scalp off,
+    the largest 3D component is dilated back within the tissue, closed by ``CLOSING_MM`` and
+    its holes filled slice by slice."""
     core = _largest_component(erode_in_plane(tissue, spacing, EROSION_MM))
     if not core.any():
         core = _largest_component(tissue)
@@ -83,6 +95,19 @@ def _estimate_on_grid(swi: np.ndarray, spacing_mm: tuple[float, float, float]) -
     for z in range(mask.shape[2]):
         mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
     return mask
+
+
+def in_plane_box(mask: np.ndarray, margin: list[int]) -> tuple[slice, slice]:
+    """(x, y) slices of the in-plane bounding box of ``mask``'s voxels over all slices, widened
+    by ``margin`` voxels (x, y) and kept within the array; the whole plane when it is empty."""
+    if not mask.any():
+        return slice(None), slice(None)
+    box = []
+    for axis, other in ((0, (1, 2)), (1, (0, 2))):
+        inside = np.flatnonzero(mask.any(axis=other))
+        low = max(int(inside[0]) - margin[axis], 0)
+        box.append(slice(low, min(int(inside[-1]) + 1 + margin[axis], mask.shape[axis])))
+    return box[0], box[1]
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
