@@ -20,7 +20,7 @@ from cmbdet.preprocess.phase import (
     detect_phase_units,
     phase_to_radians,
 )
-from cmbdet.preprocess.pipeline import preprocess, preprocess_arrays, slice_images
+from cmbdet.preprocess.pipeline import SliceStack, preprocess, preprocess_arrays, slice_images
 from cmbdet.preprocess.resample import resample_to
 from cmbdet.synth.config import PRESETS, SynthConfig
 from cmbdet.synth.families import standard_weights
@@ -390,3 +390,17 @@ def test_mask_morphology_equals_thresholded_distance_transforms(spacing, radius_
     assert 0 < eroded[:, :, 2:].sum() < mask[:, :, 2:].sum() < dilated[:, :, 2:].sum()
     np.testing.assert_array_equal(erode_in_plane(mask, np.asarray(spacing), radius_mm), eroded)
     np.testing.assert_array_equal(dilate_in_plane(mask, np.asarray(spacing), radius_mm), dilated)
+
+
+def test_the_slice_stack_crops_equal_the_slice_images(prepared):
+    """Stage 1 builds its images batch by batch from a SliceStack: every crop equals the same
+    part of slice_images, value for value (slab average, phase, context slices at the ends)."""
+    _, pre = prepared
+    config = replace(pre.config, slab_average=2, context_slices=(-2, 0, 3))
+    pre = replace(pre, config=config)
+    images, stack = slice_images(pre), SliceStack(pre)
+    depth = images.shape[0]
+    assert stack.shape == images.shape
+    for chosen in ([0, 1, 2], [depth - 2, depth - 1], [5, 9, 3]):
+        crop = stack.crop(np.array(chosen), slice(4, 30), slice(2, 41))
+        np.testing.assert_array_equal(crop, images[chosen][:, :, 4:30, 2:41])

@@ -36,7 +36,7 @@ from cmbdet.errors import InputError
 from cmbdet.io.dataset import SubjectFiles
 from cmbdet.io.nifti import Volume
 from cmbdet.preprocess.config import PreprocessConfig
-from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
+from cmbdet.preprocess.pipeline import Preprocessed, SliceStack, preprocess
 from cmbdet.records import DetectionResult
 from cmbdet.stage1.link import LinkedCandidate
 from cmbdet.stage2.patches import extract_patches
@@ -280,7 +280,7 @@ class Detector:
             phase_kind=options.phase_kind,
             keep_native_phase=True,  # the report shows the phase the networks read
         )
-        images = slice_images(pre)
+        images = SliceStack(pre)  # the slice images, made batch by batch in stage 1
         timings["preprocess"], clock = time.perf_counter() - clock, time.perf_counter()
         networks = self.networks  # still loading in the background only on a first subject
         timings["networks_wait"], clock = time.perf_counter() - clock, time.perf_counter()

@@ -337,6 +337,45 @@ def slice_images(pre: Preprocessed) -> np.ndarray:
     return images
 
 
+class SliceStack:
+    """The slice images of :func:`slice_images`, made a few slices at a time where they are
+    read (detection's stage 1): the same values without the whole (Z', C, X', Y') stack in
+    memory, and only within the part of the slices a batch reads.
+
+    Attributes:
+        shape: (Z', C, X', Y'), the shape of the stack :func:`slice_images` would make.
+    """
+
+    def __init__(self, pre: Preprocessed):
+        self._swi, self._phase, self._config = pre.swi, pre.phase_norm, pre.config
+        nx, ny, depth = pre.swi.shape
+        self.shape = (depth, pre.config.channels, nx, ny)
+
+    def crop(self, chosen: np.ndarray, x: slice, y: slice) -> np.ndarray:
+        """``slice_images(pre)[chosen][:, :, x, y]``: (N, C, x, y) float32 for the N slice
+        indices ``chosen``."""
+        depth = self.shape[0]
+        chosen = np.asarray(chosen)
+        swi = self._swi[x, y]  # (x, y, Z') view
+        out = np.empty((len(chosen), *self.shape[1:2], *swi.shape[:2]), dtype=np.float32)
+
+        def slices(volume: np.ndarray, offset: int) -> np.ndarray:  # (N, x, y)
+            return np.moveaxis(volume[:, :, np.clip(chosen + offset, 0, depth - 1)], 2, 0)
+
+        neighbours = max(self._config.slab_average, 0)
+        total = slices(swi, 0).astype(np.float32)  # as slab_average adds: z, z-1, z+1, z-2, ...
+        for offset in range(1, neighbours + 1):
+            total += np.where((chosen >= offset)[:, None, None], slices(swi, -offset), 0)
+            total += np.where((chosen < depth - offset)[:, None, None], slices(swi, offset), 0)
+        low = np.maximum(chosen - neighbours, 0)
+        counts = np.minimum(chosen + neighbours, depth - 1) - low + 1
+        out[:, 0] = total / counts.astype(np.float32)[:, None, None]
+        out[:, 1] = complemented_phase(slices(self._phase[x, y], 0))
+        for channel, offset in enumerate(self._config.context_slices, start=2):
+            out[:, channel] = slices(swi, offset)
+        return out
+
+
 def slab_average(slices: np.ndarray, neighbours: int) -> np.ndarray:
     """Mean over each slice and ``neighbours`` slices either side, fewer at the slab ends.
 

@@ -64,7 +64,8 @@ def detect_slices_with(
     Args:
         run_pass: runs the network on one batch (see :data:`PassRunner`).
         config: the network's configuration (slices per pass, channels read, stride).
-        images: (Z', C, X', Y') slice images on the model grid.
+        images: (Z', C, X', Y') slice images on the model grid, an array or a
+            :class:`~cmbdet.preprocess.pipeline.SliceStack`.
         brain: (X', Y', Z') brain mask on the model grid, or None for the whole slice.
         score_threshold: lowest box score kept.
         batch_size: passes (groups of slices) per forward call.
@@ -150,9 +151,12 @@ def slice_groups(todo: np.ndarray, depth: int, slices_per_pass: int) -> np.ndarr
     return np.minimum(starts[:, None] + np.arange(slices_per_pass), depth - 1)
 
 
-def _crop(images: np.ndarray, chosen: np.ndarray, x0: int, x1: int, y0: int, y1: int):
-    """images[chosen, :, x0:x1, y0:y1]: a view (no copy) when ``chosen`` is a run of
-    consecutive slices, as it nearly always is."""
+def _crop(images, chosen: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
+    """images[chosen, :, x0:x1, y0:y1] of a (Z', C, X', Y') array (a view, no copy, when
+    ``chosen`` is a run of consecutive slices, as it nearly always is) or of a
+    :class:`~cmbdet.preprocess.pipeline.SliceStack` (made for these slices)."""
+    if not isinstance(images, np.ndarray):
+        return images.crop(chosen, slice(x0, x1), slice(y0, y1))
     if np.all(np.diff(chosen) == 1):
         return images[chosen[0] : chosen[-1] + 1, :, x0:x1, y0:y1]
     return images[chosen, :, x0:x1, y0:y1]
