@@ -113,3 +113,15 @@ def test_wrong_array_shape_is_refused():
     assert shape != SHAPE
     with pytest.raises(ValueError, match="does not match"):
         reo.to_canonical(np.zeros(SHAPE))
+
+
+def test_c_order_copies_fortran_data_unchanged():
+    """The tiled copy gives np.ascontiguousarray's values for Fortran-ordered and flipped
+    arrays, sizes not multiples of the tile included."""
+    from cmbdet.geometry import c_order
+
+    volume = np.random.default_rng(0).random((37, 21, 5, 2)).astype(np.float32)
+    for array in (np.asfortranarray(volume), volume[::-1, :, ::-1], volume.transpose(1, 0, 2, 3)):
+        copied = c_order(array)
+        assert copied.flags.c_contiguous
+        np.testing.assert_array_equal(copied, array)

@@ -180,6 +180,11 @@ def read_data(
 
 
 def check_values(path: Path, role: str, data: np.ndarray, allow_all_zero: bool) -> None:
+    low, high = data.min(), data.max()  # NaN or Inf anywhere shows in one of them
+    if np.isfinite(low) and np.isfinite(high):
+        if not allow_all_zero and low == 0 and high == 0:
+            raise InputError(path, f"{role} is all zero")
+        return
     n_nan = int(np.count_nonzero(np.isnan(data)))
     n_inf = int(np.count_nonzero(np.isinf(data)))
     if n_nan or n_inf:
