@@ -12,6 +12,7 @@ cannot quietly undo them:
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -185,3 +186,28 @@ def test_a_detect_run_loads_no_training_or_generator_code(quick_model, tmp_path)
         m for m in loaded if m in _modules() and TRAINING_CODE.search(_modules()[m].read_text())
     ]
     assert holding == []
+
+
+def test_detect_and_demo_run_without_pytorch_nilearn_or_matplotlib(tmp_path):
+    """The light install: with torch, nilearn and matplotlib unimportable, ``cmbdet demo`` runs
+    on the shipped sample subject and ``cmbdet detect`` on it, both on ONNX Runtime."""
+    from cmbdet.cli.demo import SAMPLE_DIR
+
+    blocked = "import sys; sys.modules.update(torch=None, nilearn=None, matplotlib=None); "
+    run = blocked + "from cmbdet.cli import main; sys.exit(main(sys.argv[1:]))"
+    demo = subprocess.run(
+        [sys.executable, "-c", run, "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stderr
+    assert "the generator needs torch and nilearn" in demo.stdout
+    argv = ["detect", "--swi", str(SAMPLE_DIR / "swi.nii.gz"), "--phase"]
+    argv += [str(SAMPLE_DIR / "phase.nii.gz"), "--out", str(tmp_path / "detect")]
+    detect = subprocess.run(
+        [sys.executable, "-c", run, *argv], capture_output=True, text=True, timeout=300
+    )
+    assert detect.returncode == 0, detect.stderr
+    record = json.loads((tmp_path / "detect" / "run.json").read_text())
+    assert record["backend"] == "onnx" and record["candidates"] > 0
