@@ -93,7 +93,23 @@ def test_auto_workers_take_a_core_each_as_memory_allows(monkeypatch):
     monkeypatch.setattr(local, "available_memory_bytes", lambda: 2**30)
     assert local.auto_workers(100) == 1
     monkeypatch.setattr(local, "available_memory_bytes", lambda: None)  # unknown: the cores
+    monkeypatch.setattr(local, "cgroup_memory_limit", lambda: None)
     assert local.auto_workers(100) == 8
+    monkeypatch.setattr(local, "cgroup_memory_limit", lambda: 6 * 2**30)  # a container's limit
+    assert local.auto_workers(100) == 3
+
+
+def test_the_cgroup_memory_limit_is_read_where_there_is_one(tmp_path, monkeypatch):
+    from cmbdet.batch import local
+
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    monkeypatch.setattr(local, "CGROUP_LIMITS", (v2, v1))
+    assert local.cgroup_memory_limit() is None  # neither file
+    v2.write_text("max\n")
+    v1.write_text("9223372036854771712\n")  # cgroup v1's "no limit"
+    assert local.cgroup_memory_limit() is None
+    v2.write_text("8589934592\n")  # SLURM --mem=8G
+    assert local.cgroup_memory_limit() == 8 * 2**30
 
 
 def test_workers_auto_runs_a_batch_in_worker_processes(
@@ -112,6 +128,8 @@ def test_workers_auto_runs_a_batch_in_worker_processes(
 
     monkeypatch.setattr(local, "run_in_pool", recorded)
     monkeypatch.setattr(local, "available_cores", lambda: 2)
+    monkeypatch.setattr(local, "available_memory_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(local, "cgroup_memory_limit", lambda: None)
     out = tmp_path / "out"
     argv = ["detect", "--dataset", str(dataset), "--out", str(out), "--model", str(quick_model)]
     assert main([*argv, "--workers", "auto"]) == 0

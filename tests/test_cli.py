@@ -242,3 +242,17 @@ def test_a_command_whose_optional_packages_are_missing_names_the_extra(
         "cmbdet: error: synth needs torch, which this installation lacks "
         "(pip install 'cmbdet[train]')"
     )
+
+
+def test_a_missing_required_package_is_the_one_line_unexpected_error(monkeypatch, capsys, tmp_path):
+    """A module missing that no extra brings (a broken installation) is not blamed on an
+    extra: the usual one line and exit code 1."""
+    from cmbdet.cli import demo
+
+    def broken():
+        raise ModuleNotFoundError("No module named 'scipy.special'", name="scipy.special")
+
+    monkeypatch.setattr(demo, "generator_missing", broken)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("cmbdet: unexpected error: ModuleNotFoundError") and "\n" not in line

@@ -404,3 +404,22 @@ def test_the_slice_stack_crops_equal_the_slice_images(prepared):
     for chosen in ([0, 1, 2], [depth - 2, depth - 1], [5, 9, 3]):
         crop = stack.crop(np.array(chosen), slice(4, 30), slice(2, 41))
         np.testing.assert_array_equal(crop, images[chosen][:, :, 4:30, 2:41])
+
+
+def test_mask_and_handedness_on_the_bounding_box_equal_the_whole_plane(prepared, monkeypatch):
+    """The brain mask and the locally dark voxels are worked out on an in-plane bounding box
+    with room for every step: forcing the whole plane gives the same arrays."""
+    from cmbdet.preprocess import handedness, mask
+
+    subject, _ = prepared
+    image, spacing = subject.swi, SPACING
+    cropped_mask = estimate_brain_mask(image, spacing)
+    cropped_dark = handedness._locally_dark(image, cropped_mask, spacing)
+    whole = lambda array, margin: (slice(None), slice(None))  # noqa: E731
+    monkeypatch.setattr(mask, "in_plane_box", whole)
+    monkeypatch.setattr(handedness, "in_plane_box", whole)
+    np.testing.assert_array_equal(estimate_brain_mask(image, spacing), cropped_mask)
+    np.testing.assert_array_equal(
+        handedness._locally_dark(image, cropped_mask, spacing), cropped_dark
+    )
+    assert cropped_mask.any() and cropped_dark.any()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import sys
 import threading
 import time
 
@@ -48,17 +49,16 @@ def available_cores() -> int:
 def limit_threads(threads: int) -> None:
     """Cap this process's math thread pools at ``threads``.
 
-    The variables only bind libraries loaded afterwards (a fresh worker process; ONNX Runtime
-    sessions read ``CMBDET_THREADS``); ``torch.set_num_threads`` also covers a torch that is
-    already loaded.
+    The variables bind libraries loaded afterwards (a fresh worker process: PyTorch reads
+    ``OMP_NUM_THREADS`` when imported, ONNX Runtime sessions ``CMBDET_THREADS``);
+    ``torch.set_num_threads`` covers a PyTorch that is already loaded. PyTorch is not imported
+    here (the ONNX backend never needs it).
     """
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    try:
-        import torch
-    except ImportError:  # the light install: ONNX Runtime reads CMBDET_THREADS
-        return
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")  # one imported later reads OMP_NUM_THREADS itself
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager

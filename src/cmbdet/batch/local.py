@@ -10,6 +10,7 @@ import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from cmbdet.batch.subject import BatchRow, DetectSettings, Job, detect_subject, failed_row
 from cmbdet.detect.checks import available_memory_bytes
@@ -27,13 +28,33 @@ WORKER_MEMORY_BYTES = 2 * 2**30
 1.1 GiB, PyTorch and the networks add about 0.4 GiB."""
 
 
+CGROUP_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),  # cgroup v2 (containers, SLURM --mem)
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),  # cgroup v1
+)
+
+
 def auto_workers(jobs: int) -> int:
     """Workers for ``--workers auto``: one per core this process may use, no more than the
-    jobs and than the available memory holds (:data:`WORKER_MEMORY_BYTES` each); at least 1.
+    jobs and than the available memory holds (:data:`WORKER_MEMORY_BYTES` each: the machine's
+    free memory, or this process's cgroup limit where that is lower); at least 1.
     Preprocessing runs on one core per subject, so on a CPU a worker per core uses them all."""
-    available = available_memory_bytes()
-    by_memory = available_cores() if available is None else available // WORKER_MEMORY_BYTES
+    limits = [m for m in (available_memory_bytes(), cgroup_memory_limit()) if m is not None]
+    by_memory = min(limits) // WORKER_MEMORY_BYTES if limits else available_cores()
     return max(1, min(available_cores(), jobs, by_memory))
+
+
+def cgroup_memory_limit() -> int | None:
+    """The memory limit of this process's control group (a container's, a SLURM job's), bytes;
+    None where there is none or it cannot be read."""
+    for path in CGROUP_LIMITS:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max", or v1's "no limit" sentinel
+            return int(text)
+    return None
 
 
 def in_this_process(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:

@@ -64,16 +64,16 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print_one_line("cmbdet: interrupted")
         return EXIT_INTERRUPTED
-    except ModuleNotFoundError as error:
-        extra = EXTRA_OF.get((error.name or "").split(".")[0])
-        if extra is None or args.debug:
-            raise
-        print_one_line(
-            f"cmbdet: error: {args.command} needs {error.name}, which this installation lacks "
-            f"(pip install 'cmbdet[{extra}]')"
-        )
-        return EXIT_BAD_INPUT
     except Exception as error:
+        extra = None
+        if isinstance(error, ModuleNotFoundError):
+            extra = EXTRA_OF.get((error.name or "").split(".")[0])
+        if extra is not None and not args.debug:  # an optional package the base install lacks
+            print_one_line(
+                f"cmbdet: error: {args.command} needs {error.name}, which this installation "
+                f"lacks (pip install 'cmbdet[{extra}]')"
+            )
+            return EXIT_BAD_INPUT
         if args.debug:
             raise
         print_one_line(

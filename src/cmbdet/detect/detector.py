@@ -139,8 +139,9 @@ class Detector:
         backend: str = "auto",
         background: bool = False,
     ) -> Detector:
-        """Load a model folder (``model.json`` + checksummed safetensors; nothing unpickled);
-        by default the model shipped inside the package.
+        """Load a model folder (``model.json`` + checksummed safetensors, or their checksummed
+        ONNX exports for the ONNX backend; nothing unpickled); by default the model shipped
+        inside the package.
 
         ``device``: ``auto`` runs the networks on a CUDA GPU when PyTorch sees one, else on
         the CPU; ``cpu``, ``cuda`` or ``cuda:N`` choose. Preprocessing runs on the CPU.

@@ -223,13 +223,17 @@ def detect_phase_kind(
 def lowpass_phase_fraction(
     phase_rad: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, float, float]
 ) -> float:
-    """Fraction of (eroded) brain voxels whose in-plane low-passed phase exceeds pi / 4."""
+    """Fraction of (eroded) brain voxels whose in-plane low-passed phase exceeds pi / 4, over
+    about 24 evenly spaced slices that hold brain (0 without brain)."""
     # A smooth statistic: about 1 mm in-plane sampling is plenty (and 4x faster on HR); each
-    # slice is low-passed on its own, so about 24 evenly spaced slices judge the volume.
+    # slice is low-passed on its own, so about 24 evenly spaced slices with brain judge it.
     step = [max(1, int(1.0 / s)) for s in spacing_mm[:2]]
-    every = max(1, phase_rad.shape[2] // 24)
-    phase_rad = phase_rad[:: step[0], :: step[1], ::every]
-    brain = brain[:: step[0], :: step[1], ::every]
+    with_brain = np.flatnonzero(brain.any(axis=(0, 1)))
+    if with_brain.size == 0:
+        return 0.0
+    judged = with_brain[:: max(1, with_brain.size // 24)]
+    phase_rad = phase_rad[:: step[0], :: step[1], judged]
+    brain = brain[:: step[0], :: step[1], judged]
     spacing_mm = (spacing_mm[0] * step[0], spacing_mm[1] * step[1], spacing_mm[2])
     inner = erode_mm(brain, spacing_mm, BRAIN_EROSION_MM)
     sigma = (RAW_LOWPASS_SIGMA_MM / spacing_mm[0], RAW_LOWPASS_SIGMA_MM / spacing_mm[1], 0.0)

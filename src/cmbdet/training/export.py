@@ -9,6 +9,7 @@ and ``calibrate`` write them with every model folder.
 
 from __future__ import annotations
 
+import inspect
 import io
 import warnings
 from pathlib import Path
@@ -66,6 +67,9 @@ def _export(network, example, path: Path, inputs: list[str], outputs, axes: dict
     import torch
 
     buffer = io.BytesIO()
+    # the TorchScript exporter (newer PyTorch also has a dynamo one, which needs onnxscript)
+    parameters = inspect.signature(torch.onnx.export).parameters
+    legacy = {"dynamo": False} if "dynamo" in parameters else {}
     with warnings.catch_warnings():  # the TorchScript exporter announces its successor
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -76,7 +80,7 @@ def _export(network, example, path: Path, inputs: list[str], outputs, axes: dict
             output_names=list(outputs),
             dynamic_axes=axes,
             opset_version=ONNX_OPSET,
-            dynamo=False,
+            **legacy,
         )
     write_atomic(path, buffer.getvalue())
     return {"file": path.name, "sha256": sha256_of(path)}
