@@ -135,7 +135,8 @@ def detect_cases(detector: Detector, root: Path) -> dict:
 
 def model_checksums(detector: Detector) -> dict:
     """The checksums of the default and the phase-free model the cases run on."""
-    return {model.info["name"]: model.spec.checksums for model in (detector, detector.phase_free())}
+    models = [detector, detector.phase_free("swi-only"), detector.phase_free("magnitude-only")]
+    return {model.info["name"]: model.spec.checksums for model in models}
 
 
 def main() -> None:

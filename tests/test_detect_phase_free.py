@@ -49,7 +49,7 @@ def installed(monkeypatch, phase_free_model):
     """The random phase-free model stands in for the shipped one (and batches load their
     models afresh: a model a batch kept from an earlier test holds the shipped one)."""
     for module in (cmbdet.detect.detector, cmbdet.batch.folder):
-        monkeypatch.setattr(module, "phase_free_model_dir", lambda: phase_free_model)
+        monkeypatch.setattr(module, "phase_free_model_dir", lambda mode=None: phase_free_model)
     monkeypatch.setattr(cmbdet.batch.subject, "_detectors", {})
     return phase_free_model
 
@@ -109,7 +109,7 @@ def test_a_subject_without_phase_goes_to_the_phase_free_model(data, quick_model,
 def test_without_a_phase_free_model_a_subject_without_phase_is_refused(
     data, quick_model, monkeypatch
 ):
-    monkeypatch.setattr(cmbdet.detect.detector, "phase_free_model_dir", lambda: None)
+    monkeypatch.setattr(cmbdet.detect.detector, "phase_free_model_dir", lambda mode=None: None)
     swi = data / "sub-0000" / "swi.nii.gz"
     with pytest.raises(InputError, match="no phase given: give the phase too") as caught:
         Detector.load(quick_model).detect(swi, None)
@@ -221,7 +221,9 @@ def test_thresholds_given_for_one_model_do_not_carry_over_to_the_phase_free_mode
 def test_a_model_that_reads_phase_is_refused_as_the_phase_free_model(
     data, quick_model, monkeypatch
 ):
-    monkeypatch.setattr(cmbdet.detect.detector, "phase_free_model_dir", lambda: quick_model)
+    monkeypatch.setattr(
+        cmbdet.detect.detector, "phase_free_model_dir", lambda mode=None: quick_model
+    )
     with pytest.raises(InputError, match="installed as the phase-free model but reads phase"):
         Detector.load(quick_model).detect(data / "sub-0000" / "swi.nii.gz", None)
 

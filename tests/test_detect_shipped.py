@@ -87,13 +87,19 @@ def test_an_unknown_name_ends_with_one_line(two_shipped, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_the_real_installation_ships_a_phase_free_model_beside_the_default():
-    folder = shipped.phase_free_model_dir()
-    assert folder is not None and folder.name == shipped.PHASE_FREE_MODEL_NAME
-    detector = Detector.load(folder, "cpu", "float32")
-    assert not detector.reads_phase and detector.info["name"] == shipped.PHASE_FREE_MODEL_NAME
-    assert sum(p.stat().st_size for p in folder.iterdir()) < 20 * 2**20
-    assert Detector.load(None, "cpu", "float32").reads_phase  # the default reads phase
+def test_the_real_installation_ships_phase_free_models_beside_the_default():
+    """One phase-free model for an SWI alone, one for a T2*-weighted magnitude alone, each
+    under 20 MB and reading no phase; the default reads phase and hands each mode to its own."""
+    default = Detector.load(None, "cpu", "float32")
+    assert default.reads_phase
+    for mode, name in shipped.PHASE_FREE_MODEL_NAMES.items():
+        folder = shipped.phase_free_model_dir(mode)
+        assert folder is not None and folder.name == name
+        detector = Detector.load(folder, "cpu", "float32")
+        assert not detector.reads_phase and detector.info["name"] == name
+        assert sum(p.stat().st_size for p in folder.iterdir()) < 20 * 2**20
+        assert default.phase_free(mode).info["name"] == name
+    assert shipped.PHASE_FREE_MODEL_NAMES["swi-only"] != shipped.PHASE_FREE_MODEL_NAME
 
 
 def test_an_swi_alone_runs_the_shipped_phase_free_model(tmp_path, capsys):
@@ -102,6 +108,6 @@ def test_an_swi_alone_runs_the_shipped_phase_free_model(tmp_path, capsys):
     swi = str(data / "sub-0000" / "swi.nii.gz")
     assert main(["detect", "--swi", swi, "--out", str(out), "--precision", "float32"]) == 0
     record = json.loads((out / "run.json").read_text())
-    assert record["model"]["name"] == shipped.PHASE_FREE_MODEL_NAME
+    assert record["model"]["name"] == shipped.PHASE_FREE_MODEL_NAMES["swi-only"]
     assert record["input_mode"] == "swi-only" and record["acquisition"]["phase"] == "none given"
     assert "CMBs found" in capsys.readouterr().out

@@ -35,7 +35,7 @@ COHORT_REPORT = "report.html"
 
 
 def plan_batch(
-    subjects: list[SubjectFiles], out_dir: Path, made_with: list[tuple], overwrite: bool
+    subjects: list[SubjectFiles], out_dir: Path, made_with: dict, overwrite: bool
 ) -> tuple[dict[str, BatchRow], list[Job]]:
     """Rows of the subjects to skip (complete outputs), and jobs for the others; ``made_with``
     lists what the run's models record (:func:`made_with`): a complete subject made by
@@ -196,34 +196,36 @@ def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> 
     )
 
 
-def made_with(detector: Detector, settings: DetectSettings) -> list[tuple]:
-    """What this batch's outputs record in run.json, one entry per model it may run (the
-    model, and the phase-free model for subjects without phase): (weights checksums,
+def made_with(detector: Detector, settings: DetectSettings) -> dict:
+    """What this batch's outputs record in run.json, one entry per model it may run, by input
+    mode (None: the model; ``swi-only``, ``magnitude-only``: the phase-free models for subjects
+    without phase): (weights checksums,
     threshold, precision, echo times and field strength given on the command line). A cohort
     is detected in one precision (bfloat16 and float32 scores differ slightly; other echo
     times choose another echo)."""
-    specs = [detector.spec]
-    phase_free = phase_free_model_dir()
-    if detector.reads_phase and phase_free is not None:
-        specs.append(read_model_spec(phase_free))
+    specs = {None: detector.spec}
+    for mode in PHASE_FREE:
+        folder = phase_free_model_dir(mode)
+        if detector.reads_phase and folder is not None:
+            specs[mode] = read_model_spec(folder)
     given = (list(settings.echo_times_ms) or None, settings.field_strength_t)
-    # --threshold is the given model's; the phase-free model keeps its own
+    # --threshold is the given model's; a phase-free model keeps its own
     given_threshold = detector.spec.threshold if settings.threshold is None else settings.threshold
-    thresholds = [float(given_threshold)] + [spec.threshold for spec in specs[1:]]
-    return [
-        (spec.checksums, limit, detector.precision, given)
-        for spec, limit in zip(specs, thresholds, strict=True)
-    ]
+    return {
+        mode: (spec.checksums, float(given_threshold) if mode is None else spec.threshold,
+               detector.precision, given)
+        for mode, spec in specs.items()
+    }  # fmt: skip
 
 
-def _expected(subject: SubjectFiles, made_with: list[tuple]) -> tuple:
-    """What ``subject``'s outputs must record: the phase-free model's entry (the last of
-    :func:`made_with`'s two) for a subject without phase, else the model's."""
+def _expected(subject: SubjectFiles, made_with: dict) -> tuple:
+    """What ``subject``'s outputs must record: the entry of :func:`made_with` for its input
+    mode when it has no phase and a phase-free model serves it, else the model's."""
     try:
-        phase_free = input_mode(subject) in PHASE_FREE
+        mode = input_mode(subject)
     except InputError:  # it fails when it runs, with its reason
-        phase_free = False
-    return made_with[-1] if phase_free else made_with[0]
+        mode = None
+    return made_with.get(mode, made_with[None])
 
 
 def _made_with_record(record: dict) -> tuple:

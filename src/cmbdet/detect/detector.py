@@ -20,6 +20,7 @@ import numpy as np
 from cmbdet.detect.candidates import input_candidates, model_centres
 from cmbdet.detect.checks import check_image_roles, check_memory, check_swi_geometry
 from cmbdet.detect.input_mode import (
+    MAGNITUDE_ONLY,
     PHASE_FREE,
     SWI_PHASE,
     UNSTATED,
@@ -45,13 +46,14 @@ from cmbdet.version import __version__
 
 class Detector:
     """Both stages and their settings, loaded from a model folder. A subject without phase
-    goes to the phase-free model (this one when it reads no phase, else the shipped phase-free
-    model, loaded on first use with the same device and precision)."""
+    goes to a phase-free model (this one when it reads no phase, else the shipped phase-free
+    model of its input mode, loaded on first use with the same device, precision and
+    backend)."""
 
     def __init__(self, spec: ModelSpec, networks: Networks | NetworksLoading):
         self.spec = spec
         self._networks = networks  # loaded, or loading on a thread (see Detector.load)
-        self._phase_free: Detector | None = None if spec.preprocess.reads_phase else self
+        self._phase_free: dict[str, Detector] = {}  # by input mode, loaded on first use
 
     @property
     def networks(self) -> Networks:
@@ -83,22 +85,25 @@ class Detector:
         """False for a phase-free model (SWI or T2*-weighted magnitude alone)."""
         return self.spec.preprocess.reads_phase
 
-    def phase_free(self) -> Detector:
-        """The model that serves subjects without phase: this one when it reads no phase,
-        else the shipped phase-free model (loaded once).
+    def phase_free(self, mode: str = MAGNITUDE_ONLY) -> Detector:
+        """The model that serves subjects of input ``mode`` without phase (``swi-only``,
+        ``magnitude-only``): this one when it reads no phase, else the shipped phase-free model
+        for the mode (loaded once).
 
         Raises:
             InputError: this installation has no phase-free model.
         """
-        if self._phase_free is None:
-            folder = phase_free_model_dir()
+        if not self.reads_phase:
+            return self
+        if mode not in self._phase_free:
+            folder = phase_free_model_dir(mode)
             if folder is None:
                 raise InputError(None, "no phase-free model is installed: give the phase too")
             detector = Detector.load(folder, self.device, self.precision, backend=self.backend)
             if detector.reads_phase:
                 raise InputError(folder, "is installed as the phase-free model but reads phase")
-            self._phase_free = detector
-        return self._phase_free
+            self._phase_free[mode] = detector
+        return self._phase_free[mode]
 
     @property
     def folder(self) -> Path:
@@ -216,10 +221,11 @@ class Detector:
     ) -> DetectionResult:
         """Detect CMBs in a subject's files in whichever input mode they call for (BIDS
         echo files included); options as :meth:`detect`."""
-        if self.reads_phase and input_mode(files) in PHASE_FREE:
+        mode = input_mode(files)
+        if self.reads_phase and mode in PHASE_FREE:
             # the phase-free model at its own operating point: thresholds given for this
             # model do not carry over to another model's scores
-            return self._phase_free_detection(files, acquisition=acquisition)
+            return self._phase_free_detection(files, mode, acquisition=acquisition)
         started = time.perf_counter()
         field_te = self.spec.training_ranges.field_te_t_ms
         field_te = field_te if any(field_te) else None
@@ -232,15 +238,15 @@ class Detector:
         options = _Options(threshold, stage1_threshold, phase_units, handedness, phase_kind)
         return self._detect(loaded, options, timings={"load": time.perf_counter() - started})
 
-    def _phase_free_detection(self, files: SubjectFiles, **options) -> DetectionResult:
-        """A subject without phase, by the shipped phase-free model (or refused with its
-        reason)."""
-        if phase_free_model_dir() is None:
+    def _phase_free_detection(self, files: SubjectFiles, mode: str, **options) -> DetectionResult:
+        """A subject without phase, by the shipped phase-free model of its input mode (or
+        refused with its reason)."""
+        if phase_free_model_dir(mode) is None:
             raise InputError(
                 files.swi or files.magnitude,
                 "no phase given: give the phase too (no phase-free model is installed)",
             )
-        return self.phase_free().detect_subject(files, **options)
+        return self.phase_free(mode).detect_subject(files, **options)
 
     def detect_volumes(
         self,

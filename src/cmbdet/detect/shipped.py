@@ -1,5 +1,6 @@
 """The models shipped inside the package, by name (``models/<name>/``): the default, the
-phase-free model (for subjects without phase), and the earlier defaults kept so that a cohort
+phase-free models (for subjects without phase: one for an SWI alone, one for a T2*-weighted
+magnitude alone), and the earlier defaults kept so that a cohort
 can finish with the model it started with. No torch here: the command-line parser reads the
 names for ``--help``."""
 
@@ -13,6 +14,10 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # every shipped 
 DEFAULT_MODEL_NAME = "cmbdet-default-v4"  # what runs without --model
 DEFAULT_MODEL = MODELS_DIR / DEFAULT_MODEL_NAME
 PHASE_FREE_MODEL_NAME = "cmbdet-phasefree-v1"  # what runs on subjects without phase
+PHASE_FREE_MODEL_NAMES = {  # by input mode: an SWI alone has a model of its own
+    "swi-only": "cmbdet-phasefree-swi-v1",
+    "magnitude-only": PHASE_FREE_MODEL_NAME,
+}
 
 
 def installed_models() -> list[str]:
@@ -44,7 +49,12 @@ def default_model_dir() -> Path:
     return DEFAULT_MODEL
 
 
-def phase_free_model_dir() -> Path | None:
-    """The shipped phase-free model's folder; None when this installation lacks it."""
-    folder = MODELS_DIR / PHASE_FREE_MODEL_NAME
-    return folder if (folder / "model.json").is_file() else None
+def phase_free_model_dir(mode: str = "magnitude-only") -> Path | None:
+    """The folder of the shipped phase-free model for input ``mode`` (``swi-only``:
+    :data:`PHASE_FREE_MODEL_NAMES`; ``magnitude-only``: the general phase-free model, which
+    also serves an SWI where this installation lacks the SWI model); None when there is none."""
+    for name in (PHASE_FREE_MODEL_NAMES.get(mode, PHASE_FREE_MODEL_NAME), PHASE_FREE_MODEL_NAME):
+        folder = MODELS_DIR / name
+        if (folder / "model.json").is_file():
+            return folder
+    return None
