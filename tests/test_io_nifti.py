@@ -310,28 +310,3 @@ def test_a_voxel_size_of_zero_is_not_read_as_one_mm(tmp_path):
     # an sform does not use the stored voxel sizes: the grid is known
     volume = load_volume(_with_voxel_size_zero(tmp_path / "s.nii", sform=True), "SWI")
     assert volume.spacing_mm == pytest.approx((0.5, 0.5, 2.0))
-
-
-def test_a_volume_read_ahead_is_the_one_read_now_once_and_only_while_unchanged(tmp_path):
-    """read_ahead (a batch's next subject, on a thread): load_volume hands out that volume,
-    equal to a fresh read, once; a file rewritten since is read again; a bad file read ahead
-    still fails at load_volume with its usual message."""
-    import os
-    import time
-
-    from cmbdet.io import nifti
-
-    first = _write(tmp_path / "a.nii.gz", _image(1))
-    changed = _write(tmp_path / "b.nii.gz", _image(2))
-    bad = tmp_path / "bad.nii.gz"
-    bad.write_bytes(b"not a nifti")
-    nifti.read_ahead([(first, "SWI"), (changed, "phase"), (bad, "SWI")])
-    _write(changed, _image(3))  # rewritten after the read-ahead: another stamp
-    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
-    ahead = nifti._READ_AHEAD[(str(first), "SWI")].volume.result(timeout=30)
-    volume = load_volume(first, "SWI")
-    assert volume is ahead  # the volume read ahead, handed out
-    np.testing.assert_array_equal(volume.data, load_volume(first, "SWI").data)  # read afresh
-    np.testing.assert_allclose(load_volume(changed, "phase").data, _image(3), rtol=1e-6)
-    _fails(bad, "not a NIfTI file")
-    assert not nifti._READ_AHEAD

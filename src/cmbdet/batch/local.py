@@ -14,7 +14,6 @@ from pathlib import Path
 
 from cmbdet.batch.subject import BatchRow, DetectSettings, Job, detect_subject, failed_row
 from cmbdet.detect.checks import available_memory_bytes
-from cmbdet.io.nifti import read_ahead
 from cmbdet.processes import (
     available_cores,
     exit_with_parent,
@@ -59,15 +58,8 @@ def cgroup_memory_limit() -> int | None:
 
 
 def in_this_process(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
-    """The runner that detects the subjects one after another in this process, each next
-    subject's images read on a thread while the current one is computed."""
-    for index, (subject, folder) in enumerate(jobs):
-        if index + 1 < len(jobs):
-            upcoming = jobs[index + 1][0]
-            roles = (("SWI", upcoming.swi), ("phase", upcoming.phase))
-            roles += (("magnitude", upcoming.magnitude),)
-            read_ahead([(path, role) for role, path in roles if path is not None])
-        yield detect_subject(subject, folder, settings)
+    """The runner that detects the subjects one after another in this process."""
+    return (detect_subject(subject, folder, settings) for subject, folder in jobs)
 
 
 def in_worker_processes(

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,54 +80,7 @@ def load_volume(path: str | Path, role: str = "image", *, allow_all_zero: bool =
         InputError: the file is missing, not NIfTI, damaged, complex or colour data, not 3D,
             has NaN/Inf values, is all zero (unless allowed) or has a non-invertible affine.
     """
-    path = Path(path)
-    ahead = _READ_AHEAD.pop((str(path), role), None)
-    if ahead is not None and not allow_all_zero and ahead.stamp == _stamp(path):
-        try:
-            return ahead.volume.result()
-        except Exception:  # read again below, so that the error is raised here, as always
-            pass
-    return _load(path, role, allow_all_zero, stack=False)
-
-
-@dataclass(frozen=True)
-class _AheadOfTime:
-    stamp: tuple | None  # the file's (inode, size, mtime) when it was read
-    volume: Future
-
-
-_READ_AHEAD: dict[tuple[str, str], _AheadOfTime] = {}
-
-
-def read_ahead(files: list[tuple[Path, str]]) -> None:
-    """Start reading (path, role) volumes on a thread, as :func:`load_volume` reads them, for a
-    :func:`load_volume` call to come (a batch reads its next subject while the current one is
-    computed: decompression runs beside the computing, on another core). Each volume is handed
-    out once, and only while its file is unchanged; a call drops the volumes an earlier call
-    read and nobody asked for. Nothing is kept beyond the process."""
-    _READ_AHEAD.clear()
-    pending = []
-    for path, role in files:
-        ahead = _AheadOfTime(_stamp(Path(path)), Future())
-        _READ_AHEAD[(str(path), role)] = ahead
-        pending.append((Path(path), role, ahead.volume))
-
-    def read() -> None:
-        for path, role, volume in pending:
-            try:
-                volume.set_result(_load(path, role, False, stack=False))
-            except BaseException as error:  # load_volume reads it again and raises it
-                volume.set_exception(error)
-
-    threading.Thread(target=read, name="cmbdet-read-ahead", daemon=True).start()
-
-
-def _stamp(path: Path) -> tuple | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_ino, status.st_size, status.st_mtime_ns
+    return _load(Path(path), role, allow_all_zero, stack=False)
 
 
 def load_echoes(path: str | Path, role: str = "image", index: int = 0) -> Volume:
