@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cmbdet.stage1.decode import decode
-from cmbdet.stage1.model import per_slice
+from cmbdet.stage1.layout import per_slice
 from cmbdet.stage1.targets import make_targets
 from cmbdet.training.stage1 import detection_loss
 

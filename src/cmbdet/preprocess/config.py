@@ -59,7 +59,7 @@ class PreprocessConfig(JsonConfig):
         three slices, 10 of 15; four, 12 of 20.
         """
         read = {j + d for j in range(slices) for d in self.context_slices}
-        neighbours = max(self.slab_average, 0)  # as slab_average() reads it
+        neighbours = max(self.slab_average, 0)  # as the slice images read it
         averaged = range(-neighbours, neighbours + 1)
         kept, seen = [], set()
         for j in range(slices):

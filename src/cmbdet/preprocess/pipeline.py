@@ -323,24 +323,17 @@ def slice_images(pre: Preprocessed) -> np.ndarray:
     ``config.context_slices`` (the end slice repeated beyond the slab).
 
     Returns:
-        (Z', C, X', Y') float32 (one image per model slice), C = ``config.channels``.
+        (Z', C, X', Y') float32 (one image per model slice), C = ``config.channels``; the
+        whole stack that :class:`SliceStack` makes part by part.
     """
-    nx, ny, depth = pre.swi.shape
-    images = np.empty((depth, pre.config.channels, nx, ny), dtype=np.float32)
-    # the SWI is transposed to slices once (the strided copy is the costly part) and every
-    # SWI channel is made from that stack
-    swi_slices = np.ascontiguousarray(pre.swi.transpose(2, 0, 1), dtype=np.float32)
-    images[:, 0] = slab_average(swi_slices, pre.config.slab_average)
-    images[:, 1] = complemented_phase(pre.phase_norm).transpose(2, 0, 1)
-    for channel, offset in enumerate(pre.config.context_slices, start=2):
-        images[:, channel] = swi_slices[np.clip(np.arange(depth) + offset, 0, depth - 1)]
-    return images
+    stack = SliceStack(pre)
+    return stack.crop(np.arange(stack.shape[0]), slice(None), slice(None))
 
 
 class SliceStack:
     """The slice images of :func:`slice_images`, made a few slices at a time where they are
-    read (detection's stage 1): the same values without the whole (Z', C, X', Y') stack in
-    memory, and only within the part of the slices a batch reads.
+    read (detection's stage 1): without the whole (Z', C, X', Y') stack in memory, and only
+    within the part of the slices a batch reads.
 
     Attributes:
         shape: (Z', C, X', Y'), the shape of the stack :func:`slice_images` would make.
@@ -357,13 +350,13 @@ class SliceStack:
         depth = self.shape[0]
         chosen = np.asarray(chosen)
         swi = self._swi[x, y]  # (x, y, Z') view
-        out = np.empty((len(chosen), *self.shape[1:2], *swi.shape[:2]), dtype=np.float32)
+        out = np.empty((len(chosen), self.shape[1], *swi.shape[:2]), dtype=np.float32)
 
         def slices(volume: np.ndarray, offset: int) -> np.ndarray:  # (N, x, y)
             return np.moveaxis(volume[:, :, np.clip(chosen + offset, 0, depth - 1)], 2, 0)
 
         neighbours = max(self._config.slab_average, 0)
-        total = slices(swi, 0).astype(np.float32)  # as slab_average adds: z, z-1, z+1, z-2, ...
+        total = slices(swi, 0).astype(np.float32)  # the slice, then its neighbours outwards
         for offset in range(1, neighbours + 1):
             total += np.where((chosen >= offset)[:, None, None], slices(swi, -offset), 0)
             total += np.where((chosen < depth - offset)[:, None, None], slices(swi, offset), 0)
@@ -374,27 +367,3 @@ class SliceStack:
         for channel, offset in enumerate(self._config.context_slices, start=2):
             out[:, channel] = slices(swi, offset)
         return out
-
-
-def slab_average(slices: np.ndarray, neighbours: int) -> np.ndarray:
-    """Mean over each slice and ``neighbours`` slices either side, fewer at the slab ends.
-
-    Args:
-        slices: (Z, X, Y) array, slices first.
-        neighbours: slices on each side (0 returns the slices as float32).
-
-    Returns:
-        (Z, X, Y) float32.
-    """
-    slices = slices.astype(np.float32, copy=False)
-    if neighbours <= 0:
-        return slices
-    depth = slices.shape[0]
-    total = slices.copy()
-    for offset in range(1, neighbours + 1):  # add each slice's neighbours `offset` away
-        total[offset:] += slices[:-offset]
-        total[:-offset] += slices[offset:]
-    index = np.arange(depth)
-    counts = np.minimum(index + neighbours, depth - 1) - np.maximum(index - neighbours, 0) + 1
-    total /= counts.astype(np.float32)[:, None, None]
-    return total

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from cmbdet.appearance import AppearanceRanges, apply_appearance, draw_appearance
 from cmbdet.stage1.config import PositiveUnit, check_positive_unit
-from cmbdet.stage1.model import pass_input
+from cmbdet.stage1.layout import pass_input
 from cmbdet.stage1.targets import HeatmapTargets, make_targets
 
 MIN_BOX_MM = 2.0

@@ -14,13 +14,12 @@ import numpy as np
 
 from cmbdet.stage1.config import Stage1Config
 from cmbdet.stage1.decode import SliceDetections, decode
+from cmbdet.stage1.layout import pad_to_multiple, pass_input, per_slice
 from cmbdet.stage1.link import LinkedCandidate, link_slices
 
 PassRunner = Callable[[np.ndarray], dict[str, np.ndarray]]
 """(n, C, x, y) float32 network input -> ``heatmap``, ``offset``, ``size`` float32 maps."""
 
-PAD_MULTIPLE = 16
-"""The network's strides need in-plane sizes that are multiples of this."""
 
 BRAIN_MARGIN = 8
 """Pixels of context kept around the brain's in-plane bounding box."""
@@ -89,9 +88,8 @@ def detect_slices_with(
         y0, y1 = _crop_range(brain_columns[:, chosen].any(axis=1))
         crop = _crop(images, chosen, x0, x1, y0, y1)  # (n K, C, x, y)
         stacks = crop.reshape(-1, slices_per_pass * channels, *crop.shape[2:])  # (n, K C, x, y)
-        if config.pass_channels:
-            stacks = stacks[:, list(config.pass_channels)]
-        outputs = _per_slice(run_pass(_pad_to_multiple(stacks)), slices_per_pass)
+        stacks = pad_to_multiple(pass_input(stacks, config.pass_channels))
+        outputs = per_slice(run_pass(stacks), slices_per_pass)
         found = decode(outputs, config.stride, score_threshold, valid_shape=(x1 - x0, y1 - y0))
         shift = np.array([x0, y0, x0, y0], np.float32)
         for z, detections in zip(chosen, found, strict=True):
@@ -113,27 +111,6 @@ def torch_pass(net) -> PassRunner:
         return {name: maps.float().cpu().numpy() for name, maps in outputs.items()}
 
     return run
-
-
-def _pad_to_multiple(stacks: np.ndarray) -> np.ndarray:
-    """Zero-pad (B, C, X, Y) at the high end of X and Y to multiples of :data:`PAD_MULTIPLE`
-    (as :func:`cmbdet.stage1.model.pad_to_multiple`); float32, contiguous."""
-    nx, ny = stacks.shape[-2:]
-    pad_x, pad_y = (-nx) % PAD_MULTIPLE, (-ny) % PAD_MULTIPLE
-    if pad_x or pad_y:
-        stacks = np.pad(stacks, [(0, 0), (0, 0), (0, pad_x), (0, pad_y)])
-    return np.ascontiguousarray(stacks, dtype=np.float32)
-
-
-def _per_slice(outputs: dict[str, np.ndarray], slices_per_pass: int) -> dict[str, np.ndarray]:
-    """Head maps of B passes over K slices -> maps of B K single slices (as
-    :func:`cmbdet.stage1.model.per_slice`)."""
-    if slices_per_pass == 1:
-        return outputs
-    return {
-        name: maps.reshape(-1, maps.shape[1] // slices_per_pass, *maps.shape[2:])
-        for name, maps in outputs.items()
-    }
 
 
 def slice_groups(todo: np.ndarray, depth: int, slices_per_pass: int) -> np.ndarray:

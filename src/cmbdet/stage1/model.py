@@ -14,16 +14,11 @@ and predict the maps of each of them: one pass per group of slices instead of on
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cmbdet.stage1.config import Stage1Config
-
-Stacks = TypeVar("Stacks", np.ndarray, torch.Tensor)
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -54,12 +49,12 @@ class CandidateNet(nn.Module):
     """Backbone (strides 2-16), top-down neck to stride 4, dense head.
 
     Input: (B, K C, X, Y), K = ``slices_per_pass`` adjacent slice images of C channels each,
-    slice-major, or the ``pass_channels`` of them (:func:`pass_input`); X and Y multiples of
-    16 (pad with :func:`pad_to_multiple`).
+    slice-major, or the ``pass_channels`` of them; X and Y multiples of 16 (see
+    :mod:`cmbdet.stage1.layout`).
     Output: dict of ``heatmap`` (B, K, X/4, Y/4) logits, ``offset`` (B, 2 K, X/4, Y/4) in
     cells (x, y order of array axes 0, 1), ``size`` (B, 2 K, X/4, Y/4) log box size in pixels;
-    channels slice-major (:func:`per_slice` gives one image per slice, the order training
-    targets follow).
+    channels slice-major (:func:`cmbdet.stage1.layout.per_slice` gives one image per slice,
+    the order training targets follow).
     """
 
     def __init__(self, config: Stage1Config = Stage1Config()):
@@ -94,30 +89,3 @@ class CandidateNet(nn.Module):
             "offset": self.offset(features),
             "size": self.size(features),
         }
-
-
-def pass_input(stacks: Stacks, pass_channels: tuple[int, ...]) -> Stacks:
-    """(B, K C, X, Y) stacked slice images (NumPy or torch) -> the channels a network with
-    these ``pass_channels`` reads (a copy), or the stacks themselves where it reads them all."""
-    return stacks[:, list(pass_channels)] if pass_channels else stacks
-
-
-def per_slice(outputs: dict[str, torch.Tensor], slices_per_pass: int) -> dict[str, torch.Tensor]:
-    """Head maps of B passes over K slices each -> the maps of B K single slices.
-
-    ``heatmap`` (B, K, h, w) -> (B K, 1, h, w); ``offset`` and ``size`` (B, 2 K, h, w) ->
-    (B K, 2, h, w); slice j of pass b becomes image b K + j (views where the layout allows).
-    """
-    if slices_per_pass == 1:
-        return outputs
-    return {
-        name: maps.reshape(-1, maps.shape[1] // slices_per_pass, *maps.shape[2:])
-        for name, maps in outputs.items()
-    }
-
-
-def pad_to_multiple(images: torch.Tensor, multiple: int = 16) -> torch.Tensor:
-    """Zero-pad (B, C, X, Y) at the high end of X and Y to multiples of ``multiple``."""
-    nx, ny = images.shape[-2:]
-    pad_x, pad_y = (-nx) % multiple, (-ny) % multiple
-    return F.pad(images, (0, pad_y, 0, pad_x)) if pad_x or pad_y else images  # last axis first

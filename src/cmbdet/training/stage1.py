@@ -14,7 +14,8 @@ from cmbdet.io.model_folder import save_weights
 from cmbdet.runtime import default_device
 from cmbdet.stage1.config import PositiveUnit, Stage1Config
 from cmbdet.stage1.data import SliceSampler, TrainingVolume, boxes_from_labels
-from cmbdet.stage1.model import CandidateNet, per_slice
+from cmbdet.stage1.layout import per_slice
+from cmbdet.stage1.model import CandidateNet
 from cmbdet.stage1.targets import HeatmapTargets
 from cmbdet.training.config import STAGE1_TRAINING, TrainConfig
 from cmbdet.training.loop import train
@@ -55,7 +56,7 @@ def detection_loss(
         net: the stage-1 network (in training mode).
         images: (B, K C, H, W) passes of K slice images.
         targets: the B K slices' targets, in the order of
-            :func:`cmbdet.stage1.model.per_slice`.
+            :func:`cmbdet.stage1.layout.per_slice`.
 
     Returns:
         ``loss`` (the total, to minimise) and its parts ``focal``, ``offset``, ``size``.
