@@ -397,3 +397,15 @@ def test_demo_runs_on_the_shipped_sample_without_the_generator(tmp_path, monkeyp
     assert int(found[2]) >= int(found[1]) * 0.8  # the shipped model finds most of them
     assert json.loads((out / "run.json").read_text())["backend"] == "onnx"
     assert (out / "input" / "sub-sample" / "lesions.csv").is_file()
+
+
+def test_demo_on_the_sample_replaces_only_its_own_kept_input(tmp_path, capsys):
+    """``demo --sample --keep`` run twice replaces its kept input and outputs (the demo's own);
+    an input folder it did not write is refused, untouched."""
+    out = tmp_path / "demo"
+    for _ in range(2):
+        assert main(["demo", "--sample", "--keep", "--out", str(out), "--backend", "onnx"]) == 0
+    assert sorted(p.name for p in (out / "input").iterdir()) == ["dataset.json", "sub-sample"]
+    (out / "input" / "notes.txt").write_text("mine")
+    assert main(["demo", "--sample", "--keep", "--out", str(out), "--backend", "onnx"]) == 2
+    assert (out / "input" / "notes.txt").read_text() == "mine"

@@ -159,3 +159,21 @@ def test_evaluate_without_matplotlib_writes_the_tables_and_says_why_no_plot(
     assert "froc.png not drawn: matplotlib is not installed" in capsys.readouterr().out
     assert not (out / "froc.png").exists()
     assert json.loads((out / "metrics.json").read_text())["stage1+2"]["froc"]["sensitivity_at"]
+
+
+def test_without_matplotlib_a_linked_froc_png_is_refused_and_left_alone(tmp_path, monkeypatch):
+    """The light install removes an earlier run's plot (--overwrite, no matplotlib); a froc.png
+    that is a link is refused before any of that, the link and its target untouched."""
+    from cmbdet.evaluation import evaluate
+
+    _evaluation_case(tmp_path, ONE_CMB, HIT_AND_MISS)
+    out = tmp_path / "eval"
+    out.mkdir()
+    outside = tmp_path / "precious.png"
+    outside.write_bytes(b"keep me")
+    (out / "froc.png").symlink_to(outside)
+    monkeypatch.setattr(evaluate, "can_plot", lambda: False)
+    argv = ["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")]
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 2
+    assert (out / "froc.png").is_symlink() and outside.read_bytes() == b"keep me"
+    assert not (out / "metrics.json").exists()

@@ -184,3 +184,44 @@ def test_calibrate_command_defaults_are_the_rule_defaults():
     # thresholds are chosen in float32 unless asked otherwise, from the CLI and the library
     default_precision = inspect.signature(calibrate_model).parameters["precision"].default
     assert args.precision == default_precision == "float32"
+
+
+def test_calibrate_overwrites_only_a_model_folder_its_onnx_exports_included(tmp_path):
+    """``--out`` may be replaced (with --overwrite) when it holds a model's files only:
+    model.json, weights and the two ONNX exports; another .onnx (someone's own network) or a
+    link makes it someone else's folder, refused even with --overwrite."""
+    from cmbdet.training.calibrate import _check_model_folder
+
+    out = tmp_path / "model"
+    out.mkdir()
+    for name in ("model.json", "stage1.safetensors", "stage1.onnx", "stage2.onnx"):
+        (out / name).write_text("x")
+    _check_model_folder(out, overwrite=True)
+    with pytest.raises(InputError, match="exists and is not empty"):
+        _check_model_folder(out, overwrite=False)
+    (out / "mine.onnx").write_text("someone's network")
+    with pytest.raises(InputError, match=r"not a model's \(mine.onnx\)"):
+        _check_model_folder(out, overwrite=True)
+    (out / "mine.onnx").unlink()
+    (out / "stage2.onnx").unlink()
+    (out / "stage2.onnx").symlink_to(tmp_path / "elsewhere.onnx")
+    with pytest.raises(InputError, match=r"not a model's \(stage2.onnx\)"):
+        _check_model_folder(out, overwrite=True)
+
+
+def test_onnx_export_replaces_a_planted_link_and_never_writes_through_it(
+    make_random_model, tmp_path
+):
+    """A link standing where stage1.onnx goes (a training --out someone prepared) is replaced
+    by the file; what it pointed to is untouched."""
+    from cmbdet.training.export import export_onnx
+
+    model = tmp_path / "model"
+    shutil.copytree(make_random_model("export-link-model", 0.0), model)
+    outside = tmp_path / "precious.onnx"
+    outside.write_text("keep me")
+    (model / "stage1.onnx").symlink_to(outside)
+    info = export_onnx(model, read_model_json(model))
+    assert outside.read_text() == "keep me"
+    assert not (model / "stage1.onnx").is_symlink()
+    assert sha256_of(model / "stage1.onnx") == info["stage1"]["onnx"]["sha256"]

@@ -42,6 +42,10 @@ from cmbdet.training.ranges import with_candidate_range
 
 log = logging.getLogger(__name__)
 
+MODEL_FILES = ("model.json", "stage1.onnx", "stage2.onnx")
+"""Files of a model folder besides its weights (``*.safetensors``): what ``calibrate`` may
+replace in an ``--out`` it is asked to overwrite."""
+
 # the thresholds tried, high first; finer near 1, where a confident classifier's scores crowd
 _THRESHOLDS = np.concatenate([[0.999, 0.998, 0.995], np.round(np.arange(0.99, 0.0, -0.01), 2)])
 
@@ -232,8 +236,8 @@ def calibrate_model(
 
 
 def _check_model_folder(out_dir: Path, overwrite: bool) -> None:
-    """Refuse an ``--out`` that is a file, holds anything but a model (model.json, weights),
-    or is a model folder already, without ``overwrite``.
+    """Refuse an ``--out`` that is a file, holds anything but a model (model.json, weights,
+    the ONNX exports), or is a model folder already, without ``overwrite``.
 
     Raises:
         InputError: naming ``out_dir``.
@@ -248,7 +252,7 @@ def _check_model_folder(out_dir: Path, overwrite: bool) -> None:
         for p in entries
         if p.is_symlink()
         or not (
-            (p.is_file() and (p.name == "model.json" or p.suffix in (".safetensors", ".onnx")))
+            (p.is_file() and (p.name in MODEL_FILES or p.suffix == ".safetensors"))
             or (p.is_dir() and is_staging_name(p.name))
         )
     )
