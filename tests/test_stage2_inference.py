@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cmbdet.stage2.inference import VIEWS, score_patches
+from cmbdet.stage2.inference import score_patches
+from cmbdet.stage2.views import VIEWS
 
 
 class _Probe(torch.nn.Module):

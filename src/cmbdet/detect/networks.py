@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import expit
 
 from cmbdet.detect.model_spec import ModelSpec, WeightsEntry
 from cmbdet.errors import InputError
 from cmbdet.io.model_folder import verify_weights
 from cmbdet.stage1.inference import detect_candidates_with, torch_pass
-from cmbdet.stage2.views import VIEWS, view_of
+from cmbdet.stage2.views import score_with
 
 if TYPE_CHECKING:
     from cmbdet.stage1.link import LinkedCandidate
@@ -69,17 +68,10 @@ class Networks:
         """Stage 2: (N,) CMB probabilities of (N, C, X, Y, Z) patches, the logits averaged
         over the first ``views`` symmetries of :data:`cmbdet.stage2.views.VIEWS`."""
         if self.backend == "torch":
-            from cmbdet.stage2.inference import score_patches
+            from cmbdet.stage2.inference import torch_logits
 
-            return score_patches(self.stage2, patches, batch_size=STAGE2_BATCH, views=views)
-        if not 1 <= views <= len(VIEWS):
-            raise ValueError(f"views must be 1..{len(VIEWS)}, got {views}")
-        scores = [np.zeros(0, np.float32)]
-        for start in range(0, len(patches), STAGE2_BATCH):
-            batch = patches[start : start + STAGE2_BATCH]
-            logits = [self._onnx_stage2(view_of(batch, view)) for view in VIEWS[:views]]
-            scores.append(expit(np.mean(logits, axis=0, dtype=np.float32)))
-        return np.concatenate(scores).astype(np.float32)
+            return score_with(torch_logits(self.stage2), patches, views, STAGE2_BATCH)
+        return score_with(self._onnx_stage2, patches, views, STAGE2_BATCH)
 
     def _onnx_stage1(self, stacks: np.ndarray) -> dict[str, np.ndarray]:
         maps = self.stage1.run(None, {"images": np.ascontiguousarray(stacks, np.float32)})

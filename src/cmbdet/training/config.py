@@ -63,7 +63,7 @@ class TrainModelConfig(JsonConfig):
     patch: PatchConfig = PatchConfig(size=(20, 20, 7))
     # stage-2 training crops are shifted from the candidate centre by up to this many voxels
     patch_jitter: tuple[int, int, int] = (2, 2, 1)
-    stage2_views: int = 4  # test-time views averaged by stage 2 (cmbdet.stage2.inference.VIEWS)
+    stage2_views: int = 4  # test-time views averaged by stage 2 (cmbdet.stage2.views.VIEWS)
     # appearance augmentation of both stages' crops (gamma, contrast, phase gain, bias, blur,
     # noise), so that the networks cannot win on a protocol's look
     appearance: AppearanceRanges = AppearanceRanges()
