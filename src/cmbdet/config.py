@@ -13,6 +13,8 @@ Config = TypeVar("Config")
 PRECISIONS = ("auto", "float32", "bfloat16")
 """Number formats the networks may run in (:func:`cmbdet.runtime.resolve_precision`); here,
 torch-free, so that the command line can offer them without loading torch."""
+BACKENDS = ("auto", "torch", "onnx")
+"""What runs the networks (:func:`cmbdet.detect.networks.resolve_backend`)."""
 
 
 class JsonConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from cmbdet.config import PRECISIONS
+from cmbdet.config import BACKENDS, PRECISIONS
 from cmbdet.detect import shipped
 
 
@@ -71,7 +71,7 @@ def add_network_options(
     if backend:
         parser.add_argument(
             "--backend",
-            choices=("auto", "torch", "onnx"),
+            choices=BACKENDS,
             default="auto",
             help="what runs the networks: torch (PyTorch), onnx (ONNX Runtime, CPU, float32: "
             "the install without PyTorch) or auto (PyTorch where it is installed, else ONNX "

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cmbdet.config import BACKENDS
 from cmbdet.detect.model_spec import ModelSpec, WeightsEntry
 from cmbdet.errors import InputError
 from cmbdet.io.model_folder import verify_weights
@@ -33,7 +34,6 @@ from cmbdet.stage2.views import score_with
 if TYPE_CHECKING:
     from cmbdet.stage1.link import LinkedCandidate
 
-BACKENDS = ("auto", "torch", "onnx")
 STAGE2_BATCH = 128  # patches per forward call
 
 
