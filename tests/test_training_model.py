@@ -29,19 +29,19 @@ def test_stage1_positive_unit_is_checked_when_set():
 
 
 def test_a_damaged_saved_split_is_bad_input(tmp_path):
-    from cmbdet.training.model import _load_or_make_splits
+    from cmbdet.training.model import load_or_make_splits
 
     keys = [f"d/{n:04d}" for n in range(6)]
     path = tmp_path / "splits.json"
-    splits = _load_or_make_splits(path, keys, TrainModelConfig())  # made and saved
-    assert _load_or_make_splits(path, keys, TrainModelConfig()) == splits  # resumed
+    splits = load_or_make_splits(path, keys, TrainModelConfig())  # made and saved
+    assert load_or_make_splits(path, keys, TrainModelConfig()) == splits  # resumed
     for damage, problem in (('{"stage1": [', "not a split"), ("[1, 2]", "not a split")):
         path.write_text(damage)
         with pytest.raises(InputError, match=problem):
-            _load_or_make_splits(path, keys, TrainModelConfig())
+            load_or_make_splits(path, keys, TrainModelConfig())
     path.write_text('{"stage1": ["x/0001"], "stage2": [], "validation": []}')
     with pytest.raises(InputError, match="lack"):
-        _load_or_make_splits(path, keys, TrainModelConfig())
+        load_or_make_splits(path, keys, TrainModelConfig())
 
 
 def test_hard_negatives_lie_on_mimics_or_score_highest_at_stage1():
@@ -69,14 +69,14 @@ def test_hard_negatives_lie_on_mimics_or_score_highest_at_stage1():
 def test_a_run_resumes_only_with_the_settings_it_started_with(tmp_path):
     from dataclasses import replace
 
-    from cmbdet.training.model import _record_or_check_settings
+    from cmbdet.training.model import record_or_check_settings
 
     path = tmp_path / "train_config.json"
     config = TrainModelConfig()
-    _record_or_check_settings(path, config)  # written
-    _record_or_check_settings(path, config)  # the same: resumes
+    record_or_check_settings(path, config.to_json())  # written
+    record_or_check_settings(path, config.to_json())  # the same: resumes
     with pytest.raises(InputError, match="hard_negative_weight"):
-        _record_or_check_settings(path, replace(config, hard_negative_weight=1.0))
+        record_or_check_settings(path, replace(config, hard_negative_weight=1.0).to_json())
     path.write_text("{")
     with pytest.raises(InputError, match="not settings"):
-        _record_or_check_settings(path, config)
+        record_or_check_settings(path, config.to_json())

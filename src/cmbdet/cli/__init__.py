@@ -1,6 +1,6 @@
 """The ``cmbdet`` command line: :func:`main` runs a command from :mod:`.parser`, whose bodies
 live in :mod:`.detect` (``detect``), :mod:`.demo` (``demo``), :mod:`.train` (``train``,
-``calibrate``, ``crossval``) and :mod:`.data` (``synth``, ``evaluate``).
+``calibrate``, ``finetune``, ``crossval``) and :mod:`.data` (``synth``, ``evaluate``).
 
 Exit codes (DESIGN.md, :mod:`cmbdet.errors`): 0 success; 2 bad input or usage, one line on
 stderr naming the file and the problem, no traceback; 1 an unexpected failure; 130

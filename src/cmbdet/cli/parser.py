@@ -18,11 +18,23 @@ from cmbdet.cli.data import evaluate_command, synth_command
 from cmbdet.cli.demo import demo_command
 from cmbdet.cli.detect_parser import add_detect
 from cmbdet.cli.review import add_review
-from cmbdet.cli.train import calibrate_command, crossval_command, train_command
+from cmbdet.cli.train import (
+    calibrate_command,
+    crossval_command,
+    finetune_command,
+    train_command,
+)
 from cmbdet.errors import EXIT_BAD_INPUT, print_one_line
 from cmbdet.synth.families import AXES, parse_choice
 from cmbdet.synth.presets import PRESET_HELP, PRESETS
-from cmbdet.training.config import STAGE1_TRAINING, STAGE2_TRAINING, OperatingRule
+from cmbdet.training.config import (
+    FINETUNE_STAGE1,
+    FINETUNE_STAGE2,
+    STAGE1_TRAINING,
+    STAGE2_TRAINING,
+    FinetuneConfig,
+    OperatingRule,
+)
 from cmbdet.version import __version__
 
 MAX_FP_HELP = (
@@ -58,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_detect(commands, common)
     _add_train(commands, common)
     _add_calibrate(commands, common)
+    _add_finetune(commands, common)
     _add_demo(commands, common)
     _add_evaluate(commands, common)
     _add_crossval(commands, common)
@@ -270,6 +283,48 @@ def _add_calibrate(commands: argparse._SubParsersAction, common: argparse.Argume
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     add_network_options(parser, precision="float32")  # as the shipped thresholds
     parser.set_defaults(handler=calibrate_command)
+
+
+def _add_finetune(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "finetune",
+        parents=[common],
+        help="adapt a trained model to a site's labelled subjects",
+        description="Fine-tune both stages of a trained model (the shipped one by default) on "
+        "labelled subjects of a site's scanner and protocol (lesions.csv, a review's "
+        "reviewed_lesions.csv, labels or cmb_mask in each subject folder), choose its thresholds "
+        "again on subjects it did not train on, and write a new model folder (resumable: run "
+        "the same command again to go on).",
+    )
+    add_model_option(parser)
+    parser.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="labelled dataset folder(s)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="new model folder to write")
+    parser.add_argument(
+        "--calibrate-on",
+        type=Path,
+        nargs="+",
+        help="labelled dataset folder(s) to choose the thresholds on (default: hold out "
+        "--calibration-share of the --data subjects)",
+    )
+    share = FinetuneConfig().calibration_share
+    parser.add_argument(
+        "--calibration-share",
+        type=probability,
+        default=share,
+        help=f"without --calibrate-on: the share of subjects held out, by subject, to choose "
+        f"the thresholds on (default: {share}; at least 1, and 2 from 5 subjects)",
+    )
+    for stage, steps in (("1", FINETUNE_STAGE1.steps), ("2", FINETUNE_STAGE2.steps)):
+        parser.add_argument(
+            f"--stage{stage}-steps",
+            type=positive_int,
+            default=steps,
+            help=f"stage-{stage} fine-tuning steps (default: {steps})",
+        )
+    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.set_defaults(handler=finetune_command)
 
 
 def _add_demo(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

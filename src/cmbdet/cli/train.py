@@ -1,5 +1,5 @@
-"""The ``train``, ``calibrate`` and ``crossval`` commands (torch and the training code are
-imported inside them)."""
+"""The ``train``, ``calibrate``, ``finetune`` and ``crossval`` commands (torch and the
+training code are imported inside them)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,23 @@ def calibrate_command(args: argparse.Namespace) -> int:
         f"positives per subject on {int(metrics['subjects'])} subjects ({int(metrics['cmbs'])} "
         f"CMBs)"
     )
+    print(f"model written to {out}")
+    return EXIT_OK
+
+
+def finetune_command(args: argparse.Namespace) -> int:
+    """``cmbdet finetune``: both stages adapted to labelled subjects; writes a model folder."""
+    from cmbdet.training.config import FinetuneConfig
+    from cmbdet.training.finetune import finetune_model
+
+    show_progress_log()
+    try:
+        config = FinetuneConfig.from_options(
+            args.stage1_steps, args.stage2_steps, args.seed, args.calibration_share
+        )
+    except ValueError as error:
+        raise InputError(None, f"--calibration-share: {error}") from None
+    out = finetune_model(args.model, args.data, args.out, config, args.calibrate_on)
     print(f"model written to {out}")
     return EXIT_OK
 

@@ -16,7 +16,10 @@ The schema (format 1; every other key is an error):
 - records of how the model was made: ``operating_rule`` (the rule that chose the thresholds);
   ``training_data`` (``folders``, ``fingerprint``, ``subjects``, ``splits``) and
   ``calibration`` (``from_model``, ``folders``, ``fingerprint``, ``subjects``, ``rule``,
-  ``precision``), each with an optional ``made_with``: the commands that made the data and the
+  ``precision``) and ``finetuning`` (the base model's ``name``, ``folder`` and ``checksums``,
+  the data ``folders`` and ``calibrate_on``, ``splits``, ``settings``, ``steps``, and the
+  numbers and fingerprints of its training and calibration subjects), each with an optional
+  ``made_with``: the commands that made the data and the
   model, a list of lines written by hand (the shipped model has them); and
   ``validation_metrics`` / ``validation_metrics_stage1`` (numbers by name).
 """
@@ -47,6 +50,19 @@ RECORD_KEYS = {  # key: the keys it may hold (None: any)
         "subjects",
         "rule",
         "precision",
+        "made_with",
+    ),
+    "finetuning": (
+        "base_model",
+        "folders",
+        "calibrate_on",
+        "splits",
+        "settings",
+        "steps",
+        "subjects",
+        "fingerprint",
+        "calibration_subjects",
+        "calibration_fingerprint",
         "made_with",
     ),
     "validation_metrics": None,

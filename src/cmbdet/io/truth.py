@@ -37,7 +37,7 @@ def find_truth(path: Path) -> dict[str, SubjectFiles]:
         return _from_manifest(path)
     if not path.is_dir():
         raise InputError(path, "ground truth not found")
-    own = _truth_in(path, path.name)
+    own = truth_in_folder(path, path.name)
     if own is not None:
         return {own.subject_id: own}
     folders = sorted(p for p in path.glob("sub-*") if p.is_dir())
@@ -48,14 +48,14 @@ def find_truth(path: Path) -> dict[str, SubjectFiles]:
         )
     truth = {}
     for folder in folders:
-        subject = _truth_in(folder, folder.name)
+        subject = truth_in_folder(folder, folder.name)
         if subject is None:
             raise InputError(folder, "no ground truth (lesions.csv, labels or cmb_mask)")
         truth[subject.subject_id] = subject
     return truth
 
 
-def _truth_in(folder: Path, name: str) -> SubjectFiles | None:
+def truth_in_folder(folder: Path, name: str) -> SubjectFiles | None:
     """The truth file of one subject folder, or None when it has none."""
     table = next((folder / n for n in TABLES if (folder / n).is_file()), None)
     mask = next((folder / n for n in MASKS if (folder / n).is_file()), None)

@@ -119,3 +119,38 @@ class TrainModelConfig(JsonConfig):
         if magnitude_share is not None:
             config = replace(config, magnitude_share=magnitude_share)
         return config
+
+
+# fine-tuning a trained model on a site's 5-30 labelled subjects: a quarter of the base recipe's
+# learning rates, about 20 minutes of both stages on 2 CPU cores (benchmarks/RESULTS.md)
+FINETUNE_STAGE1 = TrainConfig(steps=1000, batch_size=32, learning_rate=5e-4, warmup_steps=50)
+FINETUNE_STAGE2 = TrainConfig(steps=1000, batch_size=32, learning_rate=2.5e-4, warmup_steps=50)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(JsonConfig):
+    """Settings of ``cmbdet finetune`` (recorded in the model's ``finetuning`` record); what
+    is not here (preprocessing, networks, patches, augmentation, the thresholds' rule) is the
+    base model's."""
+
+    stage1: TrainConfig = FINETUNE_STAGE1
+    stage2: TrainConfig = FINETUNE_STAGE2
+    # of the labelled subjects, chosen by seed, held out to choose the thresholds on (at least
+    # one, and two where five or more are given); none with --calibrate-on
+    calibration_share: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self):
+        check_range("calibration_share", self.calibration_share, 0.05, 0.5)
+
+    @classmethod
+    def from_options(
+        cls, stage1_steps: int, stage2_steps: int, seed: int, calibration_share: float
+    ) -> FinetuneConfig:
+        """The defaults with ``finetune``'s command-line options."""
+        return cls(
+            stage1=replace(FINETUNE_STAGE1, steps=stage1_steps, seed=seed),
+            stage2=replace(FINETUNE_STAGE2, steps=stage2_steps, seed=seed),
+            calibration_share=calibration_share,
+            seed=seed,
+        )

@@ -24,11 +24,10 @@ from cmbdet.io.dataset import (
     check_phase_given,
     ground_truth_fingerprint,
     load_ground_truth,
-    subjects_with_ground_truth,
 )
 from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import write_model_json
-from cmbdet.io.nifti import Volume, load_labels, load_mask, load_volume
+from cmbdet.io.nifti import Volume, load_mask, load_volume
 from cmbdet.io.writing import check_writable, refuse_links, write_atomic
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.pipeline import Preprocessed, preprocess, slice_images
@@ -46,6 +45,7 @@ from cmbdet.training.export import export_onnx
 from cmbdet.training.ranges import training_ranges, with_candidate_range
 from cmbdet.training.stage1 import train_stage1, training_volume
 from cmbdet.training.stage2 import PatchSet, train_stage2
+from cmbdet.training.truth import cmb_label_map, labelled_subjects
 from cmbdet.version import __version__
 
 log = logging.getLogger(__name__)
@@ -110,20 +110,20 @@ def train_model(
     refuse_links(out_dir)
     subjects = {
         key: files
-        for key, files in subjects_with_ground_truth(data_dirs).items()
+        for key, files in labelled_subjects(data_dirs).items()
         if only_subjects is None or files.subject_id in only_subjects
     }
     if config.preprocess.reads_phase:
         check_phase_given(subjects.values())
     out_dir.mkdir(parents=True, exist_ok=True)
-    _record_or_check_settings(out_dir / "train_config.json", config)
-    splits = _load_or_make_splits(out_dir / "splits.json", sorted(subjects), config)
+    record_or_check_settings(out_dir / "train_config.json", config.to_json())
+    splits = load_or_make_splits(out_dir / "splits.json", sorted(subjects), config)
     stage1_config = replace(
         config.network,
         in_channels=config.preprocess.channels,
         pass_channels=_pass_channels(config.preprocess, config.network.slices_per_pass),
     )
-    volumes = [_stage1_volume(subjects[key], config) for key in _logged(splits, "stage1")]
+    volumes = [stage1_volume(subjects[key], config) for key in logged(splits, "stage1")]
     stage1, stage1_weights = train_stage1(
         volumes,
         out_dir,
@@ -133,10 +133,12 @@ def train_model(
         appearance=config.appearance,
     )
     del volumes
-    stage2, stage2_weights = _train_stage2(
+    stage2, stage2_weights = train_stage2_on_candidates(
         stage1, [subjects[k] for k in splits["stage2"]], out_dir, config
     )
-    validation = [_scored(stage1, stage2, subjects[key], config) for key in splits["validation"]]
+    validation = [
+        scored_subject(stage1, stage2, subjects[key], config) for key in splits["validation"]
+    ]
     point = choose_operating_point(validation, config.rule)
     log.info("operating point on validation subjects: %s", point)
     stages = {
@@ -187,14 +189,13 @@ def _model_json(
     }
 
 
-def _record_or_check_settings(path: Path, config: TrainModelConfig) -> None:
+def record_or_check_settings(path: Path, settings: dict) -> None:
     """Write the run's resolved settings; when resuming, refuse other settings than those the
     run started with (checkpoints made under one recipe must not go on under another).
 
     Raises:
         InputError: the saved settings differ or cannot be read.
     """
-    settings = config.to_json()
     if path.exists():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
@@ -213,7 +214,7 @@ def _record_or_check_settings(path: Path, config: TrainModelConfig) -> None:
     write_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
-def _load_or_make_splits(path: Path, keys: list[str], config: TrainModelConfig) -> dict:
+def load_or_make_splits(path: Path, keys: list[str], config: TrainModelConfig) -> dict:
     """The saved split when resuming, else a new one (saved).
 
     Raises:
@@ -236,7 +237,7 @@ def _load_or_make_splits(path: Path, keys: list[str], config: TrainModelConfig) 
     return splits
 
 
-def _logged(splits: dict[str, list[str]], part: str):
+def logged(splits: dict[str, list[str]], part: str):
     """The subject keys of a part of the split, logging progress as they are loaded."""
     keys = splits[part]
     for n, key in enumerate(keys, 1):
@@ -245,7 +246,7 @@ def _logged(splits: dict[str, list[str]], part: str):
             log.info("loaded %d/%d %s subjects", n, len(keys), part)
 
 
-def _stage1_volume(files: SubjectFiles, config: TrainModelConfig) -> TrainingVolume:
+def stage1_volume(files: SubjectFiles, config: TrainModelConfig) -> TrainingVolume:
     subject = _load(files, config)
     pre = subject.pre
     return training_volume(
@@ -253,11 +254,16 @@ def _stage1_volume(files: SubjectFiles, config: TrainModelConfig) -> TrainingVol
     )
 
 
-def _train_stage2(
-    stage1: CandidateNet, subjects: list[SubjectFiles], out_dir: Path, config: TrainModelConfig
+def train_stage2_on_candidates(
+    stage1: CandidateNet,
+    subjects: list[SubjectFiles],
+    out_dir: Path,
+    config: TrainModelConfig,
+    start: PatchClassifier | None = None,
 ):
-    """Stage 2 on the stage-1 candidates of ``subjects``, as patches larger than the network's
-    by the centre jitter (cropped at random offsets while training)."""
+    """Stage 2 (a new network, or ``start`` when fine-tuning) on the stage-1 candidates of
+    ``subjects``, as patches larger than the network's by the centre jitter (cropped at random
+    offsets while training)."""
     margin = np.asarray(config.patch_jitter) * 2
     training_patch = PatchConfig(size=tuple(int(n) for n in np.add(config.patch.size, margin)))
     data = PatchSet.concatenate(
@@ -277,14 +283,15 @@ def _train_stage2(
         data,
         out_dir,
         config.stage2,
-        Stage2Config(),
+        start.config if start is not None else Stage2Config(),
         crop=config.patch.size,
         appearance=config.appearance,
         hard_negative_weight=config.hard_negative_weight,
+        start=start,
     )
 
 
-def _scored(
+def scored_subject(
     stage1: CandidateNet, stage2: PatchClassifier, files: SubjectFiles, config: TrainModelConfig
 ) -> ScoredSubject:
     """A validation subject's candidates with both stages' scores, and its truth."""
@@ -327,10 +334,8 @@ def _load_phase_free(files: SubjectFiles, config: TrainModelConfig) -> _Subject:
 def _loaded(files: SubjectFiles, swi: Volume, phase: Volume | None, config) -> _Subject:
     mask = load_mask(files.brainmask, swi) if files.brainmask else None
     pre = preprocess(swi, phase, mask=mask, config=config.preprocess)
-    labels = load_labels(files.labels, swi) if files.labels else None
     lesions = load_ground_truth(files) or []
-    if labels is None:
-        raise InputError(files.labels or files.swi, "training needs labels.nii.gz")
+    labels = cmb_label_map(files, swi, lesions)
     return _Subject(files, swi, pre, slice_images(pre), lesions, labels)
 
 

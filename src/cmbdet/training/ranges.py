@@ -24,7 +24,7 @@ def training_ranges(subjects: Iterable[SubjectFiles]) -> TrainingRanges:
     unknown otherwise)."""
     spacings, fields, products = [], [], []
     for files in subjects:
-        spacings.append(nib.load(files.swi).header.get_zooms()[:3])
+        spacings.append(nib.load(files.swi or files.magnitude).header.get_zooms()[:3])
         field, te_ms = _acquisition(files)
         if field is not None:
             fields.append(field)
@@ -47,6 +47,18 @@ def with_candidate_range(ranges: TrainingRanges, counts: list[int]) -> TrainingR
     if not counts:
         return ranges
     return replace(ranges, candidates_per_subject=_range(np.asarray(counts, dtype=float)))
+
+
+def widened(ranges: TrainingRanges, more: TrainingRanges) -> TrainingRanges:
+    """The ranges that cover both ``ranges`` and ``more`` (a fine-tuned model has seen its base
+    model's data and its own); a range either leaves unrecorded stays unrecorded."""
+    fields = ("in_plane_mm", "slice_mm", "field_strength_t", "field_te_t_ms")
+    joined = {}
+    for name in fields:
+        a, b = getattr(ranges, name), getattr(more, name)
+        known = a != UNKNOWN and b != UNKNOWN
+        joined[name] = (min(a[0], b[0]), max(a[1], b[1])) if known else UNKNOWN
+    return replace(ranges, **joined)
 
 
 def _range(values: np.ndarray) -> tuple[float, float]:

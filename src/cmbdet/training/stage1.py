@@ -95,19 +95,23 @@ def train_stage1(
     device: torch.device | str | None = None,
     positives_per: PositiveUnit = "slice",
     appearance: AppearanceRanges | None = None,
+    start: CandidateNet | None = None,
 ) -> tuple[CandidateNet, dict]:
-    """Train from scratch (or resume from ``out_dir/checkpoint``), save ``stage1.safetensors``.
+    """Train from scratch, or from ``start`` (fine-tuning), or resume from
+    ``out_dir/checkpoint-stage1``; save ``stage1.safetensors``.
 
     Args:
         positives_per: what positive crops are drawn per, a slice with a CMB or a CMB
             (:class:`cmbdet.stage1.data.SliceSampler`).
         appearance: ranges of the crops' appearance augmentation, or None for none.
+        start: a trained network of ``model_config`` to go on from (changed in place); None:
+            a new one.
 
     Returns:
         The trained network and its weights entry for model.json.
     """
     torch.manual_seed(train_config.seed)
-    net = CandidateNet(model_config)
+    net = start if start is not None else CandidateNet(model_config)
     sampler = SliceSampler(
         volumes,
         crop=crop,

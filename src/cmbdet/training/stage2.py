@@ -169,15 +169,17 @@ def train_stage2(
     crop: tuple[int, int, int] | None = None,
     appearance: AppearanceRanges | None = None,
     hard_negative_weight: float = 1.0,
+    start: PatchClassifier | None = None,
 ) -> tuple[PatchClassifier, dict]:
-    """Train the patch classifier; save ``stage2.safetensors``; return it and its entry.
+    """Train the patch classifier (a new one, or ``start``, changed in place, when
+    fine-tuning); save ``stage2.safetensors``; return it and its entry.
 
     ``crop``: the network's patch size, where ``data`` holds larger patches to crop at random
     offsets (centre jitter); None trains on the patches as they are. ``appearance`` and
     ``hard_negative_weight``: see :class:`BalancedPatchSampler`.
     """
     torch.manual_seed(train_config.seed)
-    net = PatchClassifier(model_config)
+    net = start if start is not None else PatchClassifier(model_config)
     sampler = BalancedPatchSampler(
         data,
         train_config.batch_size,
