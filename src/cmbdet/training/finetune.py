@@ -75,6 +75,9 @@ def finetune_model(
     held = labelled_subjects(calibrate_on) if calibrate_on else {}
     if spec.preprocess.reads_phase:
         check_phase_given([*subjects.values(), *held.values()])
+    shared = _same_images(subjects, held)
+    if shared:
+        raise InputError(shared, "is both a training and a calibration subject")
     _check_out(out_dir, base, subjects, held, data_dirs + (calibrate_on or []))
     out_dir.mkdir(parents=True, exist_ok=True)
     record_or_check_settings(out_dir / SETTINGS_FILE, _settings(spec, config, calibrate_on))
@@ -214,8 +217,7 @@ def _load_or_make_split(path: Path, subjects: dict, held: dict, config: Finetune
     ``held`` (the ``--calibrate-on`` subjects) calibrates, else :func:`split_for_finetuning`.
 
     Raises:
-        InputError: a damaged saved split, one naming subjects the data lack, or training
-            subjects that are also calibration subjects.
+        InputError: a damaged saved split, or one naming subjects the data lack.
     """
     if path.exists():
         try:
@@ -227,9 +229,6 @@ def _load_or_make_split(path: Path, subjects: dict, held: dict, config: Finetune
             raise InputError(path, "names subjects the data lack; choose another --out")
         return split
     if held:
-        shared = _same_images(subjects, held)
-        if shared:
-            raise InputError(shared, "is both a training and a calibration subject")
         split = {"train": sorted(subjects), "calibration": sorted(held)}
     else:
         split = split_for_finetuning(sorted(subjects), config)
