@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from cmbdet.cli import main
 from cmbdet.detect.detector import Detector
@@ -18,10 +19,11 @@ from cmbdet.detect.model_spec import read_model_spec
 from cmbdet.detect.qc import UNKNOWN, TrainingRanges
 from cmbdet.detect.shipped import default_model_dir
 from cmbdet.errors import InputError
+from cmbdet.evaluation.metrics import SubjectScores, count
 from cmbdet.io.dataset import find_subjects, ground_truth_fingerprint, load_ground_truth
 from cmbdet.io.lesions import Lesion, write_lesions_csv
 from cmbdet.io.model_folder import save_weights, sha256_of, write_model_json
-from cmbdet.io.nifti import load_volume
+from cmbdet.io.nifti import load_labels, load_volume
 from cmbdet.stage2.model import PatchClassifier
 from cmbdet.synth.dataset import generate_dataset
 from cmbdet.training import loop
@@ -29,7 +31,12 @@ from cmbdet.training.calibrate import ScoredSubject, choose_operating_point
 from cmbdet.training.config import FinetuneConfig, OperatingRule
 from cmbdet.training.finetune import finetune_model, split_for_finetuning
 from cmbdet.training.ranges import widened
-from cmbdet.training.truth import POINT_DIAMETER_MM, labelled_subjects, painted_labels
+from cmbdet.training.truth import (
+    POINT_DIAMETER_MM,
+    cmb_label_map,
+    labelled_subjects,
+    painted_labels,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,24 +77,31 @@ def _weakened_shipped_model(folder: Path) -> Path:
     return folder
 
 
-def _sensitivity_at_2_fp(model: Path, dataset: Path) -> float:
-    """Stage 1 + 2 sensitivity on ``dataset`` at the best thresholds with <= 2 false positives
-    per subject (chosen on the dataset itself, alike for every model compared)."""
+def _sensitivities(model: Path, dataset: Path) -> tuple[float, float]:
+    """Stage 1 + 2 sensitivity on ``dataset``: at the best thresholds with <= 2 false positives
+    per subject (chosen on the dataset itself, alike for every model compared), and at the
+    model's own thresholds."""
     detector = Detector.load(model, "cpu", "float32")
-    scored = []
+    scored, own = [], []
     for files in find_subjects(dataset):
         result = detector.detect(files.swi, files.phase, None, None, stage1_threshold=0.0)
-        scored.append(ScoredSubject.of_result(result, load_ground_truth(files)))
+        subject = ScoredSubject.of_result(result, load_ground_truth(files))
+        scored.append(subject)
+        kept = subject.stage1_scores >= detector.spec.stage1_threshold
+        final = np.where(kept, subject.scores, 0.0)
+        own.append(SubjectScores.of("", subject.candidates_mm, final, subject.lesions))
     rule = OperatingRule(max_fp_per_subject=2.0)
-    return choose_operating_point(scored, rule).metrics["sensitivity"]
+    best = choose_operating_point(scored, rule).metrics["sensitivity"]
+    return best, count(own, detector.spec.threshold).sensitivity
 
 
 def test_finetuning_improves_a_weakened_model_on_other_subjects(site, others, tmp_path):
     weak = _weakened_shipped_model(tmp_path / "weak")
-    before = _sensitivity_at_2_fp(weak, others)
+    before, _ = _sensitivities(weak, others)
     tuned = finetune_model(weak, [site], tmp_path / "tuned", _quick(10, 40, learning_rate=1e-3))
-    after = _sensitivity_at_2_fp(tuned, others)
+    after, at_its_thresholds = _sensitivities(tuned, others)
     assert before < 0.2 and after > before + 0.3, (before, after)
+    assert at_its_thresholds > 0  # its thresholds, chosen on one held-out site subject, work
     spec = read_model_spec(tuned)  # a model folder like any other, with its ONNX exports
     assert spec.has_onnx and spec.stage1 == read_model_spec(weak).stage1
 
@@ -138,6 +152,43 @@ def test_a_resumed_finetune_equals_an_uninterrupted_one_and_records_its_provenan
     assert read_model_spec(resumed).checksums != read_model_spec(base).checksums
 
 
+def test_both_stages_start_from_the_base_and_calibrate_on_other_folders(
+    site, others, make_random_model, tmp_path
+):
+    base = make_random_model("finetune-calibrate-on", 0.0)
+    out = finetune_model(base, [site], tmp_path / "tuned", _quick(3, 3), calibrate_on=[others])
+    for stage in ("stage1", "stage2"):  # a few small steps from the base, not from scratch
+        before = load_file(str(base / f"{stage}.safetensors"))
+        after = load_file(str(out / f"{stage}.safetensors"))
+        learnt = [k for k in before if not k.endswith(("running_mean", "running_var", "tracked"))]
+        changes = [float((after[k] - before[k]).abs().max()) for k in learnt]
+        assert 0 < max(changes) < 0.02, (stage, max(changes))
+    record = json.loads((out / "model.json").read_text())["finetuning"]
+    assert record["splits"]["train"] == sorted(f"site/{s.subject_id}" for s in find_subjects(site))
+    assert record["splits"]["calibration"] == sorted(
+        f"others/{s.subject_id}" for s in find_subjects(others)
+    )
+    assert record["calibrate_on"] == [str(others.resolve())]
+    assert record["calibration_fingerprint"] == ground_truth_fingerprint(
+        labelled_subjects([others])
+    )
+    assert record["base_model"]["name"] == "finetune-calibrate-on"
+
+
+def test_the_label_map_is_used_where_the_table_names_its_values(site):
+    files = labelled_subjects([site])[f"site/{find_subjects(site)[0].subject_id}"]
+    swi = load_volume(files.swi)
+    lesions = load_ground_truth(files)
+    generated = cmb_label_map(files, swi, lesions)  # the generator's table and map
+    assert np.array_equal(generated, load_labels(files.labels, swi))
+    renumbered = [replace(lesion, lesion_id=lesion.lesion_id + 10_000) for lesion in lesions]
+    painted = cmb_label_map(files, swi, renumbered)  # ids the map lacks: painted from points
+    cmbs = [lesion for lesion in renumbered if lesion.is_cmb]
+    assert set(np.unique(painted)) == {0} | {lesion.lesion_id for lesion in cmbs}
+    with pytest.raises(InputError, match="from 1"):
+        cmb_label_map(files, swi, [replace(cmbs[0], lesion_id=0)])
+
+
 def test_a_run_goes_on_only_with_its_own_settings(site, make_random_model, tmp_path):
     base = make_random_model("finetune-settings", 0.0)
     out = tmp_path / "run"
@@ -146,17 +197,31 @@ def test_a_run_goes_on_only_with_its_own_settings(site, make_random_model, tmp_p
         finetune_model(base, [site], out, _quick(3, 2))
 
 
-def test_the_split_holds_out_a_share_by_subject_seeded():
-    keys = [f"d/{n:02d}" for n in range(20)]
-    split = split_for_finetuning(keys, FinetuneConfig())
-    assert split == split_for_finetuning(keys, FinetuneConfig())
+def test_the_split_holds_out_a_share_by_subject_seeded_and_balanced():
+    counts = {f"d/{n:02d}": n % 7 for n in range(20)}  # 0-6 visible CMBs
+    split = split_for_finetuning(counts, FinetuneConfig())
+    assert split == split_for_finetuning(counts, FinetuneConfig())
     assert len(split["calibration"]) == 5 and len(split["train"]) == 15
-    assert sorted(split["train"] + split["calibration"]) == keys
-    assert split != split_for_finetuning(keys, FinetuneConfig(seed=1))
-    assert len(split_for_finetuning(keys[:5], FinetuneConfig())["calibration"]) == 2
-    assert len(split_for_finetuning(keys[:3], FinetuneConfig())["calibration"]) == 1
+    assert sorted(split["train"] + split["calibration"]) == sorted(counts)
+    assert split != split_for_finetuning(counts, FinetuneConfig(seed=1))
+    held = sorted(counts[k] for k in split["calibration"])
+    assert held[0] <= 2 and held[-1] >= 4  # dealt along the CMB counts: rich and poor alike
+    for seed in range(10):  # one from each fifth of the subjects ordered by CMBs, every seed
+        held = sorted(
+            counts[k]
+            for k in split_for_finetuning(counts, FinetuneConfig(seed=seed))["calibration"]
+        )
+        assert held[0] <= 1 and held[-1] >= 5
+    assert (
+        len(split_for_finetuning(dict(list(counts.items())[:5]), FinetuneConfig())["calibration"])
+        == 2
+    )
+    assert (
+        len(split_for_finetuning(dict(list(counts.items())[:3]), FinetuneConfig())["calibration"])
+        == 1
+    )
     with pytest.raises(InputError, match="at least 3"):
-        split_for_finetuning(keys[:2], FinetuneConfig())
+        split_for_finetuning(dict(list(counts.items())[:2]), FinetuneConfig())
 
 
 def _lesion(lesion_id, kind, centre_mm, diameter_mm):
@@ -218,6 +283,15 @@ def test_bad_runs_end_with_one_line_and_exit_2(site, make_random_model, tmp_path
         table.unlink()
     for mask in unlabelled.glob("sub-*/labels.nii.gz"):
         mask.unlink()
+    two = tmp_path / "two"
+    two.mkdir()
+    for folder in sorted(site.glob("sub-*"))[:2]:
+        shutil.copytree(folder, two / folder.name)
+    no_swi = tmp_path / "no-swi"
+    shutil.copytree(site, no_swi)
+    next(no_swi.glob("sub-*/swi.nii.gz")).unlink()
+    same_name = tmp_path / "elsewhere" / "site"
+    shutil.copytree(site, same_name)
     command = ["finetune", "--model", str(base), "--stage1-steps", "1", "--stage2-steps", "1"]
     cases = (
         (["--data", str(site), "--out", str(taken)], "not a fine-tuning run"),
@@ -227,13 +301,27 @@ def test_bad_runs_end_with_one_line_and_exit_2(site, make_random_model, tmp_path
             ["--data", str(site), "--calibrate-on", str(site), "--out", str(tmp_path / "b")],
             "both a training and a calibration subject",
         ),
+        (
+            ["--data", str(site), "--calibrate-on", str(unlabelled), "--out", str(tmp_path / "c")],
+            "no labelled subjects",
+        ),
+        (["--data", str(two), "--out", str(tmp_path / "d")], "at least 3 labelled subjects"),
+        (["--data", str(no_swi), "--out", str(tmp_path / "e")], "has no swi.nii.gz"),
+        (
+            ["--data", str(site), str(same_name), "--out", str(tmp_path / "f")],
+            "another dataset folder of this name",
+        ),
+        (
+            ["--data", str(site), "--calibration-share", "0.9", "--out", str(tmp_path / "g")],
+            "--calibration-share",
+        ),
     )
     for options, problem in cases:
         assert main([*command, *options]) == 2
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and problem in error, error
     assert (taken / "notes.txt").read_text() == "mine"
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / name).exists() for name in "abcdefg")  # nothing written
     assert sorted(p.name for p in base.iterdir()) == [
         "model.json",
         *sorted(p.name for p in base.glob("*.safetensors")),

@@ -21,7 +21,6 @@ from cmbdet.io.dataset import (
     check_phase_given,
     ground_truth_fingerprint,
     load_ground_truth,
-    subjects_with_ground_truth,
 )
 from cmbdet.io.lesions import Lesion
 from cmbdet.io.model_folder import write_model_json
@@ -39,6 +38,7 @@ from cmbdet.records import DetectionResult
 from cmbdet.training.config import OperatingRule
 from cmbdet.training.export import export_onnx
 from cmbdet.training.ranges import with_candidate_range
+from cmbdet.training.truth import labelled_subjects
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def calibrate_model(
     detector = Detector.load(model_dir, device, precision)
     if out_dir.exists() and out_dir.resolve() == detector.folder.resolve():
         raise InputError(out_dir, "is the model being calibrated; write to another folder")
-    subjects = subjects_with_ground_truth(data_dirs)
+    subjects = labelled_subjects(data_dirs)
     if detector.reads_phase:
         check_phase_given(subjects.values())
     inputs = [detector.folder, *data_dirs]

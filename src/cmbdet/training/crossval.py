@@ -37,6 +37,7 @@ from cmbdet.io.dataset import SubjectFiles, check_phase_given, find_subjects, lo
 from cmbdet.io.writing import check_writable, refuse_links, write_atomic
 from cmbdet.training.config import TrainModelConfig
 from cmbdet.training.model import train_model
+from cmbdet.training.truth import labelled_subjects
 from cmbdet.version import __version__
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ def crossval(
     """Run (or resume) the k-fold protocol on ``data_dir``; returns what crossval.json holds."""
     config = config or TrainModelConfig()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    subjects = {s.subject_id: s for s in find_subjects(data_dir)}
+    labelled = {s.subject_id: s for s in labelled_subjects([data_dir]).values()}
+    subjects = {s.subject_id: labelled.get(s.subject_id, s) for s in find_subjects(data_dir)}
     if config.preprocess.reads_phase:
         check_phase_given(subjects.values())
     counts = _visible_cmb_counts(subjects)

@@ -21,7 +21,12 @@ from cmbdet.appearance import AppearanceRanges
 from cmbdet.detect.model_spec import ModelSpec, read_model_spec
 from cmbdet.detect.shipped import model_folder
 from cmbdet.errors import InputError
-from cmbdet.io.dataset import SubjectFiles, check_phase_given, ground_truth_fingerprint
+from cmbdet.io.dataset import (
+    SubjectFiles,
+    check_phase_given,
+    ground_truth_fingerprint,
+    load_ground_truth,
+)
 from cmbdet.io.model_folder import load_weights, verify_weights, write_model_json
 from cmbdet.io.writing import check_not_inputs, check_writable, refuse_links, write_atomic
 from cmbdet.stage1.model import CandidateNet
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "finetune_config.json"
 SPLIT_FILE = "splits.json"
+TRUTH_FILES = "reviewed_lesions.csv, lesions.csv, labels or cmb_mask in sub-*/"
 
 
 def finetune_model(
@@ -62,29 +68,29 @@ def finetune_model(
             ``config.calibration_share`` of the ``data_dirs`` subjects out for that.
 
     Raises:
-        InputError: a bad base model, too few labelled subjects, subjects without phase for a
-            model that reads phase, or an ``out_dir`` that is another run's or holds inputs.
+        InputError: a bad base model; too few labelled subjects, or none with a visible CMB
+            among those that train or those that calibrate; subjects that a model reading
+            phase cannot read; an ``out_dir`` that is another run's or holds inputs. All before
+            anything is written.
     """
     base = Path(model_folder(model))
     spec = read_model_spec(base)
-    if spec.stage2 is None:
-        raise InputError(base / "model.json", "fine-tuning needs a model with both stages")
-    for entry in (spec.stage1_weights, spec.stage2_weights):
-        verify_weights(base, entry.to_json())
+    recipe = _base_recipe_checked(spec, base, config)
     subjects = labelled_subjects(data_dirs)
     held = labelled_subjects(calibrate_on) if calibrate_on else {}
-    if spec.preprocess.reads_phase:
-        check_phase_given([*subjects.values(), *held.values()])
-    shared = _same_images(subjects, held)
-    if shared:
-        raise InputError(shared, "is both a training and a calibration subject")
+    _check_subjects(spec, subjects, held, data_dirs, calibrate_on)
     _check_out(out_dir, base, subjects, held, data_dirs + (calibrate_on or []))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record_or_check_settings(out_dir / SETTINGS_FILE, _settings(spec, config, calibrate_on))
-    split = _load_or_make_split(out_dir / SPLIT_FILE, subjects, held, config)
+    settings = _settings(spec, config, data_dirs, calibrate_on, subjects, held)
+    split = _saved_or_new_split(out_dir / SPLIT_FILE, subjects, held, config)
     training = {key: subjects[key] for key in split["train"]}
-    calibration = {key: {**subjects, **held}[key] for key in split["calibration"]}
-    recipe = base_recipe(spec, config)
+    everyone = {**subjects, **held}
+    calibration = {key: everyone[key] for key in split["calibration"]}
+    _check_cmbs(training, "train", data_dirs[0])
+    _check_cmbs(calibration, "choose the thresholds on", (calibrate_on or data_dirs)[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record_or_check_settings(out_dir / SETTINGS_FILE, settings)
+    if not (out_dir / SPLIT_FILE).exists():
+        write_atomic(out_dir / SPLIT_FILE, json.dumps(split, indent=2) + "\n")
 
     stage1 = load_weights(base, spec.stage1_weights.to_json(), CandidateNet(spec.stage1))
     volumes = [stage1_volume(training[key], recipe) for key in logged(split, "train")]
@@ -98,6 +104,8 @@ def finetune_model(
         start=stage1,
     )
     del volumes
+    # stage 2 learns from the fine-tuned stage 1's candidates on the same subjects (with 5-30
+    # subjects, splitting them between the stages as train does would halve what each learns)
     stage2 = load_weights(base, spec.stage2_weights.to_json(), PatchClassifier(spec.stage2))
     stage2, stage2_weights = train_stage2_on_candidates(
         stage1, list(training.values()), out_dir, recipe, start=stage2
@@ -112,18 +120,34 @@ def finetune_model(
         "labelled subjects",
         "cmbdet_version": __version__,
         "preprocessing": spec.info["preprocessing"],
-        **_stages(spec, stage1_weights, stage2_weights, config),
+        **_stages(spec, recipe, stage1_weights, stage2_weights),
         **point.to_json(),
         "operating_rule": recipe.rule.to_json(),
         "training_data": spec.info.get("training_data", {}),
-        "finetuning": _provenance(spec, base, config, data_dirs, calibrate_on, split)
-        | _data_record(training, calibration),
+        "finetuning": _provenance(spec, base, settings, split, training, calibration),
     }
     ranges = widened(spec.training_ranges, training_ranges(training.values()))
     ranges = with_candidate_range(ranges, point.candidate_counts(scored))
     info = export_onnx(out_dir, info)
     write_model_json(out_dir, {**info, "training_ranges": ranges.to_json()})
     return out_dir
+
+
+def _base_recipe_checked(spec: ModelSpec, base: Path, config: FinetuneConfig) -> TrainModelConfig:
+    """:func:`base_recipe` of a model with both stages and intact weights.
+
+    Raises:
+        InputError: naming the base model's model.json or weights.
+    """
+    if spec.stage2 is None:
+        raise InputError(base / "model.json", "fine-tuning needs a model with both stages")
+    for entry in (spec.stage1_weights, spec.stage2_weights):
+        verify_weights(base, entry.to_json())
+    try:
+        return base_recipe(spec, config)
+    except (ValueError, TypeError) as error:
+        message = f"a training record cannot be read ({error})"
+        raise InputError(base / "model.json", message) from None
 
 
 def base_recipe(spec: ModelSpec, config: FinetuneConfig) -> TrainModelConfig:
@@ -157,13 +181,16 @@ def base_rule(spec: ModelSpec) -> OperatingRule:
     return OperatingRule.from_json(recorded) if recorded else OperatingRule()
 
 
-def split_for_finetuning(keys: list[str], config: FinetuneConfig) -> dict[str, list[str]]:
-    """Seeded split by subject: ``calibration_share`` of ``keys`` (at least one; two where
-    there are five or more) to choose the thresholds on, the rest (at least two) to train.
+def split_for_finetuning(cmbs: dict[str, int], config: FinetuneConfig) -> dict[str, list[str]]:
+    """Seeded split by subject: ``calibration_share`` of the subjects (at least one; two where
+    there are five or more) to choose the thresholds on, the rest (at least two) to train;
+    dealt evenly along the subjects ordered by their visible CMBs (``cmbs``: key -> count), so
+    that both parts hold CMB-rich and CMB-poor subjects.
 
     Raises:
         InputError: fewer than 3 subjects.
     """
+    keys = sorted(cmbs)
     if len(keys) < 3:
         raise InputError(
             None,
@@ -172,23 +199,91 @@ def split_for_finetuning(keys: list[str], config: FinetuneConfig) -> dict[str, l
         )
     wanted = max(int(round(config.calibration_share * len(keys))), 2 if len(keys) >= 5 else 1)
     held = min(wanted, len(keys) - 2)
-    order = np.random.default_rng(config.seed).permutation(len(keys))
-    chosen = [sorted(keys)[i] for i in order]
-    return {"train": sorted(chosen[held:]), "calibration": sorted(chosen[:held])}
+    rng = np.random.default_rng(config.seed)
+    shuffled = [keys[i] for i in rng.permutation(len(keys))]
+    ordered = sorted(shuffled, key=lambda key: -cmbs[key])  # stable: ties stay shuffled
+    stride = len(keys) / held
+    picks = {int(stride * n + rng.uniform(0, stride)) for n in range(held)}
+    calibration = [ordered[i] for i in sorted(picks)]
+    return {
+        "train": sorted(k for k in keys if k not in calibration),
+        "calibration": sorted(calibration),
+    }
 
 
-def _check_out(out_dir: Path, base: Path, subjects: dict, held: dict, folders: list) -> None:
+def visible_cmbs(subjects: dict[str, SubjectFiles]) -> dict[str, int]:
+    """Key -> the number of visible CMBs in the subject's truth."""
+    return {
+        key: sum(1 for lesion in load_ground_truth(files) or [] if lesion.is_cmb and lesion.visible)
+        for key, files in subjects.items()
+    }
+
+
+def _check_subjects(
+    spec: ModelSpec,
+    subjects: dict[str, SubjectFiles],
+    held: dict[str, SubjectFiles],
+    data_dirs: list[Path],
+    calibrate_on: list[Path] | None,
+) -> None:
+    """Refuse, before any work, data that cannot fine-tune this model.
+
+    Raises:
+        InputError: no labelled subjects in ``data_dirs`` or in ``calibrate_on``; a folder name
+            given twice (subjects are keyed by it); a subject both training and calibrating;
+            for a model that reads phase, subjects without phase or without an SWI.
+    """
+    if not subjects:
+        raise InputError(data_dirs[0], f"no labelled subjects ({TRUTH_FILES})")
+    if calibrate_on and not held:
+        raise InputError(calibrate_on[0], f"no labelled subjects ({TRUTH_FILES})")
+    shared = _same_images(subjects, held)
+    if shared:
+        raise InputError(shared, "is both a training and a calibration subject")
+    folders = data_dirs + (calibrate_on or [])
+    names = [Path(folder).name for folder in folders]
+    twice = next((f for f, n in zip(folders, names, strict=True) if names.count(n) > 1), None)
+    if twice is not None:
+        raise InputError(twice, "another --data or --calibrate-on folder has this name; rename one")
+    if spec.preprocess.reads_phase:
+        everyone = [*subjects.values(), *held.values()]
+        check_phase_given(everyone)
+        without_swi = next((s.magnitude for s in everyone if s.swi is None), None)
+        if without_swi is not None:
+            raise InputError(
+                without_swi.parent,
+                "has no swi.nii.gz: a model that reads phase fine-tunes on SWI + phase",
+            )
+
+
+def _check_cmbs(part: dict[str, SubjectFiles], role: str, where: Path) -> None:
+    """Refuse a part of the split without a visible CMB (nothing to learn, or no sensitivity
+    to choose thresholds by).
+
+    Raises:
+        InputError: naming ``where``.
+    """
+    if sum(visible_cmbs(part).values()) == 0:
+        raise InputError(
+            where,
+            f"the subjects to {role} hold no visible CMB; label more subjects with CMBs "
+            "(or give calibration subjects with --calibrate-on)",
+        )
+
+
+def _check_out(
+    out_dir: Path,
+    base: Path,
+    subjects: dict[str, SubjectFiles],
+    held: dict[str, SubjectFiles],
+    folders: list[Path],
+) -> None:
     """Refuse an ``--out`` that cannot be written, is or holds an input (the base model, the
     data), holds links, or is a folder that a fine-tuning run did not start.
 
     Raises:
         InputError: naming ``out_dir``.
     """
-    if not subjects:
-        raise InputError(
-            folders[0],
-            "no labelled subjects (lesions.csv, reviewed_lesions.csv, labels or cmb_mask)",
-        )
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise InputError(out_dir, "output path exists and is not a folder")
     inputs = [base, *folders]
@@ -202,86 +297,119 @@ def _check_out(out_dir: Path, base: Path, subjects: dict, held: dict, folders: l
         )
 
 
-def _settings(spec: ModelSpec, config: FinetuneConfig, calibrate_on: list[Path] | None) -> dict:
+def _settings(
+    spec: ModelSpec,
+    config: FinetuneConfig,
+    data_dirs: list[Path],
+    calibrate_on: list[Path] | None,
+    subjects: dict[str, SubjectFiles],
+    held: dict[str, SubjectFiles],
+) -> dict:
     """What a resumed run must share with the run it goes on: the base weights, the settings,
-    where the thresholds are chosen."""
+    the data folders and their truth (fingerprints), where the thresholds are chosen."""
     return {
         "base_checksums": spec.checksums,
         "settings": config.to_json(),
-        "calibrate_on": [str(folder) for folder in calibrate_on or []],
+        "folders": [str(Path(folder).resolve()) for folder in data_dirs],
+        "fingerprint": ground_truth_fingerprint(subjects),
+        "calibrate_on": [str(Path(folder).resolve()) for folder in calibrate_on or []],
+        "calibrate_on_fingerprint": ground_truth_fingerprint(held) if held else None,
     }
 
 
-def _load_or_make_split(path: Path, subjects: dict, held: dict, config: FinetuneConfig) -> dict:
-    """The saved split when resuming, else a new one (saved): every subject trains where
-    ``held`` (the ``--calibrate-on`` subjects) calibrates, else :func:`split_for_finetuning`.
+def _saved_or_new_split(
+    path: Path,
+    subjects: dict[str, SubjectFiles],
+    held: dict[str, SubjectFiles],
+    config: FinetuneConfig,
+) -> dict[str, list[str]]:
+    """The saved split when resuming, else a new one: every subject trains where ``held`` (the
+    ``--calibrate-on`` subjects) calibrates, else :func:`split_for_finetuning`.
 
     Raises:
         InputError: a damaged saved split, or one naming subjects the data lack.
     """
-    if path.exists():
-        try:
-            split = json.loads(path.read_text(encoding="utf-8"))
-            named = [*split["train"], *split["calibration"]]
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
-            raise InputError(path, f"is not a split cmbdet finetune wrote ({error!r})") from None
-        if any(not isinstance(k, str) or k not in {**subjects, **held} for k in named):
-            raise InputError(path, "names subjects the data lack; choose another --out")
-        return split
-    if held:
-        split = {"train": sorted(subjects), "calibration": sorted(held)}
-    else:
-        split = split_for_finetuning(sorted(subjects), config)
-    write_atomic(path, json.dumps(split, indent=2) + "\n")
-    return split
-
-
-def _same_images(subjects: dict, held: dict) -> Path | None:
-    """An image that a training subject and a calibration subject share, or None."""
-    seen = {p.resolve() for s in subjects.values() for p in s.image_files()}
-    return next((p for s in held.values() for p in s.image_files() if p.resolve() in seen), None)
-
-
-def _stages(spec: ModelSpec, stage1_weights: dict, stage2_weights: dict, config) -> dict:
-    """model.json's stage sections: the base model's (networks, patches, views, records) with
-    the new weights and the fine-tuning's optimisation settings."""
-    stages = {}
-    for stage, weights, training in (
-        ("stage1", stage1_weights, config.stage1),
-        ("stage2", stage2_weights, config.stage2),
+    if not path.exists():
+        if held:
+            return {"train": sorted(subjects), "calibration": sorted(held)}
+        return split_for_finetuning(visible_cmbs(subjects), config)
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+        train, calibration = list(split["train"]), list(split["calibration"])
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+        raise InputError(path, f"is not a split cmbdet finetune wrote ({error!r})") from None
+    known = set(subjects) if not held else set(subjects) | set(held)
+    if (
+        not set(train) <= set(subjects)
+        or not set(calibration) <= known
+        or set(train) & set(calibration)
     ):
-        section = {k: v for k, v in spec.info[stage].items() if k != "onnx"}
-        stages[stage] = {**section, "weights": weights, "training": training.to_json()}
-    return stages
+        raise InputError(path, "names subjects the data lack; choose another --out")
+    return {"train": train, "calibration": calibration}
+
+
+def _same_images(subjects: dict[str, SubjectFiles], held: dict[str, SubjectFiles]) -> Path | None:
+    """An image (SWI, phase or magnitude) that a training and a calibration subject share."""
+
+    def images(files: SubjectFiles) -> list[Path]:
+        return [p.resolve() for p in (files.swi, files.phase, files.magnitude) if p is not None]
+
+    seen = {p for files in subjects.values() for p in images(files)}
+    return next((p for files in held.values() for p in images(files) if p in seen), None)
+
+
+def _stages(
+    spec: ModelSpec, recipe: TrainModelConfig, stage1_weights: dict, stage2_weights: dict
+) -> dict:
+    """model.json's stage sections: the base model's (networks, patches, views) with the new
+    weights, the fine-tuning's optimisation settings and the augmentation it trained with."""
+    trained = {
+        "stage1": {
+            "weights": stage1_weights,
+            "training": recipe.stage1.to_json(),
+            "positives_per": recipe.stage1_positives_per,
+            "appearance": recipe.appearance.to_json(),
+        },
+        "stage2": {
+            "weights": stage2_weights,
+            "training": recipe.stage2.to_json(),
+            "appearance": recipe.appearance.to_json(),
+            "hard_negative_weight": recipe.hard_negative_weight,
+        },
+    }
+    return {
+        stage: {**{k: v for k, v in spec.info[stage].items() if k != "onnx"}, **new}
+        for stage, new in trained.items()
+    }
 
 
 def _provenance(
     spec: ModelSpec,
     base: Path,
-    config: FinetuneConfig,
-    data_dirs: list[Path],
-    calibrate_on: list[Path] | None,
-    split: dict,
+    settings: dict,
+    split: dict[str, list[str]],
+    training: dict[str, SubjectFiles],
+    calibration: dict[str, SubjectFiles],
 ) -> dict:
-    """model.json's ``finetuning`` record: the base model, the folders, the settings and
-    steps, the split."""
+    """model.json's ``finetuning`` record: the base model (and how it was made, where it was
+    fine-tuned or calibrated itself), the folders, settings, steps and split, and which
+    subjects trained and calibrated (their numbers and truth fingerprints)."""
+    made = {k: spec.info[k] for k in ("calibration", "finetuning") if k in spec.info}
     return {
         "base_model": {
             "name": spec.info.get("name", base.name),
-            "folder": str(base),
+            "folder": str(base.resolve()),
             "checksums": spec.checksums,
+            **made,
         },
-        "folders": [str(folder) for folder in data_dirs],
+        "folders": settings["folders"],
+        "calibrate_on": settings["calibrate_on"],
         "splits": split,
-        "calibrate_on": [str(folder) for folder in calibrate_on or []],
-        "settings": config.to_json(),
-        "steps": {"stage1": config.stage1.steps, "stage2": config.stage2.steps},
-    }
-
-
-def _data_record(training: dict[str, SubjectFiles], calibration: dict[str, SubjectFiles]) -> dict:
-    """Which subjects trained and which calibrated: their numbers and truth fingerprints."""
-    return {
+        "settings": settings["settings"] | {"magnitude_share": 0.0},
+        "steps": {
+            "stage1": settings["settings"]["stage1"]["steps"],
+            "stage2": settings["settings"]["stage2"]["steps"],
+        },
         "subjects": len(training),
         "fingerprint": ground_truth_fingerprint(training),
         "calibration_subjects": len(calibration),

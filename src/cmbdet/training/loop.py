@@ -73,7 +73,7 @@ def train(
     for step in range(start, config.steps):
         for group in optimiser.param_groups:
             group["lr"] = learning_rate_at(step, config)
-        torch.manual_seed(config.seed * 1_000_003 + step)  # dropout: the same after a resume
+        torch.manual_seed((config.seed * 1_000_003 + step) % 2**63)  # dropout: same on resume
         inputs, targets = next_batch(step)
         inputs = inputs.to(device)
         targets = targets.to(device) if hasattr(targets, "to") else targets

@@ -200,7 +200,7 @@ def record_or_check_settings(path: Path, settings: dict) -> None:
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise InputError(path, f"is not settings cmbdet train wrote ({error!r})") from None
+            raise InputError(path, f"is not settings cmbdet wrote ({error!r})") from None
         if saved != settings:
             changed = sorted(
                 k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k)

@@ -67,7 +67,7 @@ def _range(values: np.ndarray) -> tuple[float, float]:
 
 def _acquisition(files: SubjectFiles) -> tuple[float | None, float | None]:
     """(field strength in T, echo time in ms) of a generated subject; None where unknown."""
-    path = files.swi.parent / ACQUISITION_RECORD
+    path = (files.swi or files.magnitude).parent / ACQUISITION_RECORD
     try:
         protocol = json.loads(path.read_text(encoding="utf-8"))["protocol"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmbdet.errors import InputError
 from cmbdet.geometry import world_to_voxel
 from cmbdet.io.dataset import SubjectFiles, find_subjects
 from cmbdet.io.lesions import Lesion
@@ -19,7 +20,8 @@ POINT_DIAMETER_MM = 4.0
 """The extent given to a CMB whose diameter was not measured (a reader's added point)."""
 
 GENERATED_TABLE = "lesions.csv"
-"""The table whose lesion ids are the values of the subject's ``labels.nii.gz`` (DESIGN.md)."""
+"""The table whose lesion ids may be the values of the subject's ``labels.nii.gz`` (DESIGN.md;
+a reader's review numbers its rows afresh)."""
 
 
 def labelled_subjects(data_dirs: list[Path]) -> dict[str, SubjectFiles]:
@@ -29,7 +31,8 @@ def labelled_subjects(data_dirs: list[Path]) -> dict[str, SubjectFiles]:
     one), a ``labels`` map, a ``cmb_mask`` (each mask read as one CMB per component).
 
     Raises:
-        InputError: a missing dataset folder, or one without subject folders.
+        InputError: a missing dataset folder, one without subject folders, or two folders of
+            one name holding a subject of one id.
     """
     subjects = {}
     for folder in data_dirs:
@@ -42,21 +45,31 @@ def labelled_subjects(data_dirs: list[Path]) -> dict[str, SubjectFiles]:
                 files = replace(files, lesions_csv=truth.lesions_csv, labels=None)
             elif truth.lesions_csv is None:
                 files = replace(files, labels=truth.labels)
-            subjects[f"{Path(folder).name}/{files.subject_id}"] = files
+            key = f"{Path(folder).name}/{files.subject_id}"
+            if key in subjects:
+                raise InputError(folder, f"another dataset folder of this name holds {key}")
+            subjects[key] = files
     return subjects
 
 
 def cmb_label_map(files: SubjectFiles, swi: Volume, lesions: list[Lesion]) -> np.ndarray:
     """(X, Y, Z) int32 instance labels of the subject's CMBs on the canonical grid of ``swi``:
-    its ``labels.nii.gz`` where its ``lesions.csv`` names that map's values, else each CMB
-    of ``lesions`` painted as a ball of its diameter.
+    its label map where it has a lesion table whose CMB ids are values of that map (the
+    generator's ``lesions.csv`` + ``labels.nii.gz``, DESIGN.md), else each CMB of ``lesions``
+    painted as a ball of its diameter.
 
     Raises:
-        InputError: a label map that cannot be read or lies on another grid.
+        InputError: a label map that cannot be read or lies on another grid; a CMB id below 1
+            or too large for a label map (naming the table).
     """
-    names_the_map = files.lesions_csv is not None and files.lesions_csv.name == GENERATED_TABLE
-    if files.labels is not None and names_the_map:
-        return load_labels(files.labels, swi)
+    ids = [lesion.lesion_id for lesion in lesions if lesion.is_cmb]
+    if ids and not 1 <= min(ids) <= max(ids) <= np.iinfo(np.int32).max:
+        where = files.lesions_csv or files.labels
+        raise InputError(where, "lesion_id of a CMB must be a whole number from 1 (0 is no lesion)")
+    if files.labels is not None and files.lesions_csv is not None:
+        labels = load_labels(files.labels, swi)
+        if np.isin(ids, np.unique(labels[labels > 0])).all():
+            return labels
     return painted_labels(lesions, swi)
 
 
