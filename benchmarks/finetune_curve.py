@@ -36,7 +36,7 @@ def detect(model: Path, test: Path, out: Path) -> None:
     subprocess.run([*command, "--precision", "float32"], check=True)
 
 
-def labelled_subjects(model: Path) -> str:
+def labelled_count(model: Path) -> str:
     """How many labelled subjects fine-tuned the model (trained + calibrated on), or '-'."""
     record = json.loads((model / "model.json").read_text()).get("finetuning")
     if record is None:
@@ -53,7 +53,7 @@ def row(label: str, model: Path, test: Path) -> str:
     # the stage-2 scores less the model's threshold: the same curve as the scores themselves
     best = froc(scored.operating, RATES)["sensitivity_at"]
     return (
-        f"| {label} | {labelled_subjects(model)} | {final['tp'] + final['fn']} | "
+        f"| {label} | {labelled_count(model)} | {final['tp'] + final['fn']} | "
         f"{final['sensitivity']:.1%} at {final['fp_per_subject']:.2f} | "
         + " | ".join(f"{best[rate]:.1%}" for rate in RATES)
         + " |"

@@ -20,6 +20,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed: a whole number from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed from 0 to 4294967295")
+    return value
+
+
 def workers_count(text: str) -> int | str:
     """``--workers``: a positive integer, or ``auto``."""
     return "auto" if text == "auto" else positive_int(text)

@@ -13,6 +13,7 @@ from cmbdet.cli.arguments import (
     positive_float,
     positive_int,
     probability,
+    seed,
 )
 from cmbdet.cli.data import evaluate_command, synth_command
 from cmbdet.cli.demo import demo_command
@@ -239,7 +240,7 @@ def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
             default=steps,
             help=f"stage-{stage} training steps{per} (default: {steps})",
         )
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.add_argument("--seed", type=seed, default=0, help="split and training seed")
     parser.add_argument("--max-fp", type=positive_float, help=MAX_FP_HELP)
     parser.add_argument(
         "--phase-free",
@@ -323,7 +324,7 @@ def _add_finetune(commands: argparse._SubParsersAction, common: argparse.Argumen
             default=steps,
             help=f"stage-{stage} fine-tuning steps (default: {steps})",
         )
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.add_argument("--seed", type=seed, default=0, help="split and training seed")
     parser.set_defaults(handler=finetune_command)
 
 

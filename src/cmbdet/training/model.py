@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def load_or_make_splits(path: Path, keys: list[str], config: TrainModelConfig) -
     return splits
 
 
-def logged(splits: dict[str, list[str]], part: str):
+def logged(splits: dict[str, list[str]], part: str) -> Iterator[str]:
     """The subject keys of a part of the split, logging progress as they are loaded."""
     keys = splits[part]
     for n, key in enumerate(keys, 1):
@@ -247,6 +248,8 @@ def logged(splits: dict[str, list[str]], part: str):
 
 
 def stage1_volume(files: SubjectFiles, config: TrainModelConfig) -> TrainingVolume:
+    """A subject read and preprocessed as ``config`` says, as stage 1 trains on it: its slice
+    images and CMB boxes on the model grid."""
     subject = _load(files, config)
     pre = subject.pre
     return training_volume(
@@ -260,7 +263,7 @@ def train_stage2_on_candidates(
     out_dir: Path,
     config: TrainModelConfig,
     start: PatchClassifier | None = None,
-):
+) -> tuple[PatchClassifier, dict]:
     """Stage 2 (a new network, or ``start`` when fine-tuning) on the stage-1 candidates of
     ``subjects``, as patches larger than the network's by the centre jitter (cropped at random
     offsets while training)."""
