@@ -122,7 +122,7 @@ class TrainModelConfig(JsonConfig):
 
 
 # fine-tuning a trained model on a site's 5-30 labelled subjects: a quarter of the base recipe's
-# learning rates, about 20 minutes of both stages on 2 CPU cores (benchmarks/RESULTS.md)
+# learning rates, 13 minutes for 5-20 subjects on 2 CPU cores (benchmarks/RESULTS.md)
 FINETUNE_STAGE1 = TrainConfig(steps=1000, batch_size=32, learning_rate=5e-4, warmup_steps=50)
 FINETUNE_STAGE2 = TrainConfig(steps=1000, batch_size=32, learning_rate=2.5e-4, warmup_steps=50)
 
