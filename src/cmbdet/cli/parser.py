@@ -231,16 +231,21 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.set_defaults(handler=train_command)
 
 
-def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
-    """--stage1-steps, --stage2-steps, --seed and --max-fp of ``train`` and ``crossval``."""
-    for stage, steps in (("1", STAGE1_TRAINING.steps), ("2", STAGE2_TRAINING.steps)):
+def _add_steps_and_seed(parser: argparse.ArgumentParser, steps: tuple[int, int], what: str) -> None:
+    """--stage1-steps and --stage2-steps (defaults ``steps``; ``what`` steps) and --seed."""
+    for stage, default in zip(("1", "2"), steps, strict=True):
         parser.add_argument(
             f"--stage{stage}-steps",
             type=positive_int,
-            default=steps,
-            help=f"stage-{stage} training steps{per} (default: {steps})",
+            default=default,
+            help=f"stage-{stage} {what} steps{per} (default: {default})",
         )
     parser.add_argument("--seed", type=seed, default=0, help="split and training seed")
+
+
+def _add_training_options(parser: argparse.ArgumentParser, per: str) -> None:
+    """--stage1-steps, --stage2-steps, --seed and --max-fp of ``train`` and ``crossval``."""
+    _add_steps_and_seed(parser, (STAGE1_TRAINING.steps, STAGE2_TRAINING.steps), "training", per)
     parser.add_argument("--max-fp", type=positive_float, help=MAX_FP_HELP)
     parser.add_argument(
         "--phase-free",
@@ -317,14 +322,7 @@ def _add_finetune(commands: argparse._SubParsersAction, common: argparse.Argumen
         help=f"without --calibrate-on: the share of subjects held out, by subject, to choose "
         f"the thresholds on (default: {share}; at least 1, and 2 from 5 subjects)",
     )
-    for stage, steps in (("1", FINETUNE_STAGE1.steps), ("2", FINETUNE_STAGE2.steps)):
-        parser.add_argument(
-            f"--stage{stage}-steps",
-            type=positive_int,
-            default=steps,
-            help=f"stage-{stage} fine-tuning steps (default: {steps})",
-        )
-    parser.add_argument("--seed", type=seed, default=0, help="split and training seed")
+    _add_steps_and_seed(parser, (FINETUNE_STAGE1.steps, FINETUNE_STAGE2.steps), "fine-tuning")
     parser.set_defaults(handler=finetune_command)
 
 
