@@ -231,8 +231,11 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.set_defaults(handler=train_command)
 
 
-def _add_steps_and_seed(parser: argparse.ArgumentParser, steps: tuple[int, int], what: str) -> None:
-    """--stage1-steps and --stage2-steps (defaults ``steps``; ``what`` steps) and --seed."""
+def _add_steps_and_seed(
+    parser: argparse.ArgumentParser, steps: tuple[int, int], what: str, per: str = ""
+) -> None:
+    """--stage1-steps and --stage2-steps (defaults ``steps``; ``what`` steps ``per``) and
+    --seed."""
     for stage, default in zip(("1", "2"), steps, strict=True):
         parser.add_argument(
             f"--stage{stage}-steps",
