@@ -4,6 +4,7 @@ records where the model came from, learns from points as well as masks, and refu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -292,9 +293,19 @@ def test_bad_runs_end_with_one_line_and_exit_2(site, make_random_model, tmp_path
     next(no_swi.glob("sub-*/swi.nii.gz")).unlink()
     same_name = tmp_path / "elsewhere" / "site"
     shutil.copytree(site, same_name)
+    linked_run = tmp_path / "linked-run"  # a run's folder with a link inside
+    linked_run.mkdir()
+    (linked_run / "finetune_config.json").write_text("{}")
+    outside = tmp_path / "outside.safetensors"
+    outside.write_text("not to be touched")
+    (linked_run / "stage1.safetensors").symlink_to(outside)
+    link_out = tmp_path / "link-out"
+    link_out.symlink_to(taken)
     command = ["finetune", "--model", str(base), "--stage1-steps", "1", "--stage2-steps", "1"]
     cases = (
         (["--data", str(site), "--out", str(taken)], "not a fine-tuning run"),
+        (["--data", str(site), "--out", str(linked_run)], "link"),
+        (["--data", str(site), "--out", str(link_out)], "not a folder"),
         (["--data", str(site), "--out", str(base)], "holds the input"),
         (["--data", str(unlabelled), "--out", str(tmp_path / "a")], "no labelled subjects"),
         (
@@ -321,6 +332,8 @@ def test_bad_runs_end_with_one_line_and_exit_2(site, make_random_model, tmp_path
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and problem in error, error
     assert (taken / "notes.txt").read_text() == "mine"
+    assert outside.read_text() == "not to be touched" and sorted(os.listdir(taken)) == ["notes.txt"]
+    assert sorted(os.listdir(linked_run)) == ["finetune_config.json", "stage1.safetensors"]
     assert not any((tmp_path / name).exists() for name in "abcdefg")  # nothing written
     assert sorted(p.name for p in base.iterdir()) == [
         "model.json",
