@@ -25,7 +25,6 @@ from cmbdet.io.dataset import (
     SubjectFiles,
     check_phase_given,
     ground_truth_fingerprint,
-    load_ground_truth,
 )
 from cmbdet.io.model_folder import load_weights, verify_weights, write_model_json
 from cmbdet.io.writing import check_not_inputs, check_writable, refuse_links, write_atomic
@@ -43,7 +42,7 @@ from cmbdet.training.model import (
 )
 from cmbdet.training.ranges import training_ranges, widened, with_candidate_range
 from cmbdet.training.stage1 import train_stage1
-from cmbdet.training.truth import labelled_subjects
+from cmbdet.training.truth import labelled_subjects, visible_cmbs
 from cmbdet.version import __version__
 
 log = logging.getLogger(__name__)
@@ -81,12 +80,15 @@ def finetune_model(
     _check_subjects(spec, subjects, held, data_dirs, calibrate_on)
     _check_out(out_dir, base, subjects, held, data_dirs + (calibrate_on or []))
     settings = _settings(spec, config, data_dirs, calibrate_on, subjects, held)
-    split = _saved_or_new_split(out_dir / SPLIT_FILE, subjects, held, config)
-    training = {key: subjects[key] for key in split["train"]}
     everyone = {**subjects, **held}
+    cmbs = visible_cmbs(everyone)
+    split = _saved_or_new_split(out_dir / SPLIT_FILE, subjects, held, cmbs, config)
+    training = {key: subjects[key] for key in split["train"]}
     calibration = {key: everyone[key] for key in split["calibration"]}
-    _check_cmbs(training, "train", data_dirs[0])
-    _check_cmbs(calibration, "choose the thresholds on", (calibrate_on or data_dirs)[0])
+    _check_cmbs(split["train"], cmbs, "train", data_dirs[0])
+    _check_cmbs(
+        split["calibration"], cmbs, "choose the thresholds on", (calibrate_on or data_dirs)[0]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     record_or_check_settings(out_dir / SETTINGS_FILE, settings)
     if not (out_dir / SPLIT_FILE).exists():
@@ -211,14 +213,6 @@ def split_for_finetuning(cmbs: dict[str, int], config: FinetuneConfig) -> dict[s
     }
 
 
-def visible_cmbs(subjects: dict[str, SubjectFiles]) -> dict[str, int]:
-    """Key -> the number of visible CMBs in the subject's truth."""
-    return {
-        key: sum(1 for lesion in load_ground_truth(files) or [] if lesion.is_cmb and lesion.visible)
-        for key, files in subjects.items()
-    }
-
-
 def _check_subjects(
     spec: ModelSpec,
     subjects: dict[str, SubjectFiles],
@@ -256,14 +250,14 @@ def _check_subjects(
             )
 
 
-def _check_cmbs(part: dict[str, SubjectFiles], role: str, where: Path) -> None:
+def _check_cmbs(part: list[str], cmbs: dict[str, int], role: str, where: Path) -> None:
     """Refuse a part of the split without a visible CMB (nothing to learn, or no sensitivity
     to choose thresholds by).
 
     Raises:
         InputError: naming ``where``.
     """
-    if sum(visible_cmbs(part).values()) == 0:
+    if sum(cmbs[key] for key in part) == 0:
         raise InputError(
             where,
             f"the subjects to {role} hold no visible CMB; label more subjects with CMBs "
@@ -321,6 +315,7 @@ def _saved_or_new_split(
     path: Path,
     subjects: dict[str, SubjectFiles],
     held: dict[str, SubjectFiles],
+    cmbs: dict[str, int],
     config: FinetuneConfig,
 ) -> dict[str, list[str]]:
     """The saved split when resuming, else a new one: every subject trains where ``held`` (the
@@ -332,7 +327,7 @@ def _saved_or_new_split(
     if not path.exists():
         if held:
             return {"train": sorted(subjects), "calibration": sorted(held)}
-        return split_for_finetuning(visible_cmbs(subjects), config)
+        return split_for_finetuning({key: cmbs[key] for key in subjects}, config)
     try:
         split = json.loads(path.read_text(encoding="utf-8"))
         train, calibration = list(split["train"]), list(split["calibration"])

@@ -11,7 +11,7 @@ import numpy as np
 
 from cmbdet.errors import InputError
 from cmbdet.geometry import world_to_voxel
-from cmbdet.io.dataset import SubjectFiles, find_subjects
+from cmbdet.io.dataset import SubjectFiles, find_subjects, load_ground_truth
 from cmbdet.io.lesions import Lesion
 from cmbdet.io.nifti import Volume, load_labels
 from cmbdet.io.truth import truth_in_folder
@@ -50,6 +50,14 @@ def labelled_subjects(data_dirs: list[Path]) -> dict[str, SubjectFiles]:
                 raise InputError(folder, f"another dataset folder of this name holds {key}")
             subjects[key] = files
     return subjects
+
+
+def visible_cmbs(subjects: dict[str, SubjectFiles]) -> dict[str, int]:
+    """Key -> the number of visible CMBs in the subject's truth."""
+    return {
+        key: sum(1 for lesion in load_ground_truth(files) or [] if lesion.is_cmb and lesion.visible)
+        for key, files in subjects.items()
+    }
 
 
 def cmb_label_map(files: SubjectFiles, swi: Volume, lesions: list[Lesion]) -> np.ndarray:
