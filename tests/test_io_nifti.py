@@ -310,3 +310,38 @@ def test_a_voxel_size_of_zero_is_not_read_as_one_mm(tmp_path):
     # an sform does not use the stored voxel sizes: the grid is known
     volume = load_volume(_with_voxel_size_zero(tmp_path / "s.nii", sform=True), "SWI")
     assert volume.spacing_mm == pytest.approx((0.5, 0.5, 2.0))
+
+
+def test_gz_volume_reads_the_same_with_zlib_as_with_isal(tmp_path, monkeypatch):
+    # a .nii.gz is decompressed whole, by ISA-L where installed; zlib (the fallback) must give
+    # the same voxels, scaling applied as nibabel's streamed reading applies it
+    from cmbdet.io import nifti_checks
+
+    rng = np.random.default_rng(3)
+    stored = rng.integers(-2000, 2000, size=(9, 7, 5)).astype(np.int16)
+    image = nib.Nifti1Image(stored, np.diag([0.5, 0.5, 2.0, 1.0]))
+    image.header.set_slope_inter(0.25, -3.0)
+    path = tmp_path / "scaled.nii.gz"
+    nib.save(image, path)
+    expected = nib.load(path).get_fdata(dtype=np.float32)  # nibabel's own streamed reading
+    fast = load_volume(path, "SWI")
+    monkeypatch.setattr(nifti_checks, "_gunzip", gzip.decompress)
+    slow = load_volume(path, "SWI")
+    np.testing.assert_array_equal(fast.data, slow.data)
+    np.testing.assert_array_equal(fast.reorientation.from_canonical(fast.data), expected)
+
+
+def test_volumes_read_together_fail_on_the_first_bad_file_given(tmp_path):
+    from cmbdet.io.nifti import load_volumes
+
+    good = tmp_path / "good.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 3), np.float32), np.eye(4)), good)
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    missing = tmp_path / "missing.nii.gz"
+    swi, phase = load_volumes((good, "SWI"), (good, "phase"))
+    np.testing.assert_array_equal(swi.data, phase.data)
+    with pytest.raises(InputError, match="truncated.nii.gz: phase file is truncated"):
+        load_volumes((good, "SWI"), (truncated, "phase"), (missing, "magnitude"))
+    with pytest.raises(InputError, match="missing.nii.gz: SWI file not found"):
+        load_volumes((missing, "SWI"), (truncated, "phase"))

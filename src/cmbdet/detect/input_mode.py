@@ -45,7 +45,14 @@ import numpy as np
 
 from cmbdet.errors import InputError
 from cmbdet.io.dataset import SubjectFiles
-from cmbdet.io.nifti import Volume, check_same_grid, load_echoes, load_mask, load_volume
+from cmbdet.io.nifti import (
+    Volume,
+    check_same_grid,
+    load_echoes,
+    load_mask,
+    load_volume,
+    load_volumes,
+)
 from cmbdet.io.sidecar import read_sidecar
 
 SWI_PHASE = "swi+phase"
@@ -173,10 +180,10 @@ def load_subject(
             "and no phase-free model is installed",
         )
     if mode == SWI_PHASE:
-        swi = load_volume(files.swi, "SWI")
-        phase = load_volume(files.phase, "phase")
+        extra = [(files.magnitude, "magnitude")] if files.magnitude else []
+        swi, phase, *more = load_volumes((files.swi, "SWI"), (files.phase, "phase"), *extra)
         check_same_grid(swi, phase)
-        magnitude = load_volume(files.magnitude, "magnitude") if files.magnitude else None
+        magnitude = more[0] if more else None
         if magnitude is not None:
             check_same_grid(magnitude, swi)
         echo = _single_echo(files, options, field_te_t_ms or DEFAULT_FIELD_TE_T_MS)
@@ -358,8 +365,7 @@ def _echo_volumes(files: SubjectFiles, index: int) -> tuple[Volume, Volume]:
     """(magnitude, phase) of echo ``index`` (0-based), on one grid."""
     if files.echoes:
         echo = files.echoes[index]
-        magnitude = load_volume(echo.magnitude, "magnitude")
-        phase = load_volume(echo.phase, "phase")
+        magnitude, phase = load_volumes((echo.magnitude, "magnitude"), (echo.phase, "phase"))
     else:
         magnitude = load_echoes(files.magnitude, "magnitude", index)
         phase = load_echoes(files.phase, "phase", index)
