@@ -118,15 +118,17 @@ def test_workers_auto_runs_a_batch_in_worker_processes(
     """``cmbdet detect --dataset D --workers auto`` runs the subjects in one worker process per
     core (two here), every subject done; ``auto`` is refused for one subject."""
     from cmbdet.batch import local
+    from cmbdet.batch import subject as subject_module
     from cmbdet.cli import main
 
     pools = []
 
-    def recorded(jobs, settings, workers, debug=False):
+    def recorded(jobs, settings, workers, debug=False, started=None):
         pools.append(workers)
-        return run_in_pool(jobs, settings, workers, debug)
+        return run_in_pool(jobs, settings, workers, debug, started)
 
     monkeypatch.setattr(local, "run_in_pool", recorded)
+    monkeypatch.setattr(subject_module, "_detectors", {})  # none loaded in this process yet
     monkeypatch.setattr(local, "available_cores", lambda: 2)
     monkeypatch.setattr(local, "available_memory_bytes", lambda: 8 * 2**30)
     monkeypatch.setattr(local, "cgroup_memory_limit", lambda: None)
@@ -136,4 +138,13 @@ def test_workers_auto_runs_a_batch_in_worker_processes(
     assert pools == [2]
     assert "3 of 3 subjects done, 0 failed" in capsys.readouterr().out
     assert all((out / f"sub-{i}" / "run.json").is_file() for i in IDS)
+    assert not subject_module._detectors  # the workers loaded the model, this process did not
+    # a resumed batch plans with the precision the workers report: nothing is redone
+    assert main([*argv, "--workers", "auto"]) == 0
+    assert "0 of 3 subjects done, 0 failed, 3 skipped" in capsys.readouterr().out
+    # a model the workers cannot load: one line, exit 2, before any subject runs
+    bad = ["detect", "--dataset", str(dataset), "--out", str(tmp_path / "bad"), "--workers", "2"]
+    assert main([*bad, "--model", str(quick_model), "--device", "cuda:7"]) == 2
+    assert "cuda" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
     assert main(["detect", "--swi", "x", "--out", str(tmp_path / "o"), "--workers", "auto"]) == 2

@@ -13,7 +13,12 @@ from cmbdet.errors import InputError
 from cmbdet.preprocess.config import PreprocessConfig
 from cmbdet.preprocess.handedness import detect_handedness
 from cmbdet.preprocess.intensity import normalise_phase, normalise_swi
-from cmbdet.preprocess.mask import dilate_in_plane, erode_in_plane, estimate_brain_mask
+from cmbdet.preprocess.mask import (
+    dilate_in_plane,
+    erode_in_plane,
+    estimate_brain_mask,
+    fill_holes_in_plane,
+)
 from cmbdet.preprocess.phase import (
     canonical_phase,
     detect_phase_kind,
@@ -390,6 +395,26 @@ def test_mask_morphology_equals_thresholded_distance_transforms(spacing, radius_
     assert 0 < eroded[:, :, 2:].sum() < mask[:, :, 2:].sum() < dilated[:, :, 2:].sum()
     np.testing.assert_array_equal(erode_in_plane(mask, np.asarray(spacing), radius_mm), eroded)
     np.testing.assert_array_equal(dilate_in_plane(mask, np.asarray(spacing), radius_mm), dilated)
+
+
+def test_holes_filled_in_one_labelling_equal_filling_each_slice():
+    """The brain mask's holes are filled in one labelling of the volume: the same as
+    ``binary_fill_holes`` slice by slice (holes touching the slice's edge stay open, diagonal
+    gaps do not connect a hole to the outside, empty and full slices stay so)."""
+    rng = np.random.default_rng(11)
+    mask = ndimage.gaussian_filter(rng.random((45, 38, 7)), (1.5, 1.5, 0)) > 0.48
+    mask[:, :, 0] = False
+    mask[:, :, 1] = True
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7] = True
+    ring[3:6, 3:6] = False
+    ring[2, 2] = False  # a hole's corner opening diagonally: still a hole (4-connected)
+    mask[:9, :9, 2] = ring
+    per_slice = np.stack(
+        [ndimage.binary_fill_holes(mask[:, :, z]) for z in range(mask.shape[2])], axis=2
+    )
+    assert per_slice.sum() > mask.sum()  # there were holes to fill
+    np.testing.assert_array_equal(fill_holes_in_plane(mask), per_slice)
 
 
 def test_the_slice_stack_crops_equal_the_slice_images(prepared):

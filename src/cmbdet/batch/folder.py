@@ -17,6 +17,7 @@ from cmbdet.batch.subject import (
     BatchRow,
     DetectSettings,
     Job,
+    LoadedModel,
     recorded_outcome,
 )
 from cmbdet.detect.input_mode import PHASE_FREE, input_mode
@@ -27,7 +28,6 @@ from cmbdet.errors import InputError
 from cmbdet.io.writing import LOCK_NAME, check_not_inputs, is_staging_name, remove_folders
 
 if TYPE_CHECKING:
-    from cmbdet.detect.detector import Detector
     from cmbdet.io.dataset import SubjectFiles
 
 
@@ -196,24 +196,24 @@ def skipped_row(folder: Path, record: dict, earlier: BatchRow | None = None) -> 
     )
 
 
-def made_with(detector: Detector, settings: DetectSettings) -> dict:
+def made_with(model: LoadedModel, settings: DetectSettings) -> dict:
     """What this batch's outputs record in run.json, one entry per model it may run, by input
     mode (None: the model; ``swi-only``, ``magnitude-only``: the phase-free models for subjects
     without phase): (weights checksums,
     threshold, precision, echo times and field strength given on the command line). A cohort
     is detected in one precision (bfloat16 and float32 scores differ slightly; other echo
     times choose another echo)."""
-    specs = {None: detector.spec}
+    specs = {None: model.spec}
     for mode in PHASE_FREE:
         folder = phase_free_model_dir(mode)
-        if detector.reads_phase and folder is not None:
+        if model.spec.preprocess.reads_phase and folder is not None:
             specs[mode] = read_model_spec(folder)
     given = (list(settings.echo_times_ms) or None, settings.field_strength_t)
     # --threshold is the given model's; a phase-free model keeps its own
-    given_threshold = detector.spec.threshold if settings.threshold is None else settings.threshold
+    given_threshold = model.spec.threshold if settings.threshold is None else settings.threshold
     return {
         mode: (spec.checksums, float(given_threshold) if mode is None else spec.threshold,
-               detector.precision, given)
+               model.precision, given)
         for mode, spec in specs.items()
     }  # fmt: skip
 

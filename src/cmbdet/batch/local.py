@@ -4,15 +4,24 @@ share the cores (``cmbdet detect --dataset D --out O --workers N``)."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import warnings
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from cmbdet.batch.subject import BatchRow, DetectSettings, Job, detect_subject, failed_row
+from cmbdet.batch.subject import (
+    BatchRow,
+    DetectSettings,
+    Job,
+    LoadedModel,
+    detect_subject,
+    failed_row,
+    loaded_model,
+)
 from cmbdet.detect.checks import available_memory_bytes
 from cmbdet.processes import (
     available_cores,
@@ -62,29 +71,58 @@ def in_this_process(jobs: list[Job], settings: DetectSettings) -> Iterator[Batch
     return (detect_subject(subject, folder, settings) for subject, folder in jobs)
 
 
-def in_worker_processes(
-    workers: int | str, debug: bool = False
-) -> Callable[[list[Job], DetectSettings], Iterator[BatchRow]]:
+class WorkerProcesses:
     """The runner that detects the subjects in ``workers`` spawned processes (``"auto"``:
-    :func:`auto_workers` of the subjects to do; in this process when there are fewer than two
-    jobs or workers)."""
+    :func:`auto_workers` of the subjects; in this process when there are fewer than two
+    subjects or workers).
 
-    def run(jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
-        count = auto_workers(len(jobs)) if workers == AUTO else min(workers, len(jobs))
+    The workers alone load the model: :meth:`started` spawns them before the batch is planned
+    and has one of them load it and say what it runs in, so that this process never imports
+    PyTorch and the workers' start-up is the batch's only one.
+    """
+
+    def __init__(self, workers: int | str, debug: bool = False):
+        self.workers, self.debug = workers, debug
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._count = 0
+
+    @contextlib.contextmanager
+    def started(self, settings: DetectSettings, subjects: int) -> Iterator[LoadedModel]:
+        """Within the block, the workers for up to ``subjects`` subjects are running; it
+        yields the model they loaded (loaded in this process when one worker does).
+
+        Raises:
+            InputError: a bad model folder, device or precision (from the worker).
+        """
+        count = auto_workers(subjects) if self.workers == AUTO else min(self.workers, subjects)
         if count < 2:
-            return in_this_process(jobs, settings)
-        return run_in_pool(jobs, settings, count, debug)
+            yield loaded_model(settings)
+            return
+        with worker_pool(_worker_pool(count, self.debug)) as pool:
+            self._pool, self._count = pool, count
+            try:
+                yield pool.submit(loaded_model, settings).result()
+            finally:
+                self._pool = None
 
-    return run
+    def __call__(self, jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
+        if self._pool is None:  # not started, or one worker: in this process
+            return in_this_process(jobs, settings)
+        return run_in_pool(jobs, settings, self._count, self.debug, self._pool)
 
 
 WORKER_DEATHS_ALLOWED = 2  # a subject whose worker process died this often is failed
 
 
 def run_in_pool(
-    jobs: list[Job], settings: DetectSettings, workers: int, debug: bool = False
+    jobs: list[Job],
+    settings: DetectSettings,
+    workers: int,
+    debug: bool = False,
+    started: concurrent.futures.ProcessPoolExecutor | None = None,
 ) -> Iterator[BatchRow]:
-    """Rows of ``jobs`` run in ``workers`` spawned processes, as they finish.
+    """Rows of ``jobs`` run in ``workers`` spawned processes (first those of ``started``, a
+    pool its owner shuts down), as they finish.
 
     Only ``workers`` subjects are handed out at a time, so a worker process that dies (killed,
     out of memory) loses only the subjects then running: they are retried in a fresh pool, and
@@ -94,7 +132,11 @@ def run_in_pool(
     deaths: Counter[str] = Counter()
     while waiting:
         lost: list[Job] = []
-        with worker_pool(_worker_pool(workers, debug)) as pool:
+        if started is None:
+            workers_now = worker_pool(_worker_pool(workers, debug))
+        else:
+            workers_now, started = contextlib.nullcontext(started), None
+        with workers_now as pool:
             running: dict[concurrent.futures.Future, Job] = {}
             while (waiting and not lost) or running:
                 while waiting and not lost and len(running) < workers:

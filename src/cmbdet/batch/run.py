@@ -11,6 +11,7 @@ continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +30,15 @@ from cmbdet.batch.folder import (
 )
 from cmbdet.batch.local import in_this_process
 from cmbdet.batch.log import BatchSummary, write_batch_tables
-from cmbdet.batch.subject import FAILED, BatchRow, DetectSettings, Job, failed_row, loaded_detector
+from cmbdet.batch.subject import (
+    FAILED,
+    BatchRow,
+    DetectSettings,
+    Job,
+    LoadedModel,
+    failed_row,
+    loaded_model,
+)
 from cmbdet.detect.shipped import MODELS_DIR
 from cmbdet.io.writing import check_writable, folder_lock, real_output_path, write_atomic
 
@@ -37,7 +46,10 @@ if TYPE_CHECKING:
     from cmbdet.io.dataset import SubjectFiles, UnusableSubject
 
 Runner = Callable[[list[Job], DetectSettings], Iterator[BatchRow]]
-"""Runs jobs and yields one row per job as it finishes (in any order)."""
+"""Runs jobs and yields one row per job as it finishes (in any order). One that has a
+``started(settings, subjects)`` method (a context manager that yields the
+:class:`~cmbdet.batch.subject.LoadedModel`) loads the model itself, before the batch is
+planned."""
 
 
 def run_batch(
@@ -61,7 +73,7 @@ def run_batch(
             complete outputs are skipped, others redone).
         settings: what every subject is detected with.
         runner: where the subjects run: :func:`cmbdet.batch.local.in_this_process` (the
-            default), :func:`cmbdet.batch.local.in_worker_processes` or
+            default), :class:`cmbdet.batch.local.WorkerProcesses` or
             :func:`cmbdet.batch.dask.on_dask`.
         overwrite: redo subjects whose outputs are complete too.
         progress: a progress bar on stderr; None: a bar when stderr is a terminal, else a
@@ -78,27 +90,52 @@ def run_batch(
     """
     out_dir = real_output_path(out_dir)
     check_batch_folder(out_dir, subjects, [settings.model_dir, MODELS_DIR], overwrite)
-    # loaded here first, so that a bad --model or --device is one error, not one per subject
-    detector = loaded_detector(settings)
-    check_writable(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out_dir):  # one batch at a time: a second one is refused, exit 2
-        rows, jobs = plan_batch(subjects, out_dir, made_with(detector, settings), overwrite)
-        for bad in unusable:
-            rows[bad.subject_id] = failed_row(bad.subject_id, str(bad.problem), bad_input=True)
-            print(f"sub-{bad.subject_id}: failed: {rows[bad.subject_id].error}", file=sys.stderr)
-        remove_leftovers(out_dir)
-        _run_jobs(jobs, rows, out_dir, runner(jobs, settings), Progress(len(jobs), progress, debug))
-        remove_leftovers(out_dir)  # staging folders of workers that died
-        lost = [s.subject_id for s in subjects if s.subject_id not in rows]
-        for subject_id in lost:  # never silently: a runner that lost a subject shows here
-            rows[subject_id] = failed_row(subject_id, "unexpected: no result came back for it")
-        ordered = [rows[subject_id] for subject_id in sorted(rows)]
-        write_batch_tables(out_dir, ordered)
-        _write_cohort_report(out_dir, ordered, title or out_dir.name)
-        if bids_derivatives:
-            write_bids_derivatives(out_dir, ordered, str(detector.info.get("name") or ""))
+    # loaded first, so that a bad --model or --device is one error, not one per subject (by
+    # the local workers, when there are some: then this process never imports PyTorch)
+    with _model_loaded(runner, settings, len(subjects)) as model:
+        check_writable(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out_dir):  # one batch at a time: a second one is refused, exit 2
+            rows, jobs = plan_batch(subjects, out_dir, made_with(model, settings), overwrite)
+            for bad in unusable:
+                rows[bad.subject_id] = failed_row(bad.subject_id, str(bad.problem), bad_input=True)
+                print(
+                    f"sub-{bad.subject_id}: failed: {rows[bad.subject_id].error}", file=sys.stderr
+                )
+            remove_leftovers(out_dir)
+            monitor = Progress(len(jobs), progress, debug)
+            _run_jobs(jobs, rows, out_dir, runner(jobs, settings), monitor)
+            ordered = _finish(out_dir, subjects, rows, title or out_dir.name)
+            if bids_derivatives:
+                write_bids_derivatives(out_dir, ordered, str(model.spec.info.get("name") or ""))
     return BatchSummary(ordered, out_dir)
+
+
+def _finish(
+    out_dir: Path, subjects: list[SubjectFiles], rows: dict[str, BatchRow], title: str
+) -> list[BatchRow]:
+    """Write the batch's tables and cohort page once every subject has run; the rows in
+    subject order."""
+    remove_leftovers(out_dir)  # staging folders of workers that died
+    lost = [s.subject_id for s in subjects if s.subject_id not in rows]
+    for subject_id in lost:  # never silently: a runner that lost a subject shows here
+        rows[subject_id] = failed_row(subject_id, "unexpected: no result came back for it")
+    ordered = [rows[subject_id] for subject_id in sorted(rows)]
+    write_batch_tables(out_dir, ordered)
+    _write_cohort_report(out_dir, ordered, title)
+    return ordered
+
+
+def _model_loaded(
+    runner: Runner, settings: DetectSettings, subjects: int
+) -> contextlib.AbstractContextManager[LoadedModel]:
+    """The batch's model, loaded where its runner loads it: a runner with a ``started`` method
+    (:class:`cmbdet.batch.local.WorkerProcesses`) starts its workers and has them load it, for
+    the block; any other in this process."""
+    started = getattr(runner, "started", None)
+    if started is not None:
+        return started(settings, subjects)
+    return contextlib.nullcontext(loaded_model(settings))
 
 
 def _run_jobs(

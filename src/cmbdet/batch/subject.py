@@ -18,6 +18,7 @@ from cmbdet.errors import InputError
 
 if TYPE_CHECKING:
     from cmbdet.detect.detector import Detector
+    from cmbdet.detect.model_spec import ModelSpec
     from cmbdet.io.dataset import SubjectFiles
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -179,6 +180,26 @@ _detectors: dict[tuple[Path | None, str, str], Detector] = {}
 
 
 _detectors_lock = threading.Lock()  # a Dask worker may run several tasks on threads
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What a batch needs to know of its model where it is loaded (in this process, or in a
+    worker process that sends it back): its record and the number format it runs in."""
+
+    spec: ModelSpec
+    precision: str  # "float32" or "bfloat16", as run.json records it
+
+
+def loaded_model(settings: DetectSettings) -> LoadedModel:
+    """Load the model of ``settings`` in this process (:func:`loaded_detector`) and say what
+    it is (a worker process's first task, whose answer the batch plans with).
+
+    Raises:
+        InputError: a bad model folder, device or precision.
+    """
+    detector = loaded_detector(settings)
+    return LoadedModel(detector.spec, detector.precision)
 
 
 def loaded_detector(settings: DetectSettings) -> Detector:

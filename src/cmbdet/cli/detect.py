@@ -37,7 +37,7 @@ def detect_command(args: argparse.Namespace) -> int:
 
 def _detect_batch(args: argparse.Namespace) -> int:
     from cmbdet.batch.dask import LOCAL, connect, on_dask
-    from cmbdet.batch.local import AUTO, auto_workers, in_worker_processes
+    from cmbdet.batch.local import AUTO, WorkerProcesses, auto_workers
     from cmbdet.batch.run import run_batch
     from cmbdet.io.inputs import discover_inputs
 
@@ -53,7 +53,7 @@ def _detect_batch(args: argparse.Namespace) -> int:
         "bids_derivatives": args.bids_derivatives,
     }
     if args.scheduler is None:
-        runner = in_worker_processes(args.workers, args.debug)
+        runner = WorkerProcesses(args.workers, args.debug)
         summary = run_batch(found.subjects, args.out, settings, runner=runner, **batch)
     else:
         workers = args.workers

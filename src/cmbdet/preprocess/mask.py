@@ -92,9 +92,24 @@ def _brain_of_tissue(tissue: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     mask = dilate_in_plane(core, spacing, EROSION_MM) & tissue
     mask = _largest_component(mask | core)
     mask = erode_in_plane(dilate_in_plane(mask, spacing, CLOSING_MM), spacing, CLOSING_MM) | mask
-    for z in range(mask.shape[2]):
-        mask[:, :, z] = ndimage.binary_fill_holes(mask[:, :, z])
-    return mask
+    return fill_holes_in_plane(mask)
+
+
+_IN_PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)
+_IN_PLANE_CROSS[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+
+
+def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of each slice of (X, Y, Z) bool ``mask``: what
+    ``ndimage.binary_fill_holes`` does slice by slice (background 4-connected in-plane to the
+    slice's edge stays background; everything else joins the mask), in one labelling of the
+    volume whose connections stay within slices."""
+    background, count = ndimage.label(~mask, structure=_IN_PLANE_CROSS)
+    outside = np.zeros(count + 1, dtype=bool)
+    for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
+        outside[np.unique(edge)] = True
+    outside[0] = False  # label 0: the mask itself
+    return ~outside[background]
 
 
 def in_plane_box(mask: np.ndarray, margin: list[int]) -> tuple[slice, slice]:
