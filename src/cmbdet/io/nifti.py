@@ -17,6 +17,7 @@ import numpy as np
 
 from cmbdet.errors import InputError
 from cmbdet.geometry import Reorientation, spacing_mm, voxel_to_world
+from cmbdet.io.compression import gzipped
 from cmbdet.io.nifti_checks import (
     check_affine,
     check_data_type,
@@ -232,7 +233,7 @@ def save_volume(
 
     The array is written in the order given (no reorientation); ``affine`` becomes both the
     qform and the sform, with code 1 (scanner). Float data written as an integer dtype is
-    rounded. ``.nii.gz`` output is deterministic (nibabel's gzip writer stores mtime 0).
+    rounded. ``.nii.gz`` output is deterministic (a zero gzip time stamp).
 
     Args:
         path: output ``.nii`` or ``.nii.gz`` file.
@@ -262,7 +263,10 @@ def save_volume(
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
-        nib.save(image, temporary)
+        if suffix == ".nii.gz":  # compressed whole, outside Python's lock
+            Path(temporary).write_bytes(gzipped(image.to_bytes()))
+        else:
+            nib.save(image, temporary)
         os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it owner-only
         os.replace(temporary, path)
     except BaseException:

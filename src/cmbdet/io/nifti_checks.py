@@ -13,11 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from cmbdet.errors import InputError
-
-try:  # optional: the same bytes, faster
-    from isal.igzip import decompress as _gunzip
-except ImportError:  # pragma: no cover - depends on the install
-    from gzip import decompress as _gunzip
+from cmbdet.io.compression import gunzip
 
 MIN_VOXEL_MM, MAX_VOXEL_MM = 1e-3, 1e3  # any medical image; SWI limits are the detector's
 MAX_AFFINE_CONDITION = 1e4  # voxel axes nearly parallel: a damaged header
@@ -187,12 +183,11 @@ def read_data(
 
 
 def _in_memory(path: Path, role: str, image: nib.Nifti1Image) -> nib.Nifti1Image:
-    """``image`` (a ``.nii.gz`` file) decompressed whole into memory, in one call: ISA-L's igzip
-    where installed (about 1.5x faster than zlib), zlib else. Either runs without Python's
-    global lock, so another thread (the next file's reading, PyTorch's import) goes on
-    meanwhile; nibabel's streamed reading takes the lock for every 32 kB it inflates."""
+    """``image`` (a ``.nii.gz`` file) decompressed whole into memory in one call, outside
+    Python's global lock (:mod:`cmbdet.io.compression`); nibabel's streamed reading takes the
+    lock for every 32 kB it inflates."""
     try:
-        data = _gunzip(path.read_bytes())
+        data = gunzip(path.read_bytes())
     except PermissionError:
         raise InputError(path, f"{role} file is not readable (permission denied)") from None
     except Exception as error:  # zlib's, ISA-L's and gzip's errors for damaged data
