@@ -3,8 +3,10 @@ share the cores (``cmbdet detect --dataset D --out O --workers N``)."""
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
+import gc
 import multiprocessing
 import os
 import warnings
@@ -20,6 +22,7 @@ from cmbdet.batch.subject import (
     LoadedModel,
     detect_subject,
     failed_row,
+    loaded_detector,
     loaded_model,
 )
 from cmbdet.detect.checks import available_memory_bytes
@@ -98,10 +101,13 @@ class WorkerProcesses:
         if count < 2:
             yield loaded_model(settings)
             return
-        with worker_pool(_worker_pool(count, self.debug)) as pool:
+        with worker_pool(_worker_pool(count, self.debug, settings)) as pool:
             self._pool, self._count = pool, count
             try:
-                yield pool.submit(loaded_model, settings).result()
+                # one task per worker: the pool spawns a process per task while none is idle,
+                # so every worker starts (and loads the model) now, not at its first subject
+                loaded = [pool.submit(loaded_model, settings) for _ in range(count)]
+                yield loaded[0].result()
             finally:
                 self._pool = None
 
@@ -133,7 +139,7 @@ def run_in_pool(
     while waiting:
         lost: list[Job] = []
         if started is None:
-            workers_now = worker_pool(_worker_pool(workers, debug))
+            workers_now = worker_pool(_worker_pool(workers, debug, settings))
         else:
             workers_now, started = contextlib.nullcontext(started), None
         with workers_now as pool:
@@ -169,21 +175,32 @@ def run_in_pool(
                 )
 
 
-def _worker_pool(workers: int, debug: bool = False) -> concurrent.futures.ProcessPoolExecutor:
+def _worker_pool(
+    workers: int, debug: bool = False, settings: DetectSettings | None = None
+) -> concurrent.futures.ProcessPoolExecutor:
     # spawn, not fork: a forked copy of a process that has started torch's threads can hang
     return concurrent.futures.ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=start_worker,
-        initargs=(threads_per_worker(workers), os.getpid(), debug),
+        initargs=(threads_per_worker(workers), os.getpid(), debug, settings),
     )
 
 
-def start_worker(threads: int, parent: int, debug: bool = False) -> None:
+def start_worker(
+    threads: int, parent: int, debug: bool = False, settings: DetectSettings | None = None
+) -> None:
     """Set up a worker process: cap its math threads, exit when ``parent`` does (a batch
-    killed by the OOM killer or ``kill -9`` leaves no worker behind), and keep Python's
-    warnings off stderr unless ``debug``."""
+    killed by the OOM killer or ``kill -9`` leaves no worker behind), keep Python's warnings
+    off stderr unless ``debug``, and load the model of ``settings`` at once (every worker at
+    the same time, before its first subject)."""
     limit_threads(threads)
     exit_with_parent(parent)
+    atexit.register(gc.freeze)  # the process ends: no last collection over PyTorch's objects
     if not debug:
         warnings.simplefilter("ignore")
+    if settings is not None:
+        try:
+            loaded_detector(settings)
+        except Exception:  # noqa: BLE001 - the first task loads it again and reports why
+            pass
