@@ -397,6 +397,22 @@ def test_mask_morphology_equals_thresholded_distance_transforms(spacing, radius_
     np.testing.assert_array_equal(dilate_in_plane(mask, np.asarray(spacing), radius_mm), dilated)
 
 
+@pytest.mark.parametrize("spacing", [(0.5, 0.5, 2.0), (0.8, 1.1, 3.0), (3.0, 0.9, 1.0)])
+def test_square_erosion_equals_binary_erosion_with_the_square(spacing):
+    """The handedness and phase-kind statistics' rim erosion (running minima) equals
+    ``binary_erosion`` with the per-slice square, the edge of the array eroding."""
+    from cmbdet.preprocess.handedness import erode_mm
+
+    rng = np.random.default_rng(2)
+    mask = ndimage.gaussian_filter(rng.random((50, 41, 5)), (2, 2, 0)) > 0.45
+    mask[:, :, 1] = True  # a full slice still erodes from the array's edge
+    radius = [max(0, round(3.0 / s)) for s in spacing[:2]]
+    square = np.ones((2 * radius[0] + 1, 2 * radius[1] + 1, 1), dtype=bool)
+    expected = ndimage.binary_erosion(mask, structure=square)
+    assert 0 < expected.sum() < mask.sum()
+    np.testing.assert_array_equal(erode_mm(mask, spacing, 3.0), expected)
+
+
 def test_holes_filled_in_one_labelling_equal_filling_each_slice():
     """The brain mask's holes are filled in one labelling of the volume: the same as
     ``binary_fill_holes`` slice by slice (holes touching the slice's edge stay open, diagonal
