@@ -464,3 +464,30 @@ def test_mask_and_handedness_on_the_bounding_box_equal_the_whole_plane(prepared,
         handedness._locally_dark(image, cropped_mask, spacing), cropped_dark
     )
     assert cropped_mask.any() and cropped_dark.any()
+
+
+def test_in_plane_work_on_slabs_of_slices_gives_the_same_arrays(prepared, monkeypatch):
+    """The brain mask, the locally dark voxels and the phase-kind statistic are worked out on
+    slabs of slices in threads (one-subject runs use every core): the same arrays and
+    statistic as in one piece."""
+    from cmbdet.preprocess import handedness, slabs
+    from cmbdet.preprocess.phase import lowpass_phase_fraction
+
+    subject, _ = prepared
+    swi, brain, phase, spacing = subject.swi, subject.brain_mask, subject.hp_phase, SPACING
+
+    def computed():
+        return (
+            estimate_brain_mask(swi, spacing),
+            handedness._locally_dark(swi, brain, spacing),
+            lowpass_phase_fraction(phase, brain, spacing),
+        )
+
+    monkeypatch.setattr(slabs, "MIN_SLAB_VOXELS", 1)
+    monkeypatch.setattr(slabs, "math_threads", lambda: 3)
+    in_slabs = computed()
+    monkeypatch.setattr(slabs, "math_threads", lambda: 1)
+    whole = computed()
+    assert in_slabs[0].any() and in_slabs[1].any()
+    for a, b in zip(in_slabs, whole, strict=True):
+        np.testing.assert_array_equal(a, b)

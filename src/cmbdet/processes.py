@@ -46,6 +46,13 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def math_threads() -> int:
+    """Threads this process's own numerical work may use: ``$CMBDET_THREADS`` where set (a
+    worker's share of the cores, :func:`limit_threads`), else every core it may run on."""
+    given = os.environ.get("CMBDET_THREADS", "")
+    return max(1, int(given)) if given.isdigit() else available_cores()
+
+
 def limit_threads(threads: int) -> None:
     """Cap this process's math thread pools at ``threads``.
 

@@ -9,12 +9,14 @@ of a magnitude, for input without an SWI.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
 from cmbdet.preprocess.mask import in_plane_box
+from cmbdet.preprocess.slabs import by_slabs
 
 DARK_SIGMA_MM = 3.0
 """In-plane scale of the local mean that "locally dark" voxels are compared with."""
@@ -127,7 +129,7 @@ def _locally_dark(
     reach = [int(3.0 * DARK_SIGMA_MM / s + 0.5) + 1 for s in spacing_mm[:2]]  # truncate=3
     box = in_plane_box(brain, reach)
     dark = np.zeros(image.shape, dtype=bool)
-    dark[box] = _locally_dark_in(image[box], brain[box], spacing_mm)
+    dark[box] = by_slabs(partial(_locally_dark_in, spacing_mm=spacing_mm), image[box], brain[box])
     return dark
 
 

@@ -9,8 +9,12 @@ the brain).
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from scipy import ndimage
+
+from cmbdet.preprocess.slabs import by_slabs
 
 SMOOTH_MM = 1.0
 """In-plane Gaussian smoothing (sigma) before thresholding, mm."""
@@ -65,7 +69,7 @@ def _estimate_on_grid(swi: np.ndarray, spacing_mm: tuple[float, float, float]) -
     spacing = np.asarray(spacing_mm, dtype=float)
     empty = np.zeros(swi.shape, dtype=bool)
     sigma = (SMOOTH_MM / spacing[0], SMOOTH_MM / spacing[1], 0.0)
-    smooth = ndimage.gaussian_filter(swi.astype(np.float32), sigma)
+    smooth = by_slabs(partial(ndimage.gaussian_filter, sigma=sigma), swi.astype(np.float32))
     positive = smooth[smooth > 0]
     if positive.size < 2:
         return empty
@@ -91,8 +95,15 @@ def _brain_of_tissue(tissue: np.ndarray, spacing: np.ndarray) -> np.ndarray:
         core = _largest_component(tissue)
     mask = dilate_in_plane(core, spacing, EROSION_MM) & tissue
     mask = _largest_component(mask | core)
-    mask = erode_in_plane(dilate_in_plane(mask, spacing, CLOSING_MM), spacing, CLOSING_MM) | mask
-    return fill_holes_in_plane(mask)
+    closing = partial(_closed_and_filled, spacing=spacing, radius_mm=CLOSING_MM)
+    return by_slabs(closing, mask)
+
+
+def _closed_and_filled(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """``mask`` closed in-plane by ``radius_mm`` (what it held is kept) and its holes filled,
+    slice by slice."""
+    closed = _erode(_dilate(mask, spacing, radius_mm), spacing, radius_mm) | mask
+    return _fill_holes(closed)
 
 
 _IN_PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)
@@ -102,8 +113,12 @@ _IN_PLANE_CROSS[:, :, 1] = ndimage.generate_binary_structure(2, 1)
 def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
     """Fill the holes of each slice of (X, Y, Z) bool ``mask``: what
     ``ndimage.binary_fill_holes`` does slice by slice (background 4-connected in-plane to the
-    slice's edge stays background; everything else joins the mask), in one labelling of the
-    volume whose connections stay within slices."""
+    slice's edge stays background; everything else joins the mask), in one labelling whose
+    connections stay within slices."""
+    return by_slabs(_fill_holes, mask)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
     background, count = ndimage.label(~mask, structure=_IN_PLANE_CROSS)
     outside = np.zeros(count + 1, dtype=bool)
     for edge in (background[0], background[-1], background[:, 0], background[:, -1]):
@@ -152,6 +167,16 @@ def erode_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> n
     """Erode in-plane by ``radius_mm`` (Euclidean, per slice: slices are thick): a voxel stays
     when no voxel outside the mask lies within ``radius_mm`` in its slice (the edge of the
     field of view does not erode). (X, Y, Z) bool -> (X, Y, Z) bool."""
+    return by_slabs(partial(_erode, spacing=spacing, radius_mm=radius_mm), mask)
+
+
+def dilate_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Dilate in-plane by ``radius_mm`` (Euclidean, per slice): every voxel within
+    ``radius_mm`` of the mask in its slice joins it. (X, Y, Z) bool -> (X, Y, Z) bool."""
+    return by_slabs(partial(_dilate, spacing=spacing, radius_mm=radius_mm), mask)
+
+
+def _erode(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
     values = mask.astype(np.uint8)
     eroded = np.ones(mask.shape, dtype=bool)
     for half_x, half_y in _disk_rectangles(spacing, radius_mm):
@@ -162,9 +187,7 @@ def erode_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> n
     return eroded
 
 
-def dilate_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Dilate in-plane by ``radius_mm`` (Euclidean, per slice): every voxel within
-    ``radius_mm`` of the mask in its slice joins it. (X, Y, Z) bool -> (X, Y, Z) bool."""
+def _dilate(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
     values = mask.astype(np.uint8)
     dilated = np.zeros(mask.shape, dtype=bool)
     for half_x, half_y in _disk_rectangles(spacing, radius_mm):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +30,7 @@ from cmbdet.preprocess.handedness import (
     detect_handedness_from_lobes,
     erode_mm,
 )
+from cmbdet.preprocess.slabs import by_slabs
 from cmbdet.swi import homodyne_highpass
 
 UNITS = ("radians", "integer")
@@ -235,13 +237,24 @@ def lowpass_phase_fraction(
     phase_rad = phase_rad[:: step[0], :: step[1], judged]
     brain = brain[:: step[0], :: step[1], judged]
     spacing_mm = (spacing_mm[0] * step[0], spacing_mm[1] * step[1], spacing_mm[2])
+    judgement = by_slabs(partial(_lowpass_judged, spacing_mm=spacing_mm), phase_rad, brain)
+    inner = np.count_nonzero(judgement)
+    return float(np.count_nonzero(judgement == 2) / inner) if inner else 0.0
+
+
+def _lowpass_judged(
+    phase_rad: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, float, float]
+) -> np.ndarray:
+    """(X, Y, Z) int8, slice by slice: 0 outside the eroded brain, 1 within it, 2 within it
+    where the in-plane low-passed phase exceeds pi / 4."""
     inner = erode_mm(brain, spacing_mm, BRAIN_EROSION_MM)
     sigma = (RAW_LOWPASS_SIGMA_MM / spacing_mm[0], RAW_LOWPASS_SIGMA_MM / spacing_mm[1], 0.0)
     weight = brain.astype(np.float32)
     real = ndimage.gaussian_filter(np.cos(phase_rad) * weight, sigma, truncate=3.0)
     imaginary = ndimage.gaussian_filter(np.sin(phase_rad) * weight, sigma, truncate=3.0)
-    lowpass = np.arctan2(imaginary[inner], real[inner])
-    return float(np.mean(np.abs(lowpass) > np.pi / 4)) if lowpass.size else 0.0
+    judged = inner.astype(np.int8)
+    judged[inner] += np.abs(np.arctan2(imaginary[inner], real[inner])) > np.pi / 4
+    return judged
 
 
 def default_hp_window(
