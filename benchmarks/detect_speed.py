@@ -5,7 +5,8 @@ For each test set: the floor (nibabel reads and decompresses every subject's SWI
 float32, nothing else), then a batch (``cmbdet detect --manifest``) of the first ``--n``
 subjects in a fresh process for each ``--workers`` value (start-up, model loading and every
 output included, spread over the subjects), then ``cmbdet detect --swi --phase`` on one
-subject from the command line (start-up included) against that subject's own floor. Nothing
+subject from the command line (start-up included; the median of ``--cli-runs`` runs) against
+that subject's own floor (the median of as many reads, alternating with the runs). Nothing
 is cached between runs: each writes into a new folder.
 
     .venv/bin/python benchmarks/detect_speed.py --test data/yardstick/hr data/yardstick/lr \
@@ -44,7 +45,13 @@ def timed(command: list[str]) -> float:
 
 
 def measure(
-    cmbdet: str, test_set: Path, n: int, workers: list[str], model: list[str], scratch: Path
+    cmbdet: str,
+    test_set: Path,
+    n: int,
+    workers: list[str],
+    model: list[str],
+    scratch: Path,
+    cli_runs: int = 5,
 ) -> dict:
     subjects = sorted(p.resolve() for p in test_set.glob("sub-*") if p.is_dir())[:n]
     manifest = scratch / f"{test_set.name}.csv"
@@ -57,20 +64,13 @@ def measure(
         command = [cmbdet, "detect", "--manifest", str(manifest), "--out", str(out)]
         batches[count] = timed([*command, "--workers", count, *model]) / len(subjects)
     one = subjects[0]
-    one_floor = read_floor([one])
-    single = timed(
-        [
-            cmbdet,
-            "detect",
-            "--swi",
-            str(one / "swi.nii.gz"),
-            "--phase",
-            str(one / "phase.nii.gz"),
-            "--out",
-            str(scratch / f"{test_set.name}-one"),
-            *model,
-        ]
-    )
+    one_floors, singles = [], []
+    for run in range(cli_runs):  # the floor and the run alternate, so both see the same load
+        one_floors.append(read_floor([one]))
+        out = scratch / f"{test_set.name}-one-{run}"
+        files = ["--swi", str(one / "swi.nii.gz"), "--phase", str(one / "phase.nii.gz")]
+        singles.append(timed([cmbdet, "detect", *files, "--out", str(out), *model]))
+    single, one_floor = float(np.median(singles)), float(np.median(one_floors))
     return {
         "set": test_set.name,
         "n": len(subjects),
@@ -90,13 +90,19 @@ def main() -> None:
     )
     parser.add_argument("--model", help="model folder or installed name (default: the shipped)")
     parser.add_argument(
+        "--cli-runs", type=int, default=5, help="one-subject runs, median (default: 5)"
+    )
+    parser.add_argument(
         "--cmbdet", default=CMBDET, help="the cmbdet command to time (default: this checkout's)"
     )
     args = parser.parse_args()
     model = ["--model", args.model] if args.model else []
     scratch = Path(tempfile.mkdtemp(prefix="cmbdet-speed-"))
     try:
-        rows = [measure(args.cmbdet, t, args.n, args.workers, model, scratch) for t in args.test]
+        rows = [
+            measure(args.cmbdet, t, args.n, args.workers, model, scratch, args.cli_runs)
+            for t in args.test
+        ]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     batch_columns = "".join(f"| batch, --workers {w}: s / subject | ratio " for w in args.workers)

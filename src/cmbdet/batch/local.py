@@ -30,6 +30,7 @@ from cmbdet.processes import (
     available_cores,
     exit_with_parent,
     limit_threads,
+    reuse_freed_memory,
     threads_per_worker,
     worker_pool,
 )
@@ -195,6 +196,7 @@ def start_worker(
     off stderr unless ``debug``, and load the model of ``settings`` at once (every worker at
     the same time, before its first subject)."""
     limit_threads(threads)
+    reuse_freed_memory()
     exit_with_parent(parent)
     atexit.register(gc.freeze)  # the process ends: no last collection over PyTorch's objects
     if not debug:
