@@ -135,10 +135,12 @@ def resample_to(volume: np.ndarray, target_shape: tuple[int, ...], order: int = 
         raise ValueError(f"order must be 0 or 1, got {order}")
     if tuple(volume.shape) == target:
         return volume if order == 0 else volume.astype(np.float32, copy=False)
-    if order == 0:
-        sizes = zip(volume.shape, target, strict=True)
-        indices = np.ix_(*(_nearest_indices(n, m) for n, m in sizes))
-        return volume[indices]
+    if order == 0:  # one gather per axis that changes (a 3D fancy index is ~20x slower)
+        out = volume
+        for axis, size in enumerate(target):
+            if out.shape[axis] != size:
+                out = out.take(_nearest_indices(out.shape[axis], size), axis=axis)
+        return out
     out = volume.astype(np.float32, copy=False)
     for axis, size in enumerate(target):
         if out.shape[axis] != size:
