@@ -467,20 +467,24 @@ def test_mask_and_handedness_on_the_bounding_box_equal_the_whole_plane(prepared,
 
 
 def test_in_plane_work_on_slabs_of_slices_gives_the_same_arrays(prepared, monkeypatch):
-    """The brain mask, the locally dark voxels and the phase-kind statistic are worked out on
-    slabs of slices in threads (one-subject runs use every core): the same arrays and
-    statistic as in one piece."""
+    """The brain mask, the locally dark voxels, the phase-kind statistic and in-plane
+    resampling are worked out on slabs of slices in threads (one-subject runs use every core):
+    the same arrays and statistic as in one piece."""
     from cmbdet.preprocess import handedness, slabs
     from cmbdet.preprocess.phase import lowpass_phase_fraction
+    from cmbdet.preprocess.resample import resample_phase_to, resample_to
 
     subject, _ = prepared
     swi, brain, phase, spacing = subject.swi, subject.brain_mask, subject.hp_phase, SPACING
 
     def computed():
+        model_shape = (SHAPE[0] + 7, SHAPE[1] - 5, SHAPE[2])  # in-plane resampling
         return (
             estimate_brain_mask(swi, spacing),
             handedness._locally_dark(swi, brain, spacing),
             lowpass_phase_fraction(phase, brain, spacing),
+            resample_to(swi, model_shape, order=1),
+            resample_phase_to(phase, model_shape),
         )
 
     monkeypatch.setattr(slabs, "MIN_SLAB_VOXELS", 1)

@@ -20,9 +20,12 @@ were trained on PyTorch's resampling, and preprocessing needs no PyTorch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy import sparse
+
+from cmbdet.preprocess.slabs import by_slabs
 
 SAME_SPACING_TOLERANCE = 0.01
 """Relative spacing difference below which an axis keeps its voxels."""
@@ -141,11 +144,21 @@ def resample_to(volume: np.ndarray, target_shape: tuple[int, ...], order: int = 
             if out.shape[axis] != size:
                 out = out.take(_nearest_indices(out.shape[axis], size), axis=axis)
         return out
+    if volume.ndim == 3 and volume.shape[2] == target[2]:  # in-plane only: slab by slab
+        return by_slabs(partial(_linear_in_plane, size=target[:2]), volume)
+    return _linear(volume, target)
+
+
+def _linear(volume: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
     out = volume.astype(np.float32, copy=False)
     for axis, size in enumerate(target):
         if out.shape[axis] != size:
             out = _linear_along(out, axis, _linear_weights(out.shape[axis], size))
     return out
+
+
+def _linear_in_plane(volume: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return _linear(volume, (*size, volume.shape[2]))
 
 
 def _scale(n_in: int, n_out: int) -> np.float32:
@@ -204,8 +217,19 @@ def resample_phase_to(phase_rad: np.ndarray, target_shape: tuple[int, ...]) -> n
         phase_rad: (X, Y, Z) phase, radians.
         target_shape: (X', Y', Z').
     """
-    if tuple(phase_rad.shape) == tuple(target_shape):
+    target = tuple(int(n) for n in target_shape)
+    if tuple(phase_rad.shape) == target:
         return phase_rad.astype(np.float32, copy=False)
-    cos = resample_to(np.cos(phase_rad), target_shape, order=1)
-    sin = resample_to(np.sin(phase_rad), target_shape, order=1)
+    if phase_rad.shape[2] == target[2]:  # in-plane only: slab by slab
+        return by_slabs(partial(_phase_in_plane, size=target[:2]), phase_rad)
+    return _phase_resampled(phase_rad, target)
+
+
+def _phase_resampled(phase_rad: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
+    cos = _linear(np.cos(phase_rad), target)
+    sin = _linear(np.sin(phase_rad), target)
     return np.arctan2(sin, cos).astype(np.float32)
+
+
+def _phase_in_plane(phase_rad: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return _phase_resampled(phase_rad, (*size, phase_rad.shape[2]))
