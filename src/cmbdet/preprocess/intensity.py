@@ -36,8 +36,8 @@ def normalise_swi(swi: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """
     inside = swi[brain] if brain.any() else swi[swi > 0]
     median = float(np.median(inside)) if inside.size else 1.0
-    scaled = swi.astype(np.float32) / np.float32(max(median, 1e-6))
-    return np.clip(scaled, *SWI_CLIP).astype(np.float32, copy=False)
+    scaled = np.divide(swi, np.float32(max(median, 1e-6)), dtype=np.float32)
+    return np.clip(scaled, *SWI_CLIP, out=scaled)
 
 
 def normalise_phase(phase_rad: np.ndarray, scale_rad: float = PHASE_SCALE_RAD) -> np.ndarray:
