@@ -345,3 +345,19 @@ def test_volumes_read_together_fail_on_the_first_bad_file_given(tmp_path):
         load_volumes((good, "SWI"), (truncated, "phase"), (missing, "magnitude"))
     with pytest.raises(InputError, match="missing.nii.gz: SWI file not found"):
         load_volumes((missing, "SWI"), (truncated, "phase"))
+
+
+@pytest.mark.parametrize("stored", [np.int16, np.uint8, np.float64, np.float32])
+def test_unscaled_voxels_cast_while_reordered_equal_nibabels_float32(tmp_path, stored):
+    # where the scaling is unity the stored values are cast to float32 in the reordering copy:
+    # the same voxels as nibabel's get_fdata(float32), in canonical order, for any stored type
+    rng = np.random.default_rng(4)
+    values = rng.normal(100, 40, size=(11, 8, 6)).clip(0, 250).astype(stored)
+    affine = np.diag([-0.5, 0.5, 2.0, 1.0])  # stored left-right flipped (LAS)
+    path = tmp_path / "unscaled.nii.gz"
+    nib.save(nib.Nifti1Image(values, affine), path)
+    volume = load_volume(path, "SWI")
+    expected = nib.load(path).get_fdata(dtype=np.float32)
+    assert volume.data.dtype == np.float32 and volume.data.flags.c_contiguous
+    np.testing.assert_array_equal(volume.reorientation.from_canonical(volume.data), expected)
+    np.testing.assert_array_equal(volume.data, expected[::-1])

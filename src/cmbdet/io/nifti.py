@@ -126,11 +126,13 @@ def _load(path: Path, role: str, allow_all_zero: bool, stack: bool, index: int =
         shape, named, selected = three_d_shape(path, role, image.shape), role, None
     affine = np.asarray(image.affine, dtype=np.float64)
     check_affine(path, role, affine)
-    data = read_data(path, role, image, selected).reshape(shape)
-    check_values(path, named, data, allow_all_zero)
     reorientation = Reorientation(affine, shape)
+    data = reorientation.to_canonical(
+        read_data(path, role, image, selected).reshape(shape), np.float32
+    )
+    check_values(path, named, data, allow_all_zero)
     return Volume(
-        data=reorientation.to_canonical(data),
+        data=data,
         reorientation=reorientation,
         path=path,
         spacing_mm=spacing_mm(reorientation.canonical_affine),

@@ -164,11 +164,15 @@ def check_affine(path: Path, role: str, affine: np.ndarray) -> None:
 def read_data(
     path: Path, role: str, image: nib.Nifti1Image, volume: int | None = None
 ) -> np.ndarray:
-    """The image's float32 voxels (scaling applied); with ``volume``, only that volume of a
-    4D image (the others are not read)."""
+    """The image's voxels: float32 with the scaling applied, or, where the scaling is unity,
+    as stored (their float32 values are the same; the caller casts them while reordering them,
+    one pass fewer); with ``volume``, only that volume of a 4D image, float32 (the others are
+    not read)."""
     if volume is None and path.name.endswith(".gz"):
         image = _in_memory(path, role, image)
     try:
+        if volume is None and _unit_scaling(image.dataobj):
+            return np.asanyarray(image.dataobj.get_unscaled())
         if volume is None:
             return image.get_fdata(dtype=np.float32, caching="unchanged")
         return np.asarray(image.dataobj[..., volume], dtype=np.float32)
@@ -180,6 +184,12 @@ def read_data(
         raise InputError(path, f"{role} {problem}") from None
     except Exception as error:  # e.g. complex or RGB data types
         raise InputError(path, f"{role} data cannot be read ({_one_line(error)})") from None
+
+
+def _unit_scaling(proxy) -> bool:
+    """Whether nibabel's proxy applies no scaling (slope 1, intercept 0, as it reads them)."""
+    slope, intercept = getattr(proxy, "slope", None), getattr(proxy, "inter", None)
+    return slope is not None and float(slope) == 1.0 and float(intercept) == 0.0
 
 
 def _in_memory(path: Path, role: str, image: nib.Nifti1Image) -> nib.Nifti1Image:
