@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -145,11 +146,14 @@ def _write_files(folder: Path, result: DetectionResult, reference: Volume, title
     if result.reference is None:  # the report's crops and regions come from it
         result = dataclasses.replace(result, reference=reference)
     started = time.perf_counter()
-    regions = write_subject_report(folder / "report.html", result, title)
-    write_result_table(folder / "detections.csv", result.detections, regions.detections)
-    write_result_table(folder / "candidates.csv", result.candidates, regions.candidates)
-    labels = detection_labels(result.detections, reference)
-    save_like(folder / "cmb_labels.nii.gz", labels, reference, np.int16)
+    # the label map is written on a thread while the report is drawn (both mostly outside
+    # Python's lock: reordering, compressing; sampling the crops)
+    with ThreadPoolExecutor(1, thread_name_prefix="cmbdet-labels") as pool:
+        labels = pool.submit(_write_labels, folder / "cmb_labels.nii.gz", result, reference)
+        regions = write_subject_report(folder / "report.html", result, title)
+        write_result_table(folder / "detections.csv", result.detections, regions.detections)
+        write_result_table(folder / "candidates.csv", result.candidates, regions.candidates)
+        labels.result()
     timings = {**result.record.get("timings_s", {}), "report": time.perf_counter() - started}
     record = {
         **result.record,
@@ -160,6 +164,10 @@ def _write_files(folder: Path, result: DetectionResult, reference: Volume, title
     text = json.dumps(record, indent=2, sort_keys=True, default=_jsonable)
     (folder / "run.json").write_text(text + "\n")
     return json.loads(text)  # as written: plain JSON values
+
+
+def _write_labels(path: Path, result: DetectionResult, reference: Volume) -> None:
+    save_like(path, detection_labels(result.detections, reference), reference, np.int16)
 
 
 def _report_title(result: DetectionResult, out_dir: Path) -> str:
