@@ -50,7 +50,8 @@ def normalise_phase(phase_rad: np.ndarray, scale_rad: float = PHASE_SCALE_RAD) -
     Returns:
         (X, Y, Z) float32 in [-1, 1]; CMBs negative.
     """
-    return np.clip(phase_rad / np.float32(scale_rad), -1.0, 1.0).astype(np.float32, copy=False)
+    scaled = np.divide(phase_rad, np.float32(scale_rad), dtype=np.float32)
+    return np.clip(scaled, -1.0, 1.0, out=scaled)
 
 
 def complemented_phase(phase_norm: np.ndarray) -> np.ndarray:
