@@ -476,12 +476,20 @@ def test_in_plane_work_on_slabs_of_slices_gives_the_same_arrays(prepared, monkey
 
     subject, _ = prepared
     swi, brain, phase, spacing = subject.swi, subject.brain_mask, subject.hp_phase, SPACING
+    # a brain that erodes to nothing in the upper slices (the top of the head): the rim
+    # erosion's fallback is the whole volume's decision, never one slab's
+    top = np.zeros_like(brain)
+    top[:, :, : SHAPE[2] // 2] = brain[:, :, : SHAPE[2] // 2]
+    top[20:23, 20:23, SHAPE[2] // 2 :] = True
+    dim = swi.copy()
+    dim[21, 21, SHAPE[2] - 1] = 0.0  # a dark voxel where the brain erodes away
 
     def computed():
         model_shape = (SHAPE[0] + 7, SHAPE[1] - 5, SHAPE[2])  # in-plane resampling
         return (
             estimate_brain_mask(swi, spacing),
             handedness._locally_dark(swi, brain, spacing),
+            handedness._locally_dark(dim, top, spacing),
             lowpass_phase_fraction(phase, brain, spacing),
             resample_to(swi, model_shape, order=1),
             resample_phase_to(phase, model_shape),

@@ -128,17 +128,19 @@ def _locally_dark(
     term is zero, so the result is the same as over the whole plane)."""
     reach = [int(3.0 * DARK_SIGMA_MM / s + 0.5) + 1 for s in spacing_mm[:2]]  # truncate=3
     box = in_plane_box(brain, reach)
+    inner = erode_mm(brain[box], spacing_mm, BRAIN_EROSION_MM)
+    if not inner.any():  # decided on the whole volume, before it is cut into slabs
+        inner = brain[box]
     dark = np.zeros(image.shape, dtype=bool)
-    dark[box] = by_slabs(partial(_locally_dark_in, spacing_mm=spacing_mm), image[box], brain[box])
+    dark[box] = by_slabs(partial(_locally_dark_in, spacing_mm=spacing_mm), image[box], inner)
     return dark
 
 
 def _locally_dark_in(
-    image: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, float, float]
+    image: np.ndarray, inner: np.ndarray, spacing_mm: tuple[float, float, float]
 ) -> np.ndarray:
-    inner = erode_mm(brain, spacing_mm, BRAIN_EROSION_MM)
-    if not inner.any():
-        inner = brain
+    """The ``inner`` brain voxels of each slice darker than ``DARK_RATIO`` times their local
+    mean over ``inner``."""
     sigma = (DARK_SIGMA_MM / spacing_mm[0], DARK_SIGMA_MM / spacing_mm[1], 0.0)
     weight = inner.astype(np.float32)
     local_sum = ndimage.gaussian_filter(image.astype(np.float32) * weight, sigma, truncate=3.0)

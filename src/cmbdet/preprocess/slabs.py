@@ -20,7 +20,12 @@ MIN_SLAB_VOXELS = 1_000_000
 def by_slabs(in_plane: Callable[..., np.ndarray], *volumes: np.ndarray) -> np.ndarray:
     """``in_plane(*volumes)`` for a function of (X, Y, Z) volumes that treats each slice (the
     last axis) on its own and returns an (X, Y, Z) array: computed on slabs of slices in
-    :func:`~cmbdet.processes.math_threads` threads, the same values."""
+    :func:`~cmbdet.processes.math_threads` threads, the same values.
+
+    ``in_plane`` must decide nothing from more than one slice (no fallback when a whole
+    volume is empty, no statistic over it): a slab would decide it alone. Such decisions are
+    taken before, on the whole volume.
+    """
     depth = volumes[0].shape[2]
     slabs = min(math_threads(), depth, max(1, volumes[0].size // MIN_SLAB_VOXELS))
     if slabs < 2:
