@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
@@ -113,7 +114,7 @@ def test_the_cgroup_memory_limit_is_read_where_there_is_one(tmp_path, monkeypatc
 
 
 def test_workers_auto_runs_a_batch_in_worker_processes(
-    dataset, quick_model, tmp_path, capsys, monkeypatch
+    dataset, quick_model, tmp_path, capfd, monkeypatch
 ):
     """``cmbdet detect --dataset D --workers auto`` runs the subjects in one worker process per
     core (two here), every subject done; ``auto`` is refused for one subject."""
@@ -123,9 +124,9 @@ def test_workers_auto_runs_a_batch_in_worker_processes(
 
     pools = []
 
-    def recorded(jobs, settings, workers, debug=False, started=None):
+    def recorded(jobs, settings, workers, debug=False, pool=None):
         pools.append(workers)
-        return run_in_pool(jobs, settings, workers, debug, started)
+        return run_in_pool(jobs, settings, workers, debug, pool)
 
     monkeypatch.setattr(local, "run_in_pool", recorded)
     monkeypatch.setattr(subject_module, "_detectors", {})  # none loaded in this process yet
@@ -136,15 +137,37 @@ def test_workers_auto_runs_a_batch_in_worker_processes(
     argv = ["detect", "--dataset", str(dataset), "--out", str(out), "--model", str(quick_model)]
     assert main([*argv, "--workers", "auto"]) == 0
     assert pools == [2]
-    assert "3 of 3 subjects done, 0 failed" in capsys.readouterr().out
+    assert "3 of 3 subjects done, 0 failed" in capfd.readouterr().out
     assert all((out / f"sub-{i}" / "run.json").is_file() for i in IDS)
     assert not subject_module._detectors  # the workers loaded the model, this process did not
-    # a resumed batch plans with the precision the workers report: nothing is redone
+    # a resumed batch plans with the precision the workers reported: nothing is redone, and
+    # no workers start for the nothing left to do
     assert main([*argv, "--workers", "auto"]) == 0
-    assert "0 of 3 subjects done, 0 failed, 3 skipped" in capsys.readouterr().out
+    assert "0 of 3 subjects done, 0 failed, 3 skipped" in capfd.readouterr().out
+    assert pools == [2]
     # a model the workers cannot load: one line, exit 2, before any subject runs
     bad = ["detect", "--dataset", str(dataset), "--out", str(tmp_path / "bad"), "--workers", "2"]
     assert main([*bad, "--model", str(quick_model), "--device", "cuda:7"]) == 2
-    assert "cuda" in capsys.readouterr().err
+    error = capfd.readouterr().err.strip().splitlines()  # the workers' stderr too
+    assert len(error) == 1 and "cuda" in error[0]
     assert not (tmp_path / "bad").exists()
     assert main(["detect", "--swi", "x", "--out", str(tmp_path / "o"), "--workers", "auto"]) == 2
+
+
+def test_a_worker_dying_while_the_model_loads_leaves_the_subjects_to_fresh_workers(quick_model):
+    """A worker that dies while it loads the model (out of memory) breaks its pool: the model
+    is then loaded in this process, and the subjects go to fresh workers, not the broken ones."""
+    import concurrent.futures
+
+    from cmbdet.batch.local import WorkerProcesses
+
+    class BrokenPool(concurrent.futures.Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            future = concurrent.futures.Future()
+            future.set_exception(BrokenProcessPool("a worker died"))
+            return future
+
+    runner = WorkerProcesses(2)
+    model = runner._loaded_by(BrokenPool(), 2, DetectSettings(model_dir=quick_model))
+    assert model.precision in ("float32", "bfloat16") and model.spec.folder == quick_model
+    assert runner._pool is None  # run_in_pool makes a pool of its own

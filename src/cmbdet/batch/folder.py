@@ -161,6 +161,15 @@ def remove_leftovers(out_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def pending_subjects(subjects: list[SubjectFiles], out_dir: Path, overwrite: bool) -> int:
+    """How many of ``subjects`` a batch into ``out_dir`` will run (all with ``overwrite``, else
+    those without complete outputs): what its workers are counted for, before the model is
+    loaded (:func:`plan_batch` then checks the complete ones were made with it)."""
+    if overwrite:
+        return len(subjects)
+    return sum(complete_record(out_dir / f"sub-{s.subject_id}") is None for s in subjects)
+
+
 def complete_record(folder: Path) -> dict | None:
     """``run.json`` of a subject folder with complete outputs; None when incomplete.
 

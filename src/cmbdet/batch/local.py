@@ -82,18 +82,20 @@ class WorkerProcesses:
 
     The workers alone load the model: :meth:`started` spawns them before the batch is planned
     and has one of them load it and say what it runs in, so that this process never imports
-    PyTorch and the workers' start-up is the batch's only one.
+    PyTorch and the workers' start-up is the batch's only one. Called outside :meth:`started`
+    (or with one worker) it detects the subjects in this process.
     """
 
     def __init__(self, workers: int | str, debug: bool = False):
         self.workers, self.debug = workers, debug
+        self._count = 0  # workers of the started block; 0: none started
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._count = 0
 
     @contextlib.contextmanager
     def started(self, settings: DetectSettings, subjects: int) -> Iterator[LoadedModel]:
-        """Within the block, the workers for up to ``subjects`` subjects are running; it
-        yields the model they loaded (loaded in this process when one worker does).
+        """Within the block, the workers for ``subjects`` subjects are running; it yields the
+        model they loaded (loaded in this process when one worker does, or when a worker died
+        while loading it: fresh workers then run the subjects).
 
         Raises:
             InputError: a bad model folder, device or precision (from the worker).
@@ -103,17 +105,27 @@ class WorkerProcesses:
             yield loaded_model(settings)
             return
         with worker_pool(_worker_pool(count, self.debug, settings)) as pool:
-            self._pool, self._count = pool, count
+            self._count = count
             try:
-                # one task per worker: the pool spawns a process per task while none is idle,
-                # so every worker starts (and loads the model) now, not at its first subject
-                loaded = [pool.submit(loaded_model, settings) for _ in range(count)]
-                yield loaded[0].result()
+                yield self._loaded_by(pool, count, settings)
             finally:
-                self._pool = None
+                self._count, self._pool = 0, None
+
+    def _loaded_by(
+        self, pool: concurrent.futures.Executor, count: int, settings: DetectSettings
+    ) -> LoadedModel:
+        # one task per worker: the pool spawns a process per task while none is idle, so
+        # every worker starts (and loads the model) now, not at its first subject
+        loaded = [pool.submit(loaded_model, settings) for _ in range(count)]
+        try:
+            model = loaded[0].result()
+        except BrokenProcessPool:  # a worker died starting (out of memory?)
+            return loaded_model(settings)  # run_in_pool starts fresh workers
+        self._pool = pool
+        return model
 
     def __call__(self, jobs: list[Job], settings: DetectSettings) -> Iterator[BatchRow]:
-        if self._pool is None:  # not started, or one worker: in this process
+        if not self._count:
             return in_this_process(jobs, settings)
         return run_in_pool(jobs, settings, self._count, self.debug, self._pool)
 
@@ -126,10 +138,10 @@ def run_in_pool(
     settings: DetectSettings,
     workers: int,
     debug: bool = False,
-    started: concurrent.futures.ProcessPoolExecutor | None = None,
+    pool: concurrent.futures.ProcessPoolExecutor | None = None,
 ) -> Iterator[BatchRow]:
-    """Rows of ``jobs`` run in ``workers`` spawned processes (first those of ``started``, a
-    pool its owner shuts down), as they finish.
+    """Rows of ``jobs`` run in ``workers`` spawned processes (first those of ``pool``, which
+    its owner shuts down; else a pool of its own), as they finish.
 
     Only ``workers`` subjects are handed out at a time, so a worker process that dies (killed,
     out of memory) loses only the subjects then running: they are retried in a fresh pool, and
@@ -139,17 +151,17 @@ def run_in_pool(
     deaths: Counter[str] = Counter()
     while waiting:
         lost: list[Job] = []
-        if started is None:
-            workers_now = worker_pool(_worker_pool(workers, debug, settings))
-        else:
-            workers_now, started = contextlib.nullcontext(started), None
-        with workers_now as pool:
+        if pool is None:
+            round_of = worker_pool(_worker_pool(workers, debug, settings))
+        else:  # the given pool, once: after a worker died, a fresh one of our own
+            round_of, pool = contextlib.nullcontext(pool), None
+        with round_of as current:
             running: dict[concurrent.futures.Future, Job] = {}
             while (waiting and not lost) or running:
                 while waiting and not lost and len(running) < workers:
                     job = waiting.popleft()
                     try:
-                        running[pool.submit(detect_subject, *job, settings)] = job
+                        running[current.submit(detect_subject, *job, settings)] = job
                     except BrokenProcessPool:  # a worker died since the last result
                         waiting.appendleft(job)
                         break

@@ -25,6 +25,7 @@ from cmbdet.batch.folder import (
     COHORT_REPORT,
     check_batch_folder,
     made_with,
+    pending_subjects,
     plan_batch,
     remove_leftovers,
 )
@@ -90,10 +91,11 @@ def run_batch(
     """
     out_dir = real_output_path(out_dir)
     check_batch_folder(out_dir, subjects, [settings.model_dir, MODELS_DIR], overwrite)
+    check_writable(out_dir)
     # loaded first, so that a bad --model or --device is one error, not one per subject (by
     # the local workers, when there are some: then this process never imports PyTorch)
-    with _model_loaded(runner, settings, len(subjects)) as model:
-        check_writable(out_dir)
+    pending = pending_subjects(subjects, out_dir, overwrite)
+    with _model_loaded(runner, settings, pending) as model:
         out_dir.mkdir(parents=True, exist_ok=True)
         with folder_lock(out_dir):  # one batch at a time: a second one is refused, exit 2
             rows, jobs = plan_batch(subjects, out_dir, made_with(model, settings), overwrite)
