@@ -334,10 +334,13 @@ def test_networks_loaded_in_the_background_give_the_same_result(model_dir, subje
     """``background=True`` (the one-subject command line) builds the networks on a thread
     while the subject is read and preprocessed: the same candidates; damaged weights still
     fail at load; an unusable device fails at the first detection, naming it."""
+    import gc
     import shutil
+    import sys
 
     from cmbdet.errors import InputError
 
+    switch_interval = sys.getswitchinterval()
     now = Detector.load(model_dir, precision="float32").detect(subjects[0].swi, subjects[0].phase)
     later = Detector.load(model_dir, precision="float32", background=True)
     result = later.detect(subjects[0].swi, subjects[0].phase)
@@ -352,6 +355,8 @@ def test_networks_loaded_in_the_background_give_the_same_result(model_dir, subje
     nowhere = Detector.load(model_dir, device="tpu", background=True)
     with pytest.raises(InputError, match="unknown device 'tpu'"):
         nowhere.detect(subjects[0].swi, subjects[0].phase)
+    # the loading thread's process-wide settings are back once it ends, loaded or failed
+    assert sys.getswitchinterval() == pytest.approx(switch_interval) and gc.isenabled()
 
 
 def test_the_onnx_backend_from_the_command_line(model_dir, subjects, tmp_path, monkeypatch, capsys):

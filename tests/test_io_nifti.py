@@ -347,17 +347,33 @@ def test_volumes_read_together_fail_on_the_first_bad_file_given(tmp_path):
         load_volumes((missing, "SWI"), (truncated, "phase"))
 
 
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
 @pytest.mark.parametrize("stored", [np.int16, np.uint8, np.float64, np.float32])
-def test_unscaled_voxels_cast_while_reordered_equal_nibabels_float32(tmp_path, stored):
+def test_unscaled_voxels_cast_while_reordered_equal_nibabels_float32(tmp_path, stored, suffix):
     # where the scaling is unity the stored values are cast to float32 in the reordering copy:
     # the same voxels as nibabel's get_fdata(float32), in canonical order, for any stored type
     rng = np.random.default_rng(4)
     values = rng.normal(100, 40, size=(11, 8, 6)).clip(0, 250).astype(stored)
     affine = np.diag([-0.5, 0.5, 2.0, 1.0])  # stored left-right flipped (LAS)
-    path = tmp_path / "unscaled.nii.gz"
+    path = tmp_path / f"unscaled{suffix}"
     nib.save(nib.Nifti1Image(values, affine), path)
     volume = load_volume(path, "SWI")
     expected = nib.load(path).get_fdata(dtype=np.float32)
     assert volume.data.dtype == np.float32 and volume.data.flags.c_contiguous
     np.testing.assert_array_equal(volume.reorientation.from_canonical(volume.data), expected)
     np.testing.assert_array_equal(volume.data, expected[::-1])
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_image_data_shorter_than_the_header_says_is_refused(tmp_path, suffix, scaled):
+    # a whole gzip stream (or a plain file) whose voxels stop early: one line naming the file
+    image = nib.Nifti1Image(np.ones((8, 8, 6), np.int16), np.eye(4))
+    if scaled:
+        image.header.set_slope_inter(2.0, 0.0)
+    whole = image.to_bytes()
+    path = tmp_path / f"short{suffix}"
+    cut = whole[: len(whole) - 100]
+    path.write_bytes(gzip.compress(cut, mtime=0) if suffix == ".nii.gz" else cut)
+    with pytest.raises(InputError, match=r"short.nii(.gz)?: SWI file is truncated"):
+        load_volume(path, "SWI")

@@ -17,7 +17,6 @@ from cmbdet.preprocess.mask import (
     dilate_in_plane,
     erode_in_plane,
     estimate_brain_mask,
-    fill_holes_in_plane,
 )
 from cmbdet.preprocess.phase import (
     canonical_phase,
@@ -417,6 +416,8 @@ def test_holes_filled_in_one_labelling_equal_filling_each_slice():
     """The brain mask's holes are filled in one labelling of the volume: the same as
     ``binary_fill_holes`` slice by slice (holes touching the slice's edge stay open, diagonal
     gaps do not connect a hole to the outside, empty and full slices stay so)."""
+    from cmbdet.preprocess import mask as mask_module
+
     rng = np.random.default_rng(11)
     mask = ndimage.gaussian_filter(rng.random((45, 38, 7)), (1.5, 1.5, 0)) > 0.48
     mask[:, :, 0] = False
@@ -430,7 +431,7 @@ def test_holes_filled_in_one_labelling_equal_filling_each_slice():
         [ndimage.binary_fill_holes(mask[:, :, z]) for z in range(mask.shape[2])], axis=2
     )
     assert per_slice.sum() > mask.sum()  # there were holes to fill
-    np.testing.assert_array_equal(fill_holes_in_plane(mask), per_slice)
+    np.testing.assert_array_equal(mask_module._fill_holes(mask), per_slice)
 
 
 def test_the_slice_stack_crops_equal_the_slice_images(prepared):

@@ -58,17 +58,20 @@ def reuse_freed_memory() -> None:
 
     A subject's volumes are tens of MB each: by default each one is a fresh mapping, whose
     every page the kernel zeroes on first touch and unmaps when freed, and preprocessing makes
-    dozens of them. Reusing the memory saves about 0.4 s of system time per ``hr`` subject on
-    a 2-core VM (``benchmarks/RESULTS.md``); the peak memory is the same, and a process holds
-    it until it ends (a command, a batch worker).
+    dozens of them. Reusing the memory cut the system time of one ``hr`` subject from
+    1.2-1.9 s to 0.5-0.9 s on a 2-core VM (``benchmarks/RESULTS.md``); the peak memory is the
+    same, and a process holds it until it ends. Set for ``detect`` (the command, its batch
+    workers), where it was measured; one heap for all threads (a thread's own heap maps
+    anything over 64 MB afresh).
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc
         return
-    mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BYTES)
+    if mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BYTES) != 1:
+        return  # an older glibc that caps the threshold: keep its defaults altogether
     mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
-    mallopt(_M_ARENA_MAX, 1)  # threads too (a thread's arena maps anything over 64 MB)
+    mallopt(_M_ARENA_MAX, 1)
 
 
 def math_threads() -> int:

@@ -15,6 +15,7 @@ starts, so damaged weights still fail at once.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import os
@@ -179,7 +180,12 @@ def _verify(spec: ModelSpec, backend: str) -> None:
 
 class NetworksLoading:
     """:func:`load_networks` on a background thread; :meth:`get` waits for its result (or
-    raises its error)."""
+    raises its error).
+
+    While it loads, the process's thread switch interval is a tenth of its own and the
+    garbage collector is off (both process-wide; restored when the loading ends): one such
+    load at a time, as a one-subject ``detect`` has.
+    """
 
     def __init__(
         self, spec: ModelSpec, device: str = "auto", precision: str = "auto", backend: str = "auto"
@@ -195,20 +201,30 @@ class NetworksLoading:
         thread.start()
 
     def _load(self, spec: ModelSpec, device: str, precision: str, backend: str) -> None:
-        # importing PyTorch holds Python's lock most of the time: switching ten times as often
-        # lets the reading and preprocessing threads have it back sooner (~0.2 s per run), and
-        # the garbage collector's full passes over its new objects (~0.15 s) are left out
-        switch_interval, collecting = sys.getswitchinterval(), gc.isenabled()
-        sys.setswitchinterval(switch_interval / 10)
-        gc.disable()
         try:
-            self._future.set_result(load_networks(spec, device, precision, backend))
+            with _quietly_for_other_threads():
+                networks = load_networks(spec, device, precision, backend)
         except BaseException as error:  # handed to the thread that waits, and raised there
             self._future.set_exception(error)
-        finally:
-            sys.setswitchinterval(switch_interval)
-            if collecting:
-                gc.enable()
+        else:
+            self._future.set_result(networks)
 
     def get(self) -> Networks:
         return self._future.result()
+
+
+@contextlib.contextmanager
+def _quietly_for_other_threads():
+    """Importing PyTorch holds Python's lock most of the time: within the block, threads
+    switch ten times as often (the reading and preprocessing threads have the lock back
+    sooner) and the garbage collector makes no full passes over PyTorch's new objects (~0.15 s
+    of the lock per one-subject run); both settings are back when the block is left."""
+    switch_interval, collecting = sys.getswitchinterval(), gc.isenabled()
+    sys.setswitchinterval(switch_interval / 10)
+    gc.disable()
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch_interval)
+        if collecting:
+            gc.enable()

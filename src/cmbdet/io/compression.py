@@ -7,12 +7,11 @@ from __future__ import annotations
 
 try:
     from isal import igzip as _gzip
-
-    WRITE_LEVEL = 1  # igzip's levels are 0-3; 1 compresses label maps about as well as zlib's 1
 except ImportError:  # pragma: no cover - depends on the install
     import gzip as _gzip
 
-    WRITE_LEVEL = 1  # nibabel's default
+WRITE_LEVEL = 1
+"""Compression level of written files: nibabel's default for zlib; igzip's levels are 0-3."""
 
 
 def gunzip(data: bytes) -> bytes:
@@ -25,5 +24,6 @@ def gunzip(data: bytes) -> bytes:
 
 
 def gzipped(data: bytes) -> bytes:
-    """``data`` gzip-compressed, with a zero time stamp (the same bytes every run)."""
+    """``data`` gzip-compressed, with a zero time stamp (the same bytes every run of one
+    install; igzip and zlib compress to different bytes of the same content)."""
     return _gzip.compress(data, WRITE_LEVEL, mtime=0)

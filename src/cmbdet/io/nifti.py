@@ -235,7 +235,8 @@ def save_volume(
 
     The array is written in the order given (no reorientation); ``affine`` becomes both the
     qform and the sform, with code 1 (scanner). Float data written as an integer dtype is
-    rounded. ``.nii.gz`` output is deterministic (a zero gzip time stamp).
+    rounded. ``.nii.gz`` output is deterministic within an install (a zero gzip time stamp;
+    see :mod:`cmbdet.io.compression`).
 
     Args:
         path: output ``.nii`` or ``.nii.gz`` file.

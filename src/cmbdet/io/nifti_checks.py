@@ -167,11 +167,15 @@ def read_data(
     """The image's voxels: float32 with the scaling applied, or, where the scaling is unity,
     as stored (their float32 values are the same; the caller casts them while reordering them,
     one pass fewer); with ``volume``, only that volume of a 4D image, float32 (the others are
-    not read)."""
+    not read). A ``.nii.gz`` is decompressed whole first (:func:`_decompressed`)."""
+    unscaled = volume is None and _unit_scaling(image.dataobj)
     if volume is None and path.name.endswith(".gz"):
-        image = _in_memory(path, role, image)
+        data = _decompressed(path, role)
+        if unscaled:
+            return _stored_voxels(path, role, image.dataobj, data)
+        image = type(image).from_bytes(data)
     try:
-        if volume is None and _unit_scaling(image.dataobj):
+        if unscaled:
             return np.asanyarray(image.dataobj.get_unscaled())
         if volume is None:
             return image.get_fdata(dtype=np.float32, caching="unchanged")
@@ -179,11 +183,14 @@ def read_data(
     except (OSError, EOFError, zlib.error) as error:
         problem = _gzip_problem(path)
         if problem is None and "Expected" in str(error):  # "Expected N bytes, got M bytes"
-            problem = "file is truncated: image data is shorter than its header says"
+            problem = TRUNCATED_DATA
         problem = problem or f"file cannot be read ({_one_line(error)})"
         raise InputError(path, f"{role} {problem}") from None
     except Exception as error:  # e.g. complex or RGB data types
         raise InputError(path, f"{role} data cannot be read ({_one_line(error)})") from None
+
+
+TRUNCATED_DATA = "file is truncated: image data is shorter than its header says"
 
 
 def _unit_scaling(proxy) -> bool:
@@ -192,18 +199,28 @@ def _unit_scaling(proxy) -> bool:
     return slope is not None and float(slope) == 1.0 and float(intercept) == 0.0
 
 
-def _in_memory(path: Path, role: str, image: nib.Nifti1Image) -> nib.Nifti1Image:
-    """``image`` (a ``.nii.gz`` file) decompressed whole into memory in one call, outside
-    Python's global lock (:mod:`cmbdet.io.compression`); nibabel's streamed reading takes the
-    lock for every 32 kB it inflates."""
+def _stored_voxels(path: Path, role: str, proxy, data: bytes) -> np.ndarray:
+    """The voxels of a decompressed single-file NIfTI, as stored (Fortran order), viewed in
+    ``data`` where the header puts them: no copy."""
+    count = int(np.prod(proxy.shape))
+    dtype = np.dtype(proxy.dtype)
+    if len(data) < proxy.offset + count * dtype.itemsize:
+        raise InputError(path, f"{role} {TRUNCATED_DATA}")
+    voxels = np.frombuffer(data, dtype=dtype, count=count, offset=proxy.offset)
+    return voxels.reshape(proxy.shape, order="F")
+
+
+def _decompressed(path: Path, role: str) -> bytes:
+    """A ``.nii.gz`` file decompressed whole in one call, outside Python's global lock
+    (:mod:`cmbdet.io.compression`); nibabel's streamed reading takes the lock for every 32 kB
+    it inflates."""
     try:
-        data = gunzip(path.read_bytes())
+        return gunzip(path.read_bytes())
     except PermissionError:
         raise InputError(path, f"{role} file is not readable (permission denied)") from None
     except Exception as error:  # zlib's, ISA-L's and gzip's errors for damaged data
         problem = _gzip_problem(path) or f"file cannot be read ({_one_line(error)})"
         raise InputError(path, f"{role} {problem}") from None
-    return type(image).from_bytes(data)
 
 
 def check_values(path: Path, role: str, data: np.ndarray, allow_all_zero: bool) -> None:

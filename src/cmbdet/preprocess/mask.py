@@ -110,15 +110,11 @@ _IN_PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE_CROSS[:, :, 1] = ndimage.generate_binary_structure(2, 1)
 
 
-def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill the holes of each slice of (X, Y, Z) bool ``mask``: what
     ``ndimage.binary_fill_holes`` does slice by slice (background 4-connected in-plane to the
     slice's edge stays background; everything else joins the mask), in one labelling whose
     connections stay within slices."""
-    return by_slabs(_fill_holes, mask)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
     background, count = ndimage.label(~mask, structure=_IN_PLANE_CROSS)
     outside = np.zeros(count + 1, dtype=bool)
     for edge in (background[0], background[-1], background[:, 0], background[:, -1]):

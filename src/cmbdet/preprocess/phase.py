@@ -239,14 +239,17 @@ def lowpass_phase_fraction(
     spacing_mm = (spacing_mm[0] * step[0], spacing_mm[1] * step[1], spacing_mm[2])
     judgement = by_slabs(partial(_lowpass_judged, spacing_mm=spacing_mm), phase_rad, brain)
     inner = np.count_nonzero(judgement)
-    return float(np.count_nonzero(judgement == 2) / inner) if inner else 0.0
+    return float(np.count_nonzero(judgement == _FAR) / inner) if inner else 0.0
+
+
+_OUTSIDE, _NEAR, _FAR = 0, 1, 2  # a voxel's judgement by the phase-kind statistic
 
 
 def _lowpass_judged(
     phase_rad: np.ndarray, brain: np.ndarray, spacing_mm: tuple[float, float, float]
 ) -> np.ndarray:
-    """(X, Y, Z) int8, slice by slice: 0 outside the eroded brain, 1 within it, 2 within it
-    where the in-plane low-passed phase exceeds pi / 4."""
+    """(X, Y, Z) int8, slice by slice: ``_OUTSIDE`` the eroded brain, ``_NEAR`` within it,
+    ``_FAR`` within it where the in-plane low-passed phase exceeds pi / 4 (``_NEAR`` + 1)."""
     inner = erode_mm(brain, spacing_mm, BRAIN_EROSION_MM)
     sigma = (RAW_LOWPASS_SIGMA_MM / spacing_mm[0], RAW_LOWPASS_SIGMA_MM / spacing_mm[1], 0.0)
     weight = brain.astype(np.float32)
