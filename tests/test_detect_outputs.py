@@ -57,3 +57,21 @@ def test_overwrite_replaces_outputs_only(result, tmp_path):
         with pytest.raises(InputError, match="did not write"):
             write_outputs(out, result, result.reference, overwrite=overwrite)
     assert sorted(p.name for p in out.iterdir()) == ["swi.nii.gz"]
+
+
+@pytest.mark.parametrize("failing", ["label map", "report"])
+def test_a_failure_while_writing_leaves_no_outputs(result, tmp_path, monkeypatch, failing):
+    """The label map is written on a thread while the report is drawn: whichever of them
+    fails, the error reaches the caller and neither the output folder nor a staging folder
+    is left behind."""
+    from cmbdet.detect import outputs
+
+    def broken(*args, **kwargs):
+        raise OSError(f"the {failing} cannot be written")
+
+    monkeypatch.setattr(
+        outputs, "save_like" if failing == "label map" else "write_subject_report", broken
+    )
+    with pytest.raises(OSError, match=failing):
+        write_outputs(tmp_path / "out", result, result.reference)
+    assert list(tmp_path.iterdir()) == []
