@@ -19,6 +19,7 @@ were trained on PyTorch's resampling, and preprocessing needs no PyTorch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -144,9 +145,7 @@ def resample_to(volume: np.ndarray, target_shape: tuple[int, ...], order: int = 
             if out.shape[axis] != size:
                 out = out.take(_nearest_indices(out.shape[axis], size), axis=axis)
         return out
-    if volume.ndim == 3 and volume.shape[2] == target[2]:  # in-plane only: slab by slab
-        return by_slabs(partial(_linear_in_plane, size=target[:2]), volume)
-    return _linear(volume, target)
+    return _slab_by_slab(_linear, volume, target)
 
 
 def _linear(volume: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
@@ -157,8 +156,24 @@ def _linear(volume: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _linear_in_plane(volume: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return _linear(volume, (*size, volume.shape[2]))
+def _slab_by_slab(
+    resample: Callable[[np.ndarray, tuple[int, ...]], np.ndarray],
+    volume: np.ndarray,
+    target: tuple[int, ...],
+) -> np.ndarray:
+    """``resample(volume, target)``; where the slices are kept each one is resampled on its
+    own, so slabs of them run on threads (:func:`~cmbdet.preprocess.slabs.by_slabs`)."""
+    if volume.ndim == 3 and volume.shape[2] == target[2]:
+        return by_slabs(partial(_in_plane, resample=resample, size=target[:2]), volume)
+    return resample(volume, target)
+
+
+def _in_plane(
+    volume: np.ndarray,
+    resample: Callable[[np.ndarray, tuple[int, ...]], np.ndarray],
+    size: tuple[int, int],
+) -> np.ndarray:
+    return resample(volume, (*size, volume.shape[2]))
 
 
 def _scale(n_in: int, n_out: int) -> np.float32:
@@ -220,16 +235,10 @@ def resample_phase_to(phase_rad: np.ndarray, target_shape: tuple[int, ...]) -> n
     target = tuple(int(n) for n in target_shape)
     if tuple(phase_rad.shape) == target:
         return phase_rad.astype(np.float32, copy=False)
-    if phase_rad.shape[2] == target[2]:  # in-plane only: slab by slab
-        return by_slabs(partial(_phase_in_plane, size=target[:2]), phase_rad)
-    return _phase_resampled(phase_rad, target)
+    return _slab_by_slab(_phase_resampled, phase_rad, target)
 
 
 def _phase_resampled(phase_rad: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
     cos = _linear(np.cos(phase_rad), target)
     sin = _linear(np.sin(phase_rad), target)
     return np.arctan2(sin, cos).astype(np.float32)
-
-
-def _phase_in_plane(phase_rad: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return _phase_resampled(phase_rad, (*size, phase_rad.shape[2]))
