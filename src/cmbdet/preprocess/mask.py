@@ -14,6 +14,7 @@ from functools import partial
 import numpy as np
 from scipy import ndimage
 
+from cmbdet.preprocess.morphology import all_within, any_within, packed, unpacked
 from cmbdet.preprocess.slabs import by_slabs
 
 SMOOTH_MM = 1.0
@@ -102,7 +103,8 @@ def _brain_of_tissue(tissue: np.ndarray, spacing: np.ndarray) -> np.ndarray:
 def _closed_and_filled(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
     """``mask`` closed in-plane by ``radius_mm`` (what it held is kept) and its holes filled,
     slice by slice."""
-    closed = _erode(_dilate(mask, spacing, radius_mm), spacing, radius_mm) | mask
+    bits = _eroded(_dilated(packed(mask), spacing, radius_mm), spacing, radius_mm)
+    closed = unpacked(bits, mask.shape[2]) | mask
     return _fill_holes(closed)
 
 
@@ -173,24 +175,26 @@ def dilate_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> 
 
 
 def _erode(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    values = mask.astype(np.uint8)
-    eroded = np.ones(mask.shape, dtype=bool)
-    for half_x, half_y in _disk_rectangles(spacing, radius_mm):
-        rows = ndimage.minimum_filter1d(values, 2 * half_y + 1, axis=1, mode="constant", cval=1)
-        eroded &= ndimage.minimum_filter1d(
-            rows, 2 * half_x + 1, axis=0, mode="constant", cval=1
-        ).astype(bool)
-    return eroded
+    return unpacked(_eroded(packed(mask), spacing, radius_mm), mask.shape[2])
 
 
 def _dilate(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    values = mask.astype(np.uint8)
-    dilated = np.zeros(mask.shape, dtype=bool)
+    return unpacked(_dilated(packed(mask), spacing, radius_mm), mask.shape[2])
+
+
+def _eroded(bits: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Packed bits (:func:`~cmbdet.preprocess.morphology.packed`) eroded by the in-plane disk."""
+    eroded = np.full_like(bits, 0xFF)
     for half_x, half_y in _disk_rectangles(spacing, radius_mm):
-        rows = ndimage.maximum_filter1d(values, 2 * half_y + 1, axis=1, mode="constant", cval=0)
-        dilated |= ndimage.maximum_filter1d(
-            rows, 2 * half_x + 1, axis=0, mode="constant", cval=0
-        ).astype(bool)
+        eroded &= all_within(all_within(bits, half_y, axis=1), half_x, axis=0)
+    return eroded
+
+
+def _dilated(bits: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Packed bits dilated by the in-plane disk."""
+    dilated = np.zeros_like(bits)
+    for half_x, half_y in _disk_rectangles(spacing, radius_mm):
+        dilated |= any_within(any_within(bits, half_y, axis=1), half_x, axis=0)
     return dilated
 
 
@@ -198,7 +202,7 @@ def _disk_rectangles(spacing: np.ndarray, radius_mm: float) -> list[tuple[int, i
     """The in-plane disk of offsets within ``radius_mm`` as a union of centred rectangles
     (half-widths in voxels along x and y): erosion by the disk is the intersection of the
     erosions by the rectangles, dilation the union, and each rectangle is two running
-    minima (maxima) along a line, whose cost does not grow with their length.
+    running minima (maxima) along a line.
 
     Distances are computed as ``scipy.ndimage.distance_transform_edt`` computes them, so the
     morphology equals thresholding the per-slice distance transform.

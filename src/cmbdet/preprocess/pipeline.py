@@ -346,24 +346,35 @@ class SliceStack:
 
     def crop(self, chosen: np.ndarray, x: slice, y: slice) -> np.ndarray:
         """``slice_images(pre)[chosen][:, :, x, y]``: (N, C, x, y) float32 for the N slice
-        indices ``chosen``."""
+        indices ``chosen``.
+
+        The slices within reach of ``chosen`` are first copied slice-major, (z, x, y): every
+        slice the images take is then one contiguous plane, where taking slices across the
+        last axis of the (X', Y', Z') volume gathered single values (~3x slower).
+        """
         depth = self.shape[0]
         chosen = np.asarray(chosen)
-        swi = self._swi[x, y]  # (x, y, Z') view
-        out = np.empty((len(chosen), self.shape[1], *swi.shape[:2]), dtype=np.float32)
+        neighbours = max(self._config.slab_average, 0)
+        reach = max([neighbours, *(abs(offset) for offset in self._config.context_slices)])
+        low = max(int(chosen.min()) - reach, 0)
+        high = min(int(chosen.max()) + reach + 1, depth)
+
+        def slice_major(volume: np.ndarray) -> np.ndarray:  # (X', Y', Z') -> (z, x, y)
+            return np.ascontiguousarray(np.moveaxis(volume[x, y, low:high], 2, 0))
 
         def slices(volume: np.ndarray, offset: int) -> np.ndarray:  # (N, x, y)
-            return np.moveaxis(volume[:, :, np.clip(chosen + offset, 0, depth - 1)], 2, 0)
+            return volume[np.clip(chosen + offset, 0, depth - 1) - low]
 
-        neighbours = max(self._config.slab_average, 0)
+        swi = slice_major(self._swi)
+        out = np.empty((len(chosen), self.shape[1], *swi.shape[1:]), dtype=np.float32)
         total = slices(swi, 0).astype(np.float32)  # the slice, then its neighbours outwards
         for offset in range(1, neighbours + 1):
             total += np.where((chosen >= offset)[:, None, None], slices(swi, -offset), 0)
             total += np.where((chosen < depth - offset)[:, None, None], slices(swi, offset), 0)
-        low = np.maximum(chosen - neighbours, 0)
-        counts = np.minimum(chosen + neighbours, depth - 1) - low + 1
+        low_neighbour = np.maximum(chosen - neighbours, 0)
+        counts = np.minimum(chosen + neighbours, depth - 1) - low_neighbour + 1
         out[:, 0] = total / counts.astype(np.float32)[:, None, None]
-        out[:, 1] = complemented_phase(slices(self._phase[x, y], 0))
+        out[:, 1] = complemented_phase(slices(slice_major(self._phase), 0))
         for channel, offset in enumerate(self._config.context_slices, start=2):
             out[:, channel] = slices(swi, offset)
         return out
