@@ -202,7 +202,7 @@ def _disk_rectangles(spacing: np.ndarray, radius_mm: float) -> list[tuple[int, i
     """The in-plane disk of offsets within ``radius_mm`` as a union of centred rectangles
     (half-widths in voxels along x and y): erosion by the disk is the intersection of the
     erosions by the rectangles, dilation the union, and each rectangle is two running
-    running minima (maxima) along a line.
+    minima (maxima) along a line (on packed bits: :mod:`cmbdet.preprocess.morphology`).
 
     Distances are computed as ``scipy.ndimage.distance_transform_edt`` computes them, so the
     morphology equals thresholding the per-slice distance transform.
