@@ -41,3 +41,13 @@ def test_running_and_or_equal_scipy_filters_slice_by_slice(depth, half, axis):
         unpacked(any_within(bits, half, axis), depth), scipy(ndimage.maximum_filter1d, 0)
     )
     np.testing.assert_array_equal(unpacked(bits, depth), mask)  # the input is left as it was
+
+
+def test_views_and_non_bool_masks_pack_as_their_set_voxels_and_the_slice_axis_is_refused():
+    mask = np.random.default_rng(3).random((12, 10, 19)) > 0.5
+    view = mask[::-1, :, ::2]  # not contiguous
+    np.testing.assert_array_equal(unpacked(packed(view), view.shape[2]), view)
+    counts = mask.astype(np.int16) * 256  # non-zero counts as set (no wrap to a byte's 0)
+    np.testing.assert_array_equal(unpacked(packed(counts), 19), mask)
+    with pytest.raises(ValueError, match="in-plane"):
+        all_within(packed(mask), 1, axis=2)

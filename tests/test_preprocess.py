@@ -443,8 +443,8 @@ def test_the_slice_stack_crops_equal_the_slice_images(prepared):
     images, stack = slice_images(pre), SliceStack(pre)
     depth = images.shape[0]
     assert stack.shape == images.shape
-    for chosen in ([0, 1, 2], [depth - 2, depth - 1], [5, 9, 3]):
-        crop = stack.crop(np.array(chosen), slice(4, 30), slice(2, 41))
+    for chosen in ([0, 1, 2], [depth - 2, depth - 1], [5, 9, 3], []):
+        crop = stack.crop(np.array(chosen, dtype=int), slice(4, 30), slice(2, 41))
         np.testing.assert_array_equal(crop, images[chosen][:, :, 4:30, 2:41])
 
 

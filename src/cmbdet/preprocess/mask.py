@@ -103,7 +103,7 @@ def _brain_of_tissue(tissue: np.ndarray, spacing: np.ndarray) -> np.ndarray:
 def _closed_and_filled(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
     """``mask`` closed in-plane by ``radius_mm`` (what it held is kept) and its holes filled,
     slice by slice."""
-    bits = _eroded(_dilated(packed(mask), spacing, radius_mm), spacing, radius_mm)
+    bits = _erode_bits(_dilate_bits(packed(mask), spacing, radius_mm), spacing, radius_mm)
     closed = unpacked(bits, mask.shape[2]) | mask
     return _fill_holes(closed)
 
@@ -175,23 +175,25 @@ def dilate_in_plane(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> 
 
 
 def _erode(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    return unpacked(_eroded(packed(mask), spacing, radius_mm), mask.shape[2])
+    return unpacked(_erode_bits(packed(mask), spacing, radius_mm), mask.shape[2])
 
 
 def _dilate(mask: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    return unpacked(_dilated(packed(mask), spacing, radius_mm), mask.shape[2])
+    return unpacked(_dilate_bits(packed(mask), spacing, radius_mm), mask.shape[2])
 
 
-def _eroded(bits: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Packed bits (:func:`~cmbdet.preprocess.morphology.packed`) eroded by the in-plane disk."""
+def _erode_bits(bits: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(X, Y, ceil(Z / 8)) packed bits (:func:`~cmbdet.preprocess.morphology.packed`) eroded
+    by the in-plane disk of ``radius_mm``; outside the array counts as set (the edge erodes
+    nothing). The pad bits past the last slice may be set: ``unpacked`` drops them."""
     eroded = np.full_like(bits, 0xFF)
     for half_x, half_y in _disk_rectangles(spacing, radius_mm):
         eroded &= all_within(all_within(bits, half_y, axis=1), half_x, axis=0)
     return eroded
 
 
-def _dilated(bits: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Packed bits dilated by the in-plane disk."""
+def _dilate_bits(bits: np.ndarray, spacing: np.ndarray, radius_mm: float) -> np.ndarray:
+    """(X, Y, ceil(Z / 8)) packed bits dilated by the in-plane disk of ``radius_mm``."""
     dilated = np.zeros_like(bits)
     for half_x, half_y in _disk_rectangles(spacing, radius_mm):
         dilated |= any_within(any_within(bits, half_y, axis=1), half_x, axis=0)

@@ -356,14 +356,19 @@ class SliceStack:
         chosen = np.asarray(chosen)
         neighbours = max(self._config.slab_average, 0)
         reach = max([neighbours, *(abs(offset) for offset in self._config.context_slices)])
-        low = max(int(chosen.min()) - reach, 0)
-        high = min(int(chosen.max()) + reach + 1, depth)
+        copied = slice(0, 0)  # no slices chosen: nothing to copy
+        if chosen.size:
+            copied = slice(
+                max(int(chosen.min()) - reach, 0), min(int(chosen.max()) + reach + 1, depth)
+            )
 
         def slice_major(volume: np.ndarray) -> np.ndarray:  # (X', Y', Z') -> (z, x, y)
-            return np.ascontiguousarray(np.moveaxis(volume[x, y, low:high], 2, 0))
+            return np.ascontiguousarray(np.moveaxis(volume[x, y, copied], 2, 0))
 
-        def slices(volume: np.ndarray, offset: int) -> np.ndarray:  # (N, x, y)
-            return volume[np.clip(chosen + offset, 0, depth - 1) - low]
+        def slices(copy: np.ndarray, offset: int) -> np.ndarray:  # (N, x, y)
+            """Slices ``chosen + offset`` (the end slice beyond the stack) of a slice-major
+            copy, whose index 0 is slice ``copied.start``."""
+            return copy[np.clip(chosen + offset, 0, depth - 1) - copied.start]
 
         swi = slice_major(self._swi)
         out = np.empty((len(chosen), self.shape[1], *swi.shape[1:]), dtype=np.float32)
@@ -371,8 +376,8 @@ class SliceStack:
         for offset in range(1, neighbours + 1):
             total += np.where((chosen >= offset)[:, None, None], slices(swi, -offset), 0)
             total += np.where((chosen < depth - offset)[:, None, None], slices(swi, offset), 0)
-        low_neighbour = np.maximum(chosen - neighbours, 0)
-        counts = np.minimum(chosen + neighbours, depth - 1) - low_neighbour + 1
+        first_averaged = np.maximum(chosen - neighbours, 0)
+        counts = np.minimum(chosen + neighbours, depth - 1) - first_averaged + 1
         out[:, 0] = total / counts.astype(np.float32)[:, None, None]
         out[:, 1] = complemented_phase(slices(slice_major(self._phase), 0))
         for channel, offset in enumerate(self._config.context_slices, start=2):
