@@ -241,4 +241,4 @@ def resample_phase_to(phase_rad: np.ndarray, target_shape: tuple[int, ...]) -> n
 def _phase_resampled(phase_rad: np.ndarray, target: tuple[int, ...]) -> np.ndarray:
     cos = _linear(np.cos(phase_rad), target)
     sin = _linear(np.sin(phase_rad), target)
-    return np.arctan2(sin, cos).astype(np.float32)
+    return np.arctan2(sin, cos).astype(np.float32, copy=False)
