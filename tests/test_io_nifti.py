@@ -108,6 +108,29 @@ def test_save_refuses_to_overwrite(tmp_path):
     np.testing.assert_array_equal(load_volume(path).data, _image(1))
 
 
+@pytest.mark.parametrize("name", ["a.nii.gz", "a.nii"])
+def test_save_never_writes_through_a_link(tmp_path, name):
+    """A link at the output path, even a dangling one, is an existing file: refused without
+    ``overwrite``; with it the link itself is replaced and its target is left as it was."""
+    target = tmp_path / "elsewhere" / "target.bin"
+    target.parent.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    dangling = out / ("dangling-" + name)
+    dangling.symlink_to(tmp_path / "missing.bin")
+    with pytest.raises(InputError, match="already exists"):
+        save_volume(dangling, _image(), AFFINE, dtype=np.float32)
+    assert dangling.is_symlink() and not (tmp_path / "missing.bin").exists()
+    target.write_bytes(b"keep")
+    link = out / name
+    link.symlink_to(target)
+    with pytest.raises(InputError, match="already exists"):
+        save_volume(link, _image(), AFFINE, dtype=np.float32)
+    save_volume(link, _image(1), AFFINE, dtype=np.float32, overwrite=True)
+    assert not link.is_symlink() and target.read_bytes() == b"keep"
+    np.testing.assert_array_equal(load_volume(link).data, _image(1))
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

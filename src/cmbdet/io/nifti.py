@@ -244,7 +244,8 @@ def save_volume(
         affine: (4, 4) voxel-to-world affine, mm.
         dtype: on-disk data type, e.g. ``np.float32`` or ``np.int16``; stored unscaled.
         header_from: header whose extra fields (units, description, ...) are kept.
-        overwrite: replace an existing file; otherwise an existing file is an error.
+        overwrite: replace an existing file; otherwise an existing file is an error. A link at
+            ``path`` is itself replaced (its target is never written).
 
     Returns:
         ``path``.
@@ -259,7 +260,7 @@ def save_volume(
         raise InputError(path, "output file name must end in .nii or .nii.gz")
     if not path.parent.is_dir():
         raise InputError(path.parent, "output folder does not exist")
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link is there too
         raise InputError(path, "output file already exists (refusing to overwrite)")
     image = _make_image(_cast(data, np.dtype(dtype)), np.asarray(affine, float), header_from)
     suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
