@@ -70,7 +70,7 @@ def _estimate_on_grid(swi: np.ndarray, spacing_mm: tuple[float, float, float]) -
     spacing = np.asarray(spacing_mm, dtype=float)
     empty = np.zeros(swi.shape, dtype=bool)
     sigma = (SMOOTH_MM / spacing[0], SMOOTH_MM / spacing[1], 0.0)
-    smooth = by_slabs(partial(ndimage.gaussian_filter, sigma=sigma), swi.astype(np.float32))
+    smooth = by_slabs(partial(ndimage.gaussian_filter, sigma=sigma), np.asarray(swi, np.float32))
     positive = smooth[smooth > 0]
     if positive.size < 2:
         return empty
