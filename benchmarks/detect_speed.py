@@ -16,6 +16,7 @@ is cached between runs: each writes into a new folder.
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,20 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def require_done(out: Path, subjects: int) -> None:
+    """Stop unless the run into ``out`` detected every one of its ``subjects``: a command that
+    failed, or refused its arguments, must not pass for a fast one (a wrapper around an old
+    version may lose its exit status)."""
+    log = out / "batch.csv"
+    if log.is_file():
+        with log.open(newline="") as file:
+            done = sum(row["status"] == "done" for row in csv.DictReader(file))
+    else:
+        done = int((out / "detections.csv").is_file())
+    if done != subjects:
+        sys.exit(f"{out}: {done} of {subjects} subjects detected; the timing would be wrong")
+
+
 def measure(
     cmbdet: str,
     test_set: Path,
@@ -63,6 +78,7 @@ def measure(
         out = scratch / f"{test_set.name}-batch-{count}"
         command = [cmbdet, "detect", "--manifest", str(manifest), "--out", str(out)]
         batches[count] = timed([*command, "--workers", count, *model]) / len(subjects)
+        require_done(out, len(subjects))
     one = subjects[0]
     one_floors, singles = [], []
     for run in range(cli_runs):  # the floor and the run alternate, so both see the same load
@@ -70,6 +86,7 @@ def measure(
         out = scratch / f"{test_set.name}-one-{run}"
         files = ["--swi", str(one / "swi.nii.gz"), "--phase", str(one / "phase.nii.gz")]
         singles.append(timed([cmbdet, "detect", *files, "--out", str(out), *model]))
+        require_done(out, 1)
     single, one_floor = float(np.median(singles)), float(np.median(one_floors))
     return {
         "set": test_set.name,
