@@ -45,18 +45,19 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def require_done(out: Path, subjects: int) -> None:
-    """Stop unless the run into ``out`` detected every one of its ``subjects``: a command that
-    failed, or refused its arguments, must not pass for a fast one (a wrapper around an old
-    version may lose its exit status)."""
+def require_done(out: Path, expected: int) -> None:
+    """Stop unless the run into ``out`` detected all ``expected`` subjects: a batch's
+    ``batch.csv`` rows with status ``done``, else (one subject) a ``detections.csv``. A command
+    that failed, or refused its arguments, must not pass for a fast one (a wrapper around an
+    old version may lose its exit status)."""
     log = out / "batch.csv"
     if log.is_file():
         with log.open(newline="") as file:
-            done = sum(row["status"] == "done" for row in csv.DictReader(file))
+            done = sum(row.get("status") == "done" for row in csv.DictReader(file))
     else:
         done = int((out / "detections.csv").is_file())
-    if done != subjects:
-        sys.exit(f"{out}: {done} of {subjects} subjects detected; the timing would be wrong")
+    if done != expected:
+        sys.exit(f"{out}: {done} of {expected} subjects detected; the timing would be wrong")
 
 
 def measure(
