@@ -16,7 +16,6 @@ is cached between runs: each writes into a new folder.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from cmbdet.batch.log import BATCH_LOG, read_batch_log
+from cmbdet.batch.subject import DONE
 
 CMBDET = str(Path(sys.executable).parent / "cmbdet")  # --cmbdet chooses another
 
@@ -50,10 +52,9 @@ def require_done(out: Path, expected: int) -> None:
     ``batch.csv`` rows with status ``done``, else (one subject) a ``detections.csv``. A command
     that failed, or refused its arguments, must not pass for a fast one (a wrapper around an
     old version may lose its exit status)."""
-    log = out / "batch.csv"
+    log = out / BATCH_LOG
     if log.is_file():
-        with log.open(newline="") as file:
-            done = sum(row.get("status") == "done" for row in csv.DictReader(file))
+        done = sum(row.status == DONE for row in read_batch_log(log).values())
     else:
         done = int((out / "detections.csv").is_file())
     if done != expected:
